@@ -1,0 +1,2 @@
+"""opticsfree."""
+__version__ = "0.1.0"

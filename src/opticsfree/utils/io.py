@@ -1,0 +1,114 @@
+"""Atomic file output: write to a temporary file in the same directory, then rename.
+
+A reader never sees a half-written file, and an interrupted run leaves either the old file or
+nothing. Temporary names end in ``.tmp`` so that an interrupted run's leftovers are easy to
+recognise and are ignored by every reader in this package.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import json
+import os
+import tempfile
+from pathlib import Path
+from typing import Any, Iterator
+
+from opticsfree.errors import OpticsfreeError
+
+
+def ensure_dir(path: str | os.PathLike) -> Path:
+    """Create ``path`` (and parents) or raise a clear error if it cannot be written."""
+    p = Path(path)
+    try:
+        p.mkdir(parents=True, exist_ok=True)
+    except OSError as e:
+        raise OpticsfreeError(f"cannot create output directory {p}: {e.strerror}") from None
+    if not os.access(p, os.W_OK):
+        raise OpticsfreeError(f"output directory {p} is not writable")
+    return p
+
+
+@contextlib.contextmanager
+def atomic_path(path: str | os.PathLike) -> Iterator[Path]:
+    """Yield a temporary path next to ``path``; rename it onto ``path`` on success.
+
+    Args:
+        path: the final file name.
+
+    Yields:
+        A temporary file path in the same directory (so the rename is atomic). On an
+        exception the temporary file is removed and ``path`` is left untouched.
+    """
+    final = Path(path)
+    ensure_dir(final.parent)
+    fd, tmp = tempfile.mkstemp(prefix=f".{final.name}.", suffix=".tmp", dir=final.parent)
+    os.close(fd)
+    tmp_path = Path(tmp)
+    try:
+        yield tmp_path
+        os.replace(tmp_path, final)
+    except BaseException:
+        with contextlib.suppress(FileNotFoundError):
+            tmp_path.unlink()
+        raise
+
+
+def write_bytes(path: str | os.PathLike, data: bytes) -> None:
+    """Atomically write ``data`` to ``path``."""
+    with atomic_path(path) as tmp:
+        tmp.write_bytes(data)
+
+
+def write_text(path: str | os.PathLike, text: str) -> None:
+    """Atomically write ``text`` (UTF-8) to ``path``."""
+    with atomic_path(path) as tmp:
+        tmp.write_text(text, encoding="utf-8")
+
+
+def write_json(path: str | os.PathLike, obj: Any) -> None:
+    """Atomically write ``obj`` as indented JSON."""
+    write_text(path, json.dumps(obj, indent=2, sort_keys=False) + "\n")
+
+
+def read_json(path: str | os.PathLike) -> Any:
+    """Read a JSON file, raising a one-line error that names the file on failure."""
+    p = Path(path)
+    try:
+        return json.loads(p.read_text(encoding="utf-8"))
+    except FileNotFoundError:
+        raise OpticsfreeError(f"{p}: file not found") from None
+    except json.JSONDecodeError as e:
+        raise OpticsfreeError(f"{p}: invalid JSON at line {e.lineno}: {e.msg}") from None
+
+
+def save_torch(path: str | os.PathLike, obj: Any) -> None:
+    """Atomically ``torch.save`` ``obj`` to ``path``."""
+    import torch
+
+    with atomic_path(path) as tmp:
+        torch.save(obj, tmp)
+
+
+def load_torch(path: str | os.PathLike) -> Any:
+    """Safely load a checkpoint (``weights_only=True``: tensors and plain containers only)."""
+    import torch
+
+    p = Path(path)
+    if not p.is_file():
+        raise OpticsfreeError(f"{p}: checkpoint not found")
+    try:
+        return torch.load(p, map_location="cpu", weights_only=True)
+    except Exception as e:  # noqa: BLE001 - any unpickling failure is a bad file for the user
+        raise OpticsfreeError(f"{p}: not a readable opticsfree checkpoint ({type(e).__name__}: {e})".splitlines()[0]) from None
+
+
+def file_sha256(path: str | os.PathLike, chunk: int = 1 << 20) -> str:
+    """SHA-256 hex digest of a file."""
+    import hashlib
+
+    h = hashlib.sha256()
+    with open(path, "rb") as f:
+        while block := f.read(chunk):
+            h.update(block)
+    return h.hexdigest()
