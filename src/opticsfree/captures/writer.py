@@ -1,0 +1,121 @@
+"""Encode and write capture-set images, in parallel, atomically, skipping finished files."""
+
+from __future__ import annotations
+
+import io
+import os
+from concurrent.futures import ProcessPoolExecutor
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Iterable, Sequence
+
+import numpy as np
+from PIL import Image
+
+from opticsfree.errors import OpticsfreeError
+
+
+@dataclass(frozen=True)
+class ImageJob:
+    """One image to write: ``path`` (absolute), ``pixels`` (H, W, C) uint8, format and quality."""
+
+    path: str
+    pixels: np.ndarray
+    quality: int | None = None  # JPEG quality; None = PNG (lossless)
+
+
+def encode_image(pixels: np.ndarray, quality: int | None) -> bytes:
+    """Encode (H, W, C) uint8 pixels as PNG (``quality`` None) or JPEG at ``quality``."""
+    arr = pixels[..., 0] if pixels.shape[-1] == 1 else pixels
+    img = Image.fromarray(np.ascontiguousarray(arr))
+    buf = io.BytesIO()
+    if quality is None:
+        img.save(buf, format="PNG", compress_level=1)
+    else:
+        img.save(buf, format="JPEG", quality=int(quality))
+    return buf.getvalue()
+
+
+def _write_one(job: ImageJob) -> None:
+    data = encode_image(job.pixels, job.quality)
+    tmp = f"{job.path}.{os.getpid()}.tmp"
+    with open(tmp, "wb") as f:
+        f.write(data)
+    os.replace(tmp, job.path)
+
+
+def _write_chunk(jobs: Sequence[ImageJob]) -> int:
+    for job in jobs:
+        _write_one(job)
+    return len(jobs)
+
+
+def pending(jobs: Iterable[ImageJob]) -> list[ImageJob]:
+    """The jobs whose file does not exist yet (finished files are complete: writes are atomic)."""
+    return [j for j in jobs if not os.path.exists(j.path)]
+
+
+def write_images(jobs: Sequence[ImageJob], workers: int = 0, chunk: int = 512,
+                 on_progress=None) -> int:
+    """Write ``jobs`` (creating directories), in ``workers`` processes (0 = one per CPU).
+
+    Each file is written to a temporary name and renamed, so an interrupted run never leaves
+    a partial image and a rerun only writes what is missing.
+
+    Args:
+        jobs: images to write.
+        workers: processes to encode with; 0 uses ``os.cpu_count()``, 1 writes in-process.
+        chunk: images per task.
+        on_progress: optional callback ``f(n_written)`` after each chunk.
+
+    Returns:
+        Number of images written.
+    """
+    if not jobs:
+        return 0
+    for d in {os.path.dirname(j.path) for j in jobs}:
+        try:
+            os.makedirs(d, exist_ok=True)
+        except OSError as e:
+            raise OpticsfreeError(f"cannot create {d}: {e.strerror}") from None
+    chunks = [jobs[i:i + chunk] for i in range(0, len(jobs), chunk)]
+    workers = workers or os.cpu_count() or 1
+    done = 0
+    try:
+        if workers == 1 or len(chunks) == 1:
+            for c in chunks:
+                done += _write_chunk(c)
+                if on_progress:
+                    on_progress(len(c))
+        else:
+            with ProcessPoolExecutor(max_workers=workers) as pool:
+                for n in pool.map(_write_chunk, chunks):
+                    done += n
+                    if on_progress:
+                        on_progress(n)
+    except OSError as e:
+        raise OpticsfreeError(f"cannot write {getattr(e, 'filename', '') or 'image'}: {e.strerror}") from None
+    return done
+
+
+def read_image(path: str | Path) -> np.ndarray:
+    """Decode an image file to (H, W, C) uint8 (C = 1 for grayscale, else 3).
+
+    Raises:
+        DataError: naming the file when it is missing, unreadable or truncated.
+    """
+    from opticsfree.errors import DataError
+
+    try:
+        with Image.open(path) as img:
+            img.load()
+            mode = img.mode
+            if mode in ("L", "I;16", "I", "F", "1"):
+                arr = np.asarray(img.convert("L"))[..., None]
+            else:
+                arr = np.asarray(img.convert("RGB"))
+    except FileNotFoundError:
+        raise DataError(f"{path}: file not found") from None
+    except (OSError, SyntaxError, ValueError) as e:
+        raise DataError(f"{path}: unreadable or truncated image ({e})") from None
+    return arr
