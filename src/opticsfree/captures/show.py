@@ -1,0 +1,89 @@
+"""Figure of a capture set: originals beside their captures, and the camera's point responses."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import numpy as np
+import torch
+
+from opticsfree.captures.format import open_capture_set
+from opticsfree.captures.loader import load_captures
+from opticsfree.utils.io import atomic_path
+
+
+def point_responses(camera_dict: dict, image_shape: tuple[int, int], channels: int):
+    """Noiseless responses to one lit display element at the centre and at a corner.
+
+    Returns:
+        ``[(title, (Ho, Wo) array), ...]`` or an empty list for real (unknown) cameras.
+    """
+    from opticsfree.optics import Camera, camera_from_dict
+
+    if camera_dict.get("type") not in ("bare", "lens", "psf"):
+        return []
+    cam = Camera(camera_from_dict(camera_dict), image_shape, channels)
+    h, w = image_shape
+    return [("point response: centre", cam.point_response(h // 2, w // 2).numpy()),
+            ("point response: corner", cam.point_response(0, 0).numpy())]
+
+
+def show_capture_set(root: str | Path, out: str | Path, split: str | None = None, n: int = 8,
+                     seed: int = 0) -> Path:
+    """Write a PNG with ``n`` originals above their captures and the point responses.
+
+    Args:
+        root: capture set.
+        out: output PNG path (written atomically).
+        split: split to sample from (default: test if present, else the first).
+        n: number of examples.
+        seed: which examples (random, class-spread).
+    """
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    cs = open_capture_set(root)
+    split = split or ("test" if "test" in cs.splits else cs.splits[0])
+    data = load_captures(root, split)
+    rng = np.random.default_rng(seed)
+    pick = rng.choice(len(data), size=min(n, len(data)), replace=False)
+    resp = point_responses(cs.manifest["camera"], _orig_shape(cs, split), data.original.shape[1])
+    cols = len(pick)
+    rows = 2 + (1 if resp else 0)
+    fig, axes = plt.subplots(rows, cols, figsize=(1.6 * cols, 1.7 * rows), squeeze=False)
+    for j, i in enumerate(pick):
+        for r, (img, title) in enumerate([(data.original[i], "original"), (data.lensless[i], "capture")]):
+            ax = axes[r][j]
+            arr = img.permute(1, 2, 0).numpy()
+            ax.imshow(arr[..., 0] if arr.shape[-1] == 1 else arr, cmap="gray", vmin=0, vmax=255)
+            ax.set_xticks([]); ax.set_yticks([])
+            if j == 0:
+                ax.set_ylabel(title)
+        axes[0][j].set_title(data.classes[int(data.labels[i])], fontsize=8)
+    if resp:
+        for j in range(cols):
+            axes[2][j].axis("off")
+        for j, (title, im) in enumerate(resp):
+            ax = axes[2][j * 2] if cols >= 4 else axes[2][j]
+            ax.axis("on")
+            ax.imshow(im, cmap="inferno")
+            ax.set_title(title, fontsize=7)
+            ax.set_xticks([]); ax.set_yticks([])
+    cam = cs.manifest["camera"]
+    fig.suptitle(f"{Path(root).name}: camera {cam.get('name', cam.get('type'))}, split {split}", fontsize=9)
+    fig.tight_layout()
+    out = Path(out)
+    with atomic_path(out) as tmp:
+        fig.savefig(tmp, format="png", dpi=110)
+    plt.close(fig)
+    return out
+
+
+def _orig_shape(cs, split: str) -> tuple[int, int]:
+    from opticsfree.captures.writer import read_image
+
+    row = cs.rows_for(split)[0]
+    a = read_image(cs.path(row.original))
+    return a.shape[0], a.shape[1]

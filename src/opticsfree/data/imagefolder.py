@@ -1,0 +1,311 @@
+"""ImageFolder trees (``train/<class>/*``, ``test/<class>/*``, or ``<class>/*``): scan and decode.
+
+A tree is read from a directory or from the members of a tar archive. Layouts recognised, on
+relative paths of image files (hidden files and ``__MACOSX`` are ignored):
+
+* two splits: ``train/<class>/<file>`` and ``test/<class>/<file>``;
+* the same below one wrapper directory (``<name>/train/<class>/<file>``, as archives often are);
+* one split (only where the caller allows it): ``<class>/<file>``, possibly below one wrapper
+  directory; it is split into train/test by :func:`opticsfree.data.split.stratified_split`.
+
+Files may sit in subfolders of a class folder. Samples are ordered by label, then by path,
+and get ids ``<class>_<path within the class folder, without extension>`` made file-name-safe
+and unique. Decoding uses Pillow, in two worker processes for large trees.
+"""
+
+from __future__ import annotations
+
+import io
+import os
+import posixpath
+from concurrent.futures import ProcessPoolExecutor
+from dataclasses import dataclass
+from itertools import repeat
+from pathlib import Path
+from typing import Sequence
+
+import numpy as np
+from PIL import Image
+
+from opticsfree.data.base import Split
+from opticsfree.data.classes import folder_class_order
+from opticsfree.data.ids import unique_ids
+from opticsfree.data.split import stratified_split
+from opticsfree.errors import DataError
+from opticsfree.utils.progress import progress
+
+#: File extensions treated as images (lower case).
+IMAGE_EXTENSIONS = frozenset({".jpg", ".jpeg", ".png", ".bmp", ".gif", ".ppm", ".pgm", ".pbm",
+                              ".pnm", ".tif", ".tiff", ".webp"})
+#: Split folder names of a two-split tree.
+SPLIT_DIRS = ("train", "test")
+#: Layouts, for error messages.
+LAYOUTS = "train/<class>/<image>, test/<class>/<image>"
+#: Trees with at least this many images are decoded in worker processes.
+PARALLEL_MIN = 2048
+#: Worker processes for large trees (the machines this runs on are shared; 2 is enough to
+#: keep up with reading the archive).
+WORKERS = 2
+_CHUNK = 1024
+
+
+@dataclass(frozen=True)
+class Entry:
+    """One image file of a tree.
+
+    Attributes:
+        split: ``"train"`` / ``"test"``, or ``""`` in a single-split tree.
+        cls: class folder name.
+        rel: path below the class folder (POSIX).
+        display: how to name the file in messages (a path, or ``archive:member``).
+        payload: the file's bytes (archive member) or its path (directory tree).
+    """
+
+    split: str
+    cls: str
+    rel: str
+    display: str
+    payload: bytes | str
+
+
+@dataclass
+class Tree:
+    """A scanned ImageFolder tree: its entries and whether it has train/test folders."""
+
+    source: Path
+    two_split: bool
+    entries: list[Entry]
+
+    @property
+    def classes(self) -> list[str]:
+        """Class names in label order (all splits together)."""
+        return folder_class_order(e.cls for e in self.entries)
+
+
+def is_image_path(rel: str) -> bool:
+    """Whether a relative path names an image file that a tree may hold (not hidden)."""
+    if posixpath.splitext(rel)[1].lower() not in IMAGE_EXTENSIONS:
+        return False
+    return not any(p.startswith(".") or p == "__MACOSX" for p in rel.split("/"))
+
+
+def _layout(paths: Sequence[list[str]], allow_single: bool) -> tuple[int, bool] | None:
+    """(depth of the split or class folder, two_split) for split image paths, or None."""
+
+    def two_split_at(depth: int) -> bool:
+        return any(len(p) >= depth + 3 and p[depth] in SPLIT_DIRS for p in paths)
+
+    if not paths:
+        return None
+    if two_split_at(0):
+        return 0, True
+    tops = {p[0] for p in paths if len(p) > 1}
+    wrapped = len(tops) == 1 and all(len(p) > 1 for p in paths)
+    if wrapped and two_split_at(1):
+        return 1, True
+    if not allow_single:
+        return None
+    if wrapped and all(len(p) >= 3 for p in paths):
+        return 1, False
+    if any(len(p) >= 2 for p in paths):
+        return 0, False
+    return None
+
+
+def _entries(source: Path, items: Sequence[tuple[str, str, bytes | str]],
+             allow_single: bool) -> Tree | None:
+    """Build a :class:`Tree` from ``(relative path, display, payload)`` items."""
+    split_paths = [rel.split("/") for rel, _, _ in items]
+    layout = _layout(split_paths, allow_single)
+    if layout is None:
+        return None
+    depth, two_split = layout
+    entries = []
+    for parts, (_, display, payload) in zip(split_paths, items):
+        if two_split:
+            if len(parts) >= depth + 3 and parts[depth] in SPLIT_DIRS:
+                entries.append(Entry(parts[depth], parts[depth + 1], "/".join(parts[depth + 2:]), display, payload))
+        elif len(parts) >= depth + 2:
+            entries.append(Entry("", parts[depth], "/".join(parts[depth + 1:]), display, payload))
+    return Tree(source, two_split, entries) if entries else None
+
+
+def scan_directory(root: str | Path, allow_single: bool) -> Tree | None:
+    """Scan a directory for an ImageFolder tree (None when it has no recognised layout)."""
+    root = Path(root)
+    items = []
+    for dirpath, dirs, files in os.walk(root):
+        dirs[:] = sorted(d for d in dirs if not d.startswith(".") and d != "__MACOSX")
+        for name in files:
+            full = os.path.join(dirpath, name)
+            rel = Path(os.path.relpath(full, root)).as_posix()
+            if is_image_path(rel):
+                items.append((rel, full, full))
+    return _entries(root, items, allow_single)
+
+
+def tree_from_members(archive: str | Path, members: dict[str, bytes], allow_single: bool) -> Tree | None:
+    """An ImageFolder tree from archive members ``{name: bytes}`` (None when no layout fits)."""
+    archive = Path(archive)
+    items = [(name, f"{archive}:{name}", data) for name, data in members.items() if is_image_path(name)]
+    return _entries(archive, items, allow_single)
+
+
+def _decode_one(payload: bytes | str, rgb: bool) -> tuple[np.ndarray, str]:
+    src = io.BytesIO(payload) if isinstance(payload, bytes) else payload
+    with Image.open(src) as im:
+        im.load()
+        fmt = im.format or "?"
+        mode = im.mode
+        if mode in ("1", "L", "LA", "La"):
+            arr = np.asarray(im.convert("L"))
+        elif mode.startswith("I;16"):
+            arr = (np.asarray(im).astype(np.uint32) >> 8).astype(np.uint8)
+        elif mode in ("I", "F"):
+            raise ValueError(f"unsupported pixel mode {mode} (expected 8-bit grayscale or colour)")
+        else:
+            arr = np.asarray(im.convert("RGB"))
+    if arr.ndim == 2:
+        arr = arr[:, :, None]
+        if rgb:
+            arr = np.repeat(arr, 3, axis=2)
+    return np.ascontiguousarray(arr, dtype=np.uint8), fmt
+
+
+def _decode_chunk(chunk: Sequence[tuple[str, bytes | str]], rgb: bool):
+    """Decode a chunk; returns (arrays, formats, None) or (arrays so far, formats, (i, message))."""
+    arrays: list[np.ndarray] = []
+    formats: set[str] = set()
+    for i, (_, payload) in enumerate(chunk):
+        try:
+            arr, fmt = _decode_one(payload, rgb)
+        except Exception as e:  # noqa: BLE001 - any decoder failure means a bad image file
+            return arrays, formats, (i, f"{type(e).__name__}: {e}".splitlines()[0])
+        arrays.append(arr)
+        formats.add(fmt)
+    return arrays, formats, None
+
+
+def decode_images(items: Sequence[tuple[str, bytes | str]], rgb: bool, desc: str = "decoding",
+                  workers: int | None = None, parallel_min: int = PARALLEL_MIN) -> tuple[np.ndarray, set[str]]:
+    """Decode image files into one uint8 (N, H, W, C) array.
+
+    Args:
+        items: ``(display name, payload)`` per image; payload is the file's bytes or its path.
+        rgb: convert every image to RGB (C = 3). Otherwise 1-bit/8-bit grayscale images stay
+            one channel, and when grayscale and colour images are mixed, the grayscale ones
+            are replicated to three channels.
+        desc: progress bar label.
+        workers: worker processes; None = :data:`WORKERS` when there are at least
+            ``parallel_min`` images (and more than one CPU), else in-process.
+        parallel_min: see ``workers``.
+
+    Returns:
+        ``(images, formats)``: the array in input order and the set of Pillow format names seen.
+
+    Raises:
+        DataError: an image cannot be decoded, or its size differs from the first image's
+            (the message names the file).
+    """
+    n = len(items)
+    if n == 0:
+        raise ValueError("no images to decode")
+    if workers is None:
+        workers = WORKERS if n >= parallel_min and (os.cpu_count() or 1) > 1 else 1
+    chunks = [items[i:i + _CHUNK] for i in range(0, n, _CHUNK)]
+    arrays: list[np.ndarray] = []
+    formats: set[str] = set()
+    ref: tuple[int, int] | None = None
+    pool = ProcessPoolExecutor(workers) if workers > 1 else None
+    try:
+        results = pool.map(_decode_chunk, chunks, repeat(rgb)) if pool else map(_decode_chunk, chunks, repeat(rgb))
+        with progress(transient=True) as bar:
+            task = bar.add_task(desc, total=n)
+            for chunk, (arrs, fmts, err) in zip(chunks, results):
+                for j, a in enumerate(arrs):
+                    if ref is None:
+                        ref = a.shape[:2]
+                    elif a.shape[:2] != ref:
+                        raise DataError(
+                            f"{chunk[j][0]}: image size {a.shape[1]}x{a.shape[0]} differs from "
+                            f"{items[0][0]} ({ref[1]}x{ref[0]}); all images must share a size")
+                if err is not None:
+                    raise DataError(f"{chunk[err[0]][0]}: cannot decode image ({err[1]})")
+                arrays.extend(arrs)
+                formats |= fmts
+                bar.update(task, advance=len(arrs))
+    finally:
+        if pool is not None:
+            pool.shutdown(wait=True, cancel_futures=True)
+    channels = 3 if rgb or any(a.shape[2] == 3 for a in arrays) else 1
+    assert ref is not None
+    out = np.empty((n, ref[0], ref[1], channels), dtype=np.uint8)
+    for i, a in enumerate(arrays):
+        out[i] = a  # (H, W, 1) broadcasts to 3 channels when mixed
+    return out, formats
+
+
+@dataclass
+class DecodedTree:
+    """The decoded splits of a tree, its classes and the image formats it contained."""
+
+    classes: list[str]
+    splits: dict[str, Split]
+    formats: set[str]
+
+
+def _ids(entries: Sequence[Entry]) -> list[str]:
+    return unique_ids(f"{e.cls}_{posixpath.splitext(e.rel)[0]}" for e in entries)
+
+
+def decode_tree(tree: Tree, splits: Sequence[str], rgb: bool, desc: str = "decoding") -> DecodedTree:
+    """Decode the images of ``splits`` of a tree.
+
+    For a two-split tree, only the requested splits are decoded. A single-split tree is
+    decoded whole and split (seeded, stratified 80/20); both splits are returned.
+
+    Args:
+        tree: from :func:`scan_directory` or :func:`tree_from_members`.
+        splits: split names wanted (``"train"``, ``"test"``).
+        rgb: see :func:`decode_images`.
+        desc: progress bar label.
+
+    Returns:
+        A :class:`DecodedTree`; labels index ``tree.classes``.
+
+    Raises:
+        DataError: a requested split has no images, an image is corrupt, or sizes differ.
+    """
+    classes = tree.classes
+    index = {c: i for i, c in enumerate(classes)}
+
+    def ordered(entries: list[Entry]) -> list[Entry]:
+        return sorted(entries, key=lambda e: (index[e.cls], e.rel))
+
+    if tree.two_split:
+        groups = {}
+        for s in splits:
+            g = ordered([e for e in tree.entries if e.split == s])
+            if not g:
+                raise DataError(f"{tree.source}: the ImageFolder tree has no {s}/<class>/ images "
+                                f"(expected {LAYOUTS})")
+            groups[s] = g
+        flat = [e for s in splits for e in groups[s]]
+        images, formats = decode_images([(e.display, e.payload) for e in flat], rgb, desc)
+        out, start = {}, 0
+        for s in splits:
+            g = groups[s]
+            labels = np.fromiter((index[e.cls] for e in g), dtype=np.int64, count=len(g))
+            out[s] = Split(images[start:start + len(g)], labels, _ids(g))
+            start += len(g)
+        return DecodedTree(classes, out, formats)
+
+    flat = ordered(list(tree.entries))
+    images, formats = decode_images([(e.display, e.payload) for e in flat], rgb, desc)
+    labels = np.fromiter((index[e.cls] for e in flat), dtype=np.int64, count=len(flat))
+    whole = Split(images, labels, _ids(flat))
+    train_idx, test_idx = stratified_split(labels)
+    if len(test_idx) == 0:
+        raise DataError(f"{tree.source}: too few images to split into train and test "
+                        "(each class needs at least 2)")
+    return DecodedTree(classes, {"train": whole.subset(train_idx), "test": whole.subset(test_idx)}, formats)
