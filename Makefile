@@ -22,8 +22,16 @@ install: $(STAMP)
 test: $(STAMP)
 	$(PY) -m pytest
 
+# The main job (for now): simulate CIFAR-10's test split with the `seed` camera, validate the
+# set, draw its figure and measure its quality. Resumable: rerun to complete an interrupted run.
+DEMO := runs/demo
 demo: $(STAMP)
-	$(VENV)/bin/opticsfree run configs/quick.toml --out runs/quick
+	$(VENV)/bin/opticsfree simulate --dataset cifar10 --camera seed --split test --out $(DEMO)/seed-test
+	$(VENV)/bin/opticsfree check $(DEMO)/seed-test
+	$(VENV)/bin/opticsfree show $(DEMO)/seed-test --out $(DEMO)/seed-test.png
+	$(VENV)/bin/opticsfree quality $(DEMO)/seed-test --json > $(DEMO)/quality.json.tmp && mv $(DEMO)/quality.json.tmp $(DEMO)/quality.json
+	$(VENV)/bin/opticsfree quality $(DEMO)/seed-test
+	@echo "figure: $(DEMO)/seed-test.png  quality: $(DEMO)/quality.json"
 
 bench: $(STAMP)
 	$(PY) bench/bench_simulate.py
