@@ -1,0 +1,177 @@
+"""Embedding a capture split with a trained model, and class prototypes.
+
+A trained metric-learning model (:class:`opticsfree.training.TrainedModel`) has two towers: one
+for lensless captures and one for the originals that were displayed. Evaluation embeds a whole
+split once with both towers and works on the resulting NumPy arrays.
+
+With multi-frame capture sets a split has one row per (scene, frame): the original of a scene
+repeats on every frame row. It is embedded once per scene and copied to the rows.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import Any, Sequence
+
+import numpy as np
+
+from opticsfree.errors import DataError
+
+DOMAINS = ("lensless", "original")
+
+
+@dataclass
+class Embedded:
+    """The embeddings of one split.
+
+    Attributes:
+        lensless: float32 (N, D) embeddings of the lensless captures, or None when the lensless
+            domain was not requested.
+        original: float32 (N, D) embeddings of the original shown for each row, or None when
+            not requested.
+        labels: int64 (N,) class indices.
+        ids: N scene ids (repeated across the frames of a scene).
+    """
+
+    lensless: np.ndarray | None
+    original: np.ndarray | None
+    labels: np.ndarray
+    ids: list[str]
+
+    def __len__(self) -> int:
+        return len(self.labels)
+
+    def unique_originals(self) -> tuple[np.ndarray, np.ndarray]:
+        """One original embedding per scene (first row of each id), with its label.
+
+        Returns:
+            ``(embeddings (S, D), labels (S,))`` for the S distinct scene ids, in order of first
+            appearance. This is the gallery of originals: frames of a multi-frame set would
+            otherwise count each original several times.
+        """
+        if self.original is None:
+            raise ValueError("this Embedded has no original-domain embeddings")
+        first = first_occurrences(self.ids)
+        return self.original[first], self.labels[first]
+
+
+def first_occurrences(ids: Sequence[str]) -> np.ndarray:
+    """Indices of the first row of every distinct id, in order of appearance."""
+    seen: dict[str, int] = {}
+    for i, key in enumerate(ids):
+        seen.setdefault(key, i)
+    return np.fromiter(seen.values(), dtype=np.int64, count=len(seen))
+
+
+def _embed_batched(trained: Any, images: Any, domain: str, batch_size: int,
+                   desc: str) -> np.ndarray:
+    """Run ``trained.embed`` over ``images`` (uint8 (N,C,H,W) tensor) in batches."""
+    import torch
+
+    from opticsfree.utils.progress import progress
+
+    n = int(images.shape[0])
+    chunks: list[np.ndarray] = []
+    with progress(transient=True) as bar, torch.inference_mode():
+        task = bar.add_task(desc, total=n)
+        for start in range(0, n, batch_size):
+            out = trained.embed(images[start:start + batch_size], domain)
+            out = out.detach().float().cpu().numpy() if isinstance(out, torch.Tensor) \
+                else np.asarray(out, dtype=np.float32)
+            if out.ndim != 2 or out.shape[0] != min(batch_size, n - start):
+                raise ValueError(f"embed({domain}) returned shape {out.shape} for a batch of "
+                                 f"{min(batch_size, n - start)} images; expected (batch, D)")
+            chunks.append(out.astype(np.float32, copy=False))
+            bar.advance(task, out.shape[0])
+    if not chunks:
+        return np.zeros((0, 0), dtype=np.float32)
+    return np.ascontiguousarray(np.concatenate(chunks))
+
+
+def embed_split(trained: Any, split: Any, domains: Sequence[str] = DOMAINS,
+                batch_size: int = 256) -> Embedded:
+    """Embed one split of the run's captures with both towers of a trained model.
+
+    Args:
+        trained: a :class:`opticsfree.training.TrainedModel` (anything with ``embed(x, domain)``
+            and ``load_split(split)``).
+        split: a split name (``"train"``, ``"val"``, ``"test"``), loaded with
+            ``trained.load_split``, or an already loaded
+            :class:`opticsfree.captures.loader.CaptureSplit`.
+        domains: which towers to run (``"lensless"``, ``"original"``); a domain left out is
+            ``None`` in the result (e.g. only originals are needed for the train gallery).
+        batch_size: images per forward pass.
+
+    Returns:
+        :class:`Embedded` with float32 arrays (N, D), as L2-normalised as the model makes them.
+
+    Raises:
+        DataError: the split is empty.
+    """
+    bad = [d for d in domains if d not in DOMAINS]
+    if bad:
+        raise ValueError(f"unknown domain(s) {bad}; expected a subset of {DOMAINS}")
+    if batch_size < 1:
+        raise ValueError(f"batch_size must be >= 1, got {batch_size}")
+    name = split if isinstance(split, str) else "split"
+    data = trained.load_split(split) if isinstance(split, str) else split
+    labels = np.asarray(data.labels.cpu().numpy() if hasattr(data.labels, "cpu") else data.labels,
+                        dtype=np.int64)
+    ids = list(data.ids)
+    if len(labels) == 0:
+        raise DataError(f"{getattr(trained, 'captures', '?')}: split {name!r} has no captures")
+    lensless = original = None
+    if "lensless" in domains:
+        lensless = _embed_batched(trained, data.lensless, "lensless", batch_size,
+                                  f"embed {name} lensless")
+    if "original" in domains:
+        first = first_occurrences(ids)
+        if len(first) == len(ids):
+            original = _embed_batched(trained, data.original, "original", batch_size,
+                                      f"embed {name} originals")
+        else:  # multi-frame: embed each scene's original once, then copy it to its frame rows
+            uniq = _embed_batched(trained, data.original[first], "original", batch_size,
+                                  f"embed {name} originals")
+            pos = {ids[i]: j for j, i in enumerate(first)}
+            original = uniq[np.array([pos[k] for k in ids], dtype=np.int64)]
+    return Embedded(lensless=lensless, original=original, labels=labels, ids=ids)
+
+
+def l2_normalise(x: np.ndarray, eps: float = 1e-12) -> np.ndarray:
+    r"""Rows scaled to unit Euclidean norm: :math:`x_i / \max(\lVert x_i \rVert_2, \epsilon)`."""
+    x = np.asarray(x, dtype=np.float32)
+    return x / np.maximum(np.linalg.norm(x, axis=1, keepdims=True), eps)
+
+
+def class_prototypes(emb_original: np.ndarray, labels: np.ndarray, n_classes: int) -> np.ndarray:
+    r"""L2-normalised class means of embeddings.
+
+    .. math:: p_c = \frac{\bar e_c}{\lVert \bar e_c \rVert_2}, \quad
+              \bar e_c = \frac{1}{|\{i: y_i = c\}|} \sum_{i: y_i = c} e_i
+
+    Args:
+        emb_original: (N, D) embeddings (in evaluation, of the train originals).
+        labels: (N,) class indices in ``[0, n_classes)``.
+        n_classes: number of classes C.
+
+    Returns:
+        (C, D) float32 prototypes, one unit vector per class.
+
+    Raises:
+        DataError: a class has no embeddings (its prototype would be undefined), or a label is
+            outside ``[0, n_classes)``.
+    """
+    e = np.asarray(emb_original, dtype=np.float64)
+    y = np.asarray(labels, dtype=np.int64)
+    if e.ndim != 2 or len(e) != len(y):
+        raise ValueError(f"expected embeddings (N, D) and labels (N,), got {e.shape} and {y.shape}")
+    if len(y) and (y.min() < 0 or y.max() >= n_classes):
+        raise DataError(f"labels must lie in [0, {n_classes}); got {y.min()}..{y.max()}")
+    counts = np.bincount(y, minlength=n_classes)
+    empty = np.flatnonzero(counts == 0)
+    if len(empty):
+        raise DataError(f"class(es) {empty.tolist()} have no training embeddings; "
+                        "cannot form their prototypes")
+    sums = np.zeros((n_classes, e.shape[1]), dtype=np.float64)
+    np.add.at(sums, y, e)
+    return l2_normalise((sums / counts[:, None]).astype(np.float32))

@@ -1,0 +1,231 @@
+"""Checkpoints of a training run and the trained model they hold.
+
+RUN layout::
+
+    RUN/config.json               the training config ("resolved": values derived at start)
+    RUN/metrics.jsonl             one JSON object per epoch
+    RUN/checkpoints/epoch_NNN.pt  the listed epochs and the last one
+    RUN/resume.pt                 the state after the last finished epoch (for --resume)
+
+A checkpoint is a dict of tensors and plain containers (loadable with
+``torch.load(weights_only=True)``): ``model`` (state dict), ``config`` (the config.json
+dict), ``epoch``, ``step``, ``optimizer`` (state dict), ``scheduler`` (``{"name", "step",
+"total_steps", "warmup_steps"}``), ``rng`` (``{"torch": ByteTensor}``) and ``metrics`` (the
+epoch's metrics line).
+"""
+
+from __future__ import annotations
+
+import re
+from pathlib import Path
+from typing import Any
+
+import torch
+from torch import Tensor
+
+from opticsfree.captures.loader import CaptureSplit, load_captures
+from opticsfree.errors import DataError
+from opticsfree.models.embedding import DOMAINS, EmbeddingModel
+from opticsfree.training.config import RUNTIME_FIELDS
+from opticsfree.utils.io import load_torch, read_json, save_torch
+
+CHECKPOINT_KEYS = ("model", "config", "epoch", "optimizer", "rng")
+_EPOCH_RE = re.compile(r"^epoch_(\d{3,})\.pt$")
+
+
+def checkpoint_path(run: str | Path, epoch: int) -> Path:
+    """``RUN/checkpoints/epoch_NNN.pt``."""
+    return Path(run) / "checkpoints" / f"epoch_{int(epoch):03d}.pt"
+
+
+def resume_path(run: str | Path) -> Path:
+    """``RUN/resume.pt``: the state after the last finished epoch."""
+    return Path(run) / "resume.pt"
+
+
+def _check_run(run: str | Path) -> Path:
+    p = Path(run)
+    if not (p / "config.json").is_file():
+        raise DataError(f"{p}: not a training run (no config.json); make one with `opticsfree train`")
+    return p
+
+
+def list_checkpoints(run: str | Path) -> list[int]:
+    """Epochs that have a checkpoint in ``RUN/checkpoints``, ascending.
+
+    Raises:
+        DataError: ``run`` is not a training run directory.
+    """
+    p = _check_run(run) / "checkpoints"
+    if not p.is_dir():
+        return []
+    return sorted(int(m.group(1)) for f in p.iterdir() if (m := _EPOCH_RE.match(f.name)))
+
+
+def save_state(path: str | Path, state: dict[str, Any]) -> None:
+    """Atomically save a checkpoint dict (tensors moved to the CPU)."""
+    save_torch(path, _to_cpu(state))
+
+
+def _to_cpu(obj: Any) -> Any:
+    if isinstance(obj, Tensor):
+        return obj.detach().cpu()
+    if isinstance(obj, dict):
+        return {k: _to_cpu(v) for k, v in obj.items()}
+    if isinstance(obj, (list, tuple)):
+        return type(obj)(_to_cpu(v) for v in obj)
+    return obj
+
+
+def load_state(path: str | Path) -> dict[str, Any]:
+    """Safely load a checkpoint (weights_only) and check that it has the expected keys."""
+    state = load_torch(path)
+    if not isinstance(state, dict) or any(k not in state for k in CHECKPOINT_KEYS):
+        have = sorted(state) if isinstance(state, dict) else type(state).__name__
+        raise DataError(f"{path}: not an opticsfree training checkpoint (keys {have}, expected "
+                        f"{', '.join(CHECKPOINT_KEYS)})")
+    return state
+
+
+def config_differences(a: dict[str, Any], b: dict[str, Any]) -> list[str]:
+    """Fields (``resolved.x`` for derived values) that differ between two run configs, ignoring
+    the runtime-only fields (device, workers, threads) and provenance."""
+    skip = RUNTIME_FIELDS | {"resolved"}
+    keys = sorted((set(a) | set(b)) - skip)
+    diff = [k for k in keys if a.get(k) != b.get(k)]
+    ra, rb = a.get("resolved") or {}, b.get("resolved") or {}
+    for k in ("size", "classes", "lensless_channels", "original_channels", "val_ids_sha256",
+              "has_head"):
+        if ra.get(k) != rb.get(k):
+            diff.append(f"resolved.{k}")
+    return diff
+
+
+def build_model(config: dict[str, Any]) -> EmbeddingModel:
+    """The (untrained) model described by a run config."""
+    r = config["resolved"]
+    return EmbeddingModel(config["backbone"], r["lensless_channels"], r["original_channels"],
+                          r["size"], config["embedding_dim"], config["shared"],
+                          len(r["classes"]) if r["has_head"] else None, config["width"], config["pool"])
+
+
+class TrainedModel:
+    """A trained embedding model at one checkpoint, ready for inference.
+
+    Attributes:
+        config: the run's config.json dict.
+        epoch: the checkpoint's epoch.
+        classes: class names in label order.
+        captures: the capture set the run was trained on.
+        size: input side in pixels.
+        model: the :class:`EmbeddingModel` (eval mode).
+        device: where inference runs.
+    """
+
+    def __init__(self, model: EmbeddingModel, config: dict[str, Any], epoch: int,
+                 run: Path | None = None, device: str = "cpu"):
+        self.model = model.to(device).eval()
+        self.config = config
+        self.epoch = int(epoch)
+        self.run = run
+        self.device = device
+        r = config["resolved"]
+        self.classes: list[str] = list(r["classes"])
+        self.captures = Path(config["captures"])
+        self.size = int(r["size"])
+
+    @property
+    def has_head(self) -> bool:
+        """True when the model has a classifier head (``ce``, ``ce+triplet``)."""
+        return self.model.has_head
+
+    def _check(self, x: Tensor, domain: str) -> None:
+        c = self.model.norms[domain].channels
+        if not isinstance(x, Tensor) or x.ndim != 4 or x.shape[1] != c or tuple(x.shape[2:]) != (self.size, self.size):
+            shape = tuple(x.shape) if isinstance(x, Tensor) else type(x).__name__
+            raise ValueError(f"expected {domain} images (N, {c}, {self.size}, {self.size}), got {shape}")
+
+    @torch.no_grad()
+    def embed(self, x: Tensor, domain: str, batch_size: int = 512) -> Tensor:
+        """L2-normalised embeddings of images from one domain.
+
+        Args:
+            x: uint8 images (N, C, H, W) at the run's size.
+            domain: ``"lensless"`` or ``"original"``.
+            batch_size: images per forward pass.
+
+        Returns:
+            float32 (N, D) CPU tensor with unit-norm rows.
+        """
+        if domain not in DOMAINS:
+            raise ValueError(f"domain must be 'lensless' or 'original', got {domain!r}")
+        self._check(x, domain)
+        out = [self.model.encode(x[i:i + batch_size].to(self.device), domain).cpu()
+               for i in range(0, len(x), batch_size)]
+        return torch.cat(out) if out else torch.empty(0, self.model.embedding_dim)
+
+    @torch.no_grad()
+    def logits(self, x: Tensor, batch_size: int = 512) -> Tensor | None:
+        """Class logits (N, n_classes) of lensless images, or None without a classifier head."""
+        if not self.has_head:
+            return None
+        self._check(x, "lensless")
+        out = [self.model.logits(x[i:i + batch_size].to(self.device)).cpu()
+               for i in range(0, len(x), batch_size)]
+        return torch.cat(out) if out else torch.empty(0, len(self.classes))
+
+    def load_split(self, split: str) -> CaptureSplit:
+        """A split of the run's capture set at the run's size.
+
+        ``"train"`` is the training part of the train split (after ``--limit`` and without the
+        validation hold-out), ``"val"`` the held-out part; any other name is loaded as stored.
+
+        Raises:
+            DataError: the capture set changed since training (the held-out ids differ).
+        """
+        if split not in ("train", "val"):
+            return load_captures(self.captures, split, self.size)
+        from opticsfree.training.data import train_val
+
+        c, r = self.config, self.config["resolved"]
+        tv = train_val(str(self.captures), r["size"], c["val_fraction"], c["seed"], c["limit"])
+        if tv.val_ids_sha256 != r["val_ids_sha256"]:
+            raise DataError(f"{self.captures}: the train split changed since the run was trained "
+                            f"(validation scenes differ); retrain or restore the capture set")
+        return tv.train if split == "train" else tv.val
+
+
+def load_trained(run: str | Path, epoch: int | None = None, device: str = "cpu") -> TrainedModel:
+    """Load the model of a training run at a checkpoint.
+
+    Args:
+        run: the run directory.
+        epoch: a checkpointed epoch (None: the last one).
+        device: ``"cpu"`` or ``"cuda"``.
+
+    Raises:
+        DataError: not a run, no checkpoint, an unknown epoch, an unreadable file or a checkpoint
+            written by a different config.
+    """
+    p = _check_run(run)
+    config = read_json(p / "config.json")
+    epochs = list_checkpoints(p)
+    if not epochs:
+        raise DataError(f"{p}: no checkpoint yet (RUN/checkpoints/epoch_NNN.pt)")
+    if epoch is None:
+        epoch = epochs[-1]
+    if epoch not in epochs:
+        raise DataError(f"{p}: no checkpoint for epoch {epoch} (have {', '.join(map(str, epochs))})")
+    path = checkpoint_path(p, epoch)
+    state = load_state(path)
+    diff = config_differences(config, state["config"])
+    if diff:
+        raise DataError(f"{path}: written by a different training config than {p / 'config.json'} "
+                        f"(differs in {', '.join(diff)})")
+    model = build_model(config)
+    try:
+        model.load_state_dict(state["model"])
+    except RuntimeError as e:
+        raise DataError(f"{path}: weights do not fit the model of config.json "
+                        f"({str(e).splitlines()[0]})") from None
+    return TrainedModel(model, config, int(state["epoch"]), p, device)

@@ -1,0 +1,481 @@
+"""The training loop: online class-balanced batches or the seed's tuples, checkpoints, resume.
+
+One step (online): take a global class-balanced batch of rows, embed each lensless capture
+with the lensless tower and each row's original with the original tower (one pass per image),
+mine inside the batch and apply the loss. One step (tuples): decode the rows' image files,
+one forward pass per column (anchor, positive, [close positive,] negative). The optimizer is
+AdamW (or SGD with Nesterov momentum) with a per-step warm-up + cosine (or one-cycle)
+schedule. After each epoch: validation accuracy (nearest class prototype of train-original
+embeddings, or the head's argmax for ``ce``), a line in ``metrics.jsonl``, the resume state
+and, at the listed epochs, a checkpoint.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import json
+import math
+import time
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any, Callable
+
+import numpy as np
+import torch
+import torch.nn.functional as F
+from torch import Tensor, nn
+
+from opticsfree import __version__
+from opticsfree.captures.loader import CaptureSplit
+from opticsfree.errors import ConfigError, OpticsfreeError
+from opticsfree.losses.criterion import Criterion
+from opticsfree.models.embedding import EmbeddingModel
+from opticsfree.training import distributed as D
+from opticsfree.training.checkpoint import (
+    build_model,
+    checkpoint_path,
+    config_differences,
+    load_state,
+    resume_path,
+    save_state,
+)
+from opticsfree.training.config import TrainConfig
+from opticsfree.training.data import channel_stats, prototype_rows, train_val
+from opticsfree.training.sampling import (
+    ClassBalancedBatchSampler,
+    SceneTable,
+    TupleBatchSampler,
+    TupleDataset,
+    auto_batch,
+    generator,
+    load_tuple_rows,
+)
+from opticsfree.utils.io import ensure_dir, file_sha256, read_json, write_json, write_text
+from opticsfree.utils.progress import progress
+from opticsfree.utils.seeding import seed_everything
+
+
+class TrainingError(OpticsfreeError):
+    """Training cannot go on (a non-finite loss); the message says where and what is kept."""
+
+
+# ----------------------------------------------------------------------------------------------
+# learning-rate schedule
+
+
+def lr_at(step: int, total: int, base: float, schedule: str, warmup: int) -> float:
+    """Learning rate at optimizer step ``step`` (0-based) of ``total``.
+
+    * ``cosine``: linear warm-up over ``warmup`` steps to ``base``, then
+      :math:`\\eta = \\tfrac{\\eta_0}{2}(1 + \\cos \\pi t)`, :math:`t` going from 0 to 1.
+    * ``constant``: the same warm-up, then ``base``.
+    * ``onecycle``: cosine from :math:`\\eta_0/25` up to :math:`\\eta_0` over the first 30% of
+      the steps and down to :math:`\\eta_0/10^4` (PyTorch's OneCycleLR without momentum cycling).
+    """
+    if schedule == "onecycle":
+        up = max(1, int(0.3 * total))
+        lo, hi, end = base / 25, base, base / 1e4
+        if step < up:
+            t = step / up
+            return lo + (hi - lo) * (1 - math.cos(math.pi * t)) / 2
+        t = min(1.0, (step - up) / max(1, total - up))
+        return end + (hi - end) * (1 + math.cos(math.pi * t)) / 2
+    if step < warmup:
+        return base * (step + 1) / warmup
+    if schedule == "constant":
+        return base
+    t = min(1.0, (step - warmup) / max(1, total - warmup))
+    return base * 0.5 * (1 + math.cos(math.pi * t))
+
+
+def param_groups(model: nn.Module, weight_decay: float) -> list[dict[str, Any]]:
+    """Weight decay on conv/linear weights only (not on biases or normalisation parameters)."""
+    decay, no_decay = [], []
+    for _, p in model.named_parameters():
+        if not p.requires_grad:
+            continue
+        (decay if p.ndim > 1 else no_decay).append(p)
+    return [{"params": decay, "weight_decay": weight_decay}, {"params": no_decay, "weight_decay": 0.0}]
+
+
+def make_optimizer(model: nn.Module, cfg: TrainConfig) -> torch.optim.Optimizer:
+    """AdamW or SGD (Nesterov) over :func:`param_groups`."""
+    groups = param_groups(model, cfg.resolved_weight_decay())
+    lr = cfg.resolved_lr()
+    if cfg.optimizer == "sgd":
+        return torch.optim.SGD(groups, lr=lr, momentum=cfg.momentum, nesterov=cfg.momentum > 0)
+    return torch.optim.AdamW(groups, lr=lr, betas=(0.9, 0.999))
+
+
+# ----------------------------------------------------------------------------------------------
+# augmentation (originals only)
+
+
+def augment_originals(x: Tensor, mode: str, g: torch.Generator, rank: int, world: int) -> Tensor:
+    """Random horizontal flips (and crops) of the original images of a batch.
+
+    Only originals are augmented: a flipped or shifted lensless capture is not the capture of
+    the flipped or shifted scene (a bare sensor's response is not shift-invariant), so
+    augmenting captures would teach the lensless tower a wrong invariance. The random draws are
+    made for the global batch and sliced, so a run gives the same result in one process or many.
+
+    Args:
+        x: uint8 (b, C, H, W) local batch.
+        mode: ``"flip"`` or ``"crop-flip"`` (reflect-pad by H/8, random crop back).
+        g: the epoch's augmentation generator.
+        rank, world: this process's slice of the global batch.
+    """
+    b = len(x)
+    n = b * world
+    flips = torch.rand(n, generator=g)[rank * b:(rank + 1) * b] < 0.5
+    out = torch.where(flips[:, None, None, None], x.flip(-1), x)
+    if mode == "crop-flip":
+        h, w = x.shape[-2:]
+        pad = max(1, h // 8)
+        offs = torch.randint(0, 2 * pad + 1, (n, 2), generator=g)[rank * b:(rank + 1) * b]
+        padded = F.pad(out.float(), (pad, pad, pad, pad), mode="reflect").to(x.dtype)
+        out = torch.stack([padded[i, :, oy:oy + h, ox:ox + w] for i, (oy, ox) in enumerate(offs.tolist())])
+    return out
+
+
+# ----------------------------------------------------------------------------------------------
+# validation
+
+
+@torch.no_grad()
+def embed_all(model: EmbeddingModel, x: Tensor, domain: str, device: torch.device,
+              autocast: Callable[[], Any], batch: int = 1024) -> Tensor:
+    """Embeddings (N, D) of uint8 images, in eval mode, on the CPU."""
+    out = []
+    for i in range(0, len(x), batch):
+        with autocast():
+            out.append(model.encode(x[i:i + batch].to(device), domain).float().cpu())
+    return torch.cat(out) if out else torch.empty(0, model.embedding_dim)
+
+
+@torch.no_grad()
+def validate(model: EmbeddingModel, train: CaptureSplit, val: CaptureSplit, proto_rows: np.ndarray,
+             n_classes: int, criterion: Criterion, device: torch.device,
+             autocast: Callable[[], Any]) -> dict[str, float | None]:
+    """Validation accuracy of the current model.
+
+    ``val_accuracy`` is the nearest-prototype accuracy: class prototypes
+    :math:`\\mu_c = \\mathrm{normalize}(\\sum_{i: y_i = c} o_i)` of train-original embeddings,
+    and a val capture :math:`a` goes to :math:`\\arg\\max_c a \\cdot \\mu_c` (the nearest
+    prototype in Euclidean distance, all vectors being unit length). For ``ce`` it is the
+    head's argmax accuracy; ``ce+triplet`` reports both (``val_accuracy_head``).
+    """
+    if len(val) == 0:
+        return {"val_accuracy": None}
+    was = model.training
+    model.eval()
+    try:
+        y = val.labels
+        res: dict[str, float | None] = {}
+        head_acc = None
+        if model.has_head:
+            logits = []
+            for i in range(0, len(val), 1024):
+                with autocast():
+                    logits.append(model.logits(val.lensless[i:i + 1024].to(device)).float().cpu())
+            head_acc = float((torch.cat(logits).argmax(1) == y).float().mean())
+        if criterion.loss == "ce":
+            res["val_accuracy"] = head_acc
+            return res
+        o = embed_all(model, train.original[proto_rows], "original", device, autocast)
+        yo = train.labels[proto_rows]
+        protos = torch.zeros(n_classes, o.shape[1]).index_add_(0, yo, o)
+        protos = F.normalize(protos, dim=1)
+        a = embed_all(model, val.lensless, "lensless", device, autocast)
+        res["val_accuracy"] = float(((a @ protos.T).argmax(1) == y).float().mean())
+        if head_acc is not None:
+            res["val_accuracy_head"] = head_acc
+        return res
+    finally:
+        model.train(was)
+
+
+# ----------------------------------------------------------------------------------------------
+# the run
+
+
+@dataclass
+class _Setup:
+    cfg: TrainConfig
+    run: Path
+    info: D.DistInfo
+    device: torch.device
+    full_config: dict[str, Any]
+
+
+def _autocast_factory(cfg: TrainConfig, device: torch.device) -> Callable[[], Any]:
+    if not cfg.resolved_amp():
+        return contextlib.nullcontext
+    return lambda: torch.autocast(device.type, dtype=torch.bfloat16)
+
+
+def _read_metrics(path: Path, upto: int) -> list[str]:
+    if not path.is_file():
+        return []
+    keep = []
+    for line in path.read_text(encoding="utf-8").splitlines():
+        try:
+            if json.loads(line).get("epoch", 0) <= upto:
+                keep.append(line)
+        except json.JSONDecodeError:
+            continue
+    return keep
+
+
+def train(config: TrainConfig | dict[str, Any], out: str | Path, resume: bool = False,
+          show_progress: bool = True) -> dict[str, Any]:
+    """Train an embedding model and write the run directory ``out``.
+
+    Args:
+        config: a :class:`TrainConfig` or a dict of its fields.
+        out: the run directory (``config.json``, ``metrics.jsonl``, ``checkpoints/``).
+        resume: continue the run in ``out`` from its last finished epoch (the config must
+            match, except device, workers and threads); without it ``out`` must not hold a run.
+        show_progress: draw a progress bar per epoch (on a terminal).
+
+    Returns:
+        A summary: ``{"run", "epochs", "checkpoints", "val_accuracy", "best_epoch",
+        "best_val_accuracy", "resumed_from"}`` (best over the checkpointed epochs, by val).
+
+    Raises:
+        ConfigError: invalid config, an existing run without ``resume``, a resume with another
+            config, or cuda requested but unavailable.
+        DataError: problems with the capture set.
+        TrainingError: a non-finite loss (the last good state stays in ``out``).
+    """
+    cfg = config if isinstance(config, TrainConfig) else TrainConfig.from_dict(config)
+    if cfg.device == "cuda" and not torch.cuda.is_available():
+        raise ConfigError("device: cuda requested but torch sees no CUDA device (use --device cpu)")
+    info = D.init_distributed(cfg.device)
+    try:
+        return _train(cfg, Path(out), resume, show_progress, info)
+    finally:
+        D.shutdown(info)
+
+
+def _train(cfg: TrainConfig, run: Path, resume: bool, show_progress: bool,
+           info: D.DistInfo) -> dict[str, Any]:
+    if cfg.threads:
+        torch.set_num_threads(cfg.threads)
+    device = torch.device(f"cuda:{info.local_rank}" if cfg.device == "cuda" else "cpu")
+    existing = (run / "config.json").is_file()
+    if existing and not resume:
+        raise ConfigError(f"{run}: already holds a training run; pass --resume to continue it "
+                          f"or choose another --out")
+    captures = str(Path(cfg.captures).resolve())
+    cfg = cfg.model_copy(update={"captures": captures})
+    criterion = Criterion(cfg.loss, cfg.mining if cfg.sampling == "online" else None, cfg.margin,
+                          cfg.quad_margins, cfg.chen_margins, cfg.ce_weight, cfg.label_smoothing)
+
+    # ---- data -------------------------------------------------------------------------------
+    tv = train_val(captures, cfg.size, cfg.val_fraction, cfg.seed, cfg.limit)
+    tr, va = tv.train, tv.val
+    classes = tr.classes
+    size = int(tr.lensless.shape[-1])
+    scenes = SceneTable.from_rows(tr.ids, tr.labels)
+    counts = torch.bincount(scenes.labels, minlength=len(classes))
+    if cfg.loss != "ce" and int(counts.min()) < 2:
+        c = int(counts.argmin())
+        raise ConfigError(f"class {classes[c]!r} has {int(counts[c])} training scene(s); metric "
+                          f"losses need at least 2 per class (lower --val-fraction or --limit less)")
+    if cfg.loss == "quadruplet-chen" and len(classes) < 3:
+        raise ConfigError("loss quadruplet-chen needs at least 3 classes")
+
+    resolved: dict[str, Any] = {
+        "size": size, "classes": classes, "lensless_channels": int(tr.lensless.shape[1]),
+        "original_channels": int(tr.original.shape[1]), "has_head": criterion.uses_head,
+        "n_train_scenes": tv.n_train_scenes, "n_val_scenes": tv.n_val_scenes,
+        "n_train_rows": len(tr), "n_val_rows": len(va), "val_ids_sha256": tv.val_ids_sha256,
+        "mining": criterion.mining if cfg.sampling == "online" else "fixed tuples",
+        "lr": cfg.resolved_lr(), "weight_decay": cfg.resolved_weight_decay(),
+        "checkpoints": cfg.resolved_checkpoints(), "amp": cfg.resolved_amp(),
+        "channels_last": cfg.resolved_channels_last(), "world_size": info.world_size,
+    }
+    if cfg.sampling == "online":
+        m, k = auto_batch(len(classes), cfg.batch_size, cfg.m_per_class, int(counts.min()))
+        if cfg.loss == "quadruplet-chen" and k < 3:
+            raise ConfigError(f"loss quadruplet-chen needs at least 3 classes per batch; batch_size="
+                              f"{cfg.batch_size} with m_per_class={m} gives {k}")
+        sampler = ClassBalancedBatchSampler(scenes, m, k, cfg.seed, info.rank, info.world_size)
+        resolved.update(batch_size=sampler.batch_size, m_per_class=m, classes_per_batch=k)
+        steps_per_epoch = len(sampler)
+        loader = None
+    else:
+        keep = set(scenes.ids)
+        rows, tpath = load_tuple_rows(captures, keep, cfg.seed)
+        sampler = TupleBatchSampler(len(rows), cfg.batch_size, cfg.seed, info.rank, info.world_size)
+        ds = TupleDataset(rows, size, criterion.originals_per_tuple)
+        loader = torch.utils.data.DataLoader(ds, batch_sampler=sampler, num_workers=cfg.workers,
+                                             persistent_workers=cfg.workers > 0)
+        resolved.update(batch_size=sampler.b, tuples_file=str(tpath), tuples_sha256=file_sha256(tpath),
+                        n_tuples=len(rows))
+        steps_per_epoch = len(sampler)
+    total_steps = steps_per_epoch * cfg.epochs
+    warmup = int(round(cfg.warmup_epochs * steps_per_epoch))
+    resolved.update(steps_per_epoch=steps_per_epoch, total_steps=total_steps, warmup_steps=warmup,
+                    package_version=__version__, torch_version=str(torch.__version__))
+    # JSON round trip: plain types only (what config.json holds and weights_only loading allows)
+    full = json.loads(json.dumps({**cfg.to_dict(), "resolved": resolved}))
+
+    # ---- model and optimizer ----------------------------------------------------------------
+    seed_everything(cfg.seed)
+    model = build_model(full)
+    model.set_input_stats("lensless", *channel_stats(tr.lensless))
+    model.set_input_stats("original", *channel_stats(tr.original))
+    model.to(device)
+    if info.enabled and cfg.sync_bn:  # before the optimizer: on GPU the BN modules are replaced
+        model = D.convert_sync_batchnorm(model, info, cfg.device)
+    if cfg.resolved_channels_last():
+        model.to(memory_format=torch.channels_last)
+        model.channels_last = True
+    optimizer = make_optimizer(model, cfg)
+    start_epoch, step, resumed_from = 1, 0, None
+    metrics_path = run / "metrics.jsonl"
+    if existing and resume:
+        saved = read_json(run / "config.json")
+        diff = config_differences(saved, full)
+        if diff:
+            raise ConfigError(f"{run}: --resume with a different config (differs in {', '.join(diff)}); "
+                              f"use the original options or another --out")
+        rp = resume_path(run)
+        if rp.is_file():
+            state = load_state(rp)
+            if config_differences(state["config"], full):
+                raise ConfigError(f"{rp}: written by a different config than {run / 'config.json'}")
+            model.load_state_dict(state["model"])
+            optimizer.load_state_dict(state["optimizer"])
+            torch.set_rng_state(state["rng"]["torch"])
+            start_epoch, step = int(state["epoch"]) + 1, int(state["step"])
+            resumed_from = int(state["epoch"])
+    if info.is_main:
+        ensure_dir(run)
+        write_json(run / "config.json", full)
+        lines = _read_metrics(metrics_path, start_epoch - 1)
+        write_text(metrics_path, "".join(line + "\n" for line in lines))
+    D.barrier(info)
+
+    net: nn.Module = model
+    if info.enabled:
+        net = nn.parallel.DistributedDataParallel(
+            model, device_ids=[info.local_rank] if cfg.device == "cuda" else None,
+            find_unused_parameters=cfg.loss == "ce")
+    autocast = _autocast_factory(cfg, device)
+    proto = prototype_rows(tr, cfg.val_prototypes, cfg.seed)
+    tb = _tensorboard(run) if info.is_main else None
+
+    # ---- epochs -----------------------------------------------------------------------------
+    base_lr = cfg.resolved_lr()
+    last: dict[str, Any] = {}
+    world = info.world_size
+    for epoch in range(start_epoch, cfg.epochs + 1):
+        sampler.set_epoch(epoch)
+        aug_g = generator("augment", cfg.seed, epoch)
+        model.train()
+        loss_sum, n_steps, n_anchors = 0.0, 0, 0
+        t0 = time.perf_counter()
+        bar = progress() if (show_progress and info.is_main) else contextlib.nullcontext()
+        with bar as pb:
+            task = pb.add_task(f"epoch {epoch}/{cfg.epochs}", total=steps_per_epoch) if pb else None
+            batches = iter(loader) if loader is not None else iter(sampler)
+            for i, batch in enumerate(batches, start=1):
+                lr = lr_at(step, total_steps, base_lr, cfg.schedule, warmup)
+                for g in optimizer.param_groups:
+                    g["lr"] = lr
+                if loader is None:
+                    rows = batch
+                    xl = tr.lensless[rows].to(device, non_blocking=True)
+                    y = tr.labels[rows].to(device, non_blocking=True)
+                    originals = []
+                    if criterion.uses_originals:
+                        xo = tr.original[rows]
+                        if cfg.augment != "none":
+                            xo = augment_originals(xo, cfg.augment, aug_g, info.rank, world)
+                        originals = [xo.to(device, non_blocking=True)]
+                    with autocast():
+                        out = net(lensless=xl, originals=originals)
+                    emb_o = D.gather_batch(out["originals"][0], info) if originals else None
+                    loss = criterion.online(D.gather_batch(out["lensless"], info), emb_o,
+                                            D.gather_batch(y, info), D.gather_batch(out["logits"], info))
+                else:
+                    xa, xo, y, yn = batch
+                    y, yn = y.to(device), yn.to(device)
+                    originals = [xo[:, j].to(device) for j in range(xo.shape[1])] if xo.ndim == 5 else []
+                    if cfg.augment != "none":
+                        originals = [augment_originals(o.cpu(), cfg.augment, aug_g, info.rank, world).to(device)
+                                     for o in originals]
+                    with autocast():
+                        out = net(lensless=xa.to(device), originals=originals)
+                    loss = criterion.tuples(D.gather_batch(out["lensless"], info),
+                                            [D.gather_batch(o, info) for o in out["originals"]],
+                                            D.gather_batch(y, info), D.gather_batch(yn, info),
+                                            D.gather_batch(out["logits"], info))
+                value = float(loss.detach())
+                if not math.isfinite(value):
+                    kept = (f"the last good state is {resume_path(run)} (epoch {epoch - 1})"
+                            if epoch > 1 else "no state was saved (first epoch)")
+                    raise TrainingError(f"loss is {value} at epoch {epoch}, step {i}/{steps_per_epoch}; "
+                                        f"training stopped and {kept}; try a lower --lr")
+                optimizer.zero_grad(set_to_none=True)
+                (loss * world if world > 1 else loss).backward()
+                optimizer.step()
+                step += 1
+                loss_sum += value
+                n_steps += 1
+                n_anchors += len(y) * world
+                if pb is not None:
+                    pb.update(task, advance=1, description=f"epoch {epoch}/{cfg.epochs} loss {loss_sum / n_steps:.4f}")
+        seconds = time.perf_counter() - t0
+        last = {"epoch": epoch, "loss": loss_sum / max(n_steps, 1), "val_accuracy": None,
+                "lr": optimizer.param_groups[0]["lr"], "images_per_s": n_anchors / max(seconds, 1e-9),
+                "seconds": seconds, "steps": n_steps}
+        if info.is_main:
+            tv0 = time.perf_counter()
+            last.update(validate(model, tr, va, proto, len(classes), criterion, device, autocast))
+            last["val_seconds"] = time.perf_counter() - tv0
+            state = {"model": model.state_dict(), "config": full, "epoch": epoch, "step": step,
+                     "optimizer": optimizer.state_dict(),
+                     "scheduler": {"name": cfg.schedule, "step": step, "total_steps": total_steps,
+                                   "warmup_steps": warmup},
+                     "rng": {"torch": torch.get_rng_state()}, "metrics": last}
+            if epoch in resolved["checkpoints"]:
+                save_state(checkpoint_path(run, epoch), state)
+            save_state(resume_path(run), state)
+            with open(metrics_path, "a", encoding="utf-8") as f:
+                f.write(json.dumps(last) + "\n")
+            if tb is not None:
+                for k in ("loss", "val_accuracy", "lr", "images_per_s"):
+                    if last.get(k) is not None:
+                        tb.add_scalar(k, last[k], epoch)
+        D.barrier(info)
+    if tb is not None:
+        tb.close()
+    return summarize(run, resumed_from)
+
+
+def summarize(run: Path, resumed_from: int | None = None) -> dict[str, Any]:
+    """The summary of a finished run (from metrics.jsonl and the checkpoint list)."""
+    from opticsfree.training.checkpoint import list_checkpoints
+
+    rows = [json.loads(line) for line in _read_metrics(run / "metrics.jsonl", 10**9)]
+    ckpts = list_checkpoints(run)
+    scored = [r for r in rows if r["epoch"] in ckpts and r.get("val_accuracy") is not None]
+    best = max(scored, key=lambda r: (r["val_accuracy"], -r["epoch"]), default=None)
+    return {"run": str(run), "epochs": rows[-1]["epoch"] if rows else 0, "checkpoints": ckpts,
+            "val_accuracy": rows[-1].get("val_accuracy") if rows else None,
+            "best_epoch": best["epoch"] if best else None,
+            "best_val_accuracy": best["val_accuracy"] if best else None,
+            "resumed_from": resumed_from}
+
+
+def _tensorboard(run: Path):
+    """A TensorBoard SummaryWriter under RUN/tensorboard when tensorboard is installed."""
+    try:
+        from torch.utils.tensorboard import SummaryWriter
+    except Exception:  # noqa: BLE001 - tensorboard is optional
+        return None
+    return SummaryWriter(str(run / "tensorboard"))

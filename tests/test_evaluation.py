@@ -1,0 +1,586 @@
+"""Tests of opticsfree.evaluation and `opticsfree evaluate` (tiny, CPU, a few seconds)."""
+
+from __future__ import annotations
+
+import csv
+import json
+from dataclasses import dataclass
+from pathlib import Path
+
+import numpy as np
+import pytest
+import torch
+
+from opticsfree.errors import ConfigError, DataError
+from opticsfree.evaluation import (KNNClassifier, PrototypeClassifier, ThresholdClassifier,
+                                   bootstrap_accuracy_ci, choose_threshold, class_prototypes,
+                                   classification_metrics, embed_split, equal_error_rate,
+                                   majority_vote, match_run, retrieval_metrics, seed_row,
+                                   verification_accuracy)
+from opticsfree.evaluation import report
+from opticsfree.evaluation.threshold_classifier import UNKNOWN, pair_distances, sweep
+
+
+# --------------------------------------------------------------------------------------------
+# A test double of opticsfree.training.TrainedModel: a fixed random projection of the pixels.
+
+
+@dataclass
+class FakeSplit:
+    """Duck-typed CaptureSplit (the fields evaluation reads)."""
+
+    lensless: torch.Tensor
+    original: torch.Tensor
+    labels: torch.Tensor
+    ids: list
+    frames: torch.Tensor
+    classes: list
+
+
+def make_split(n_classes: int, per_class: int, seed: int, frames: int = 1, size: int = 8,
+               noise: float = 75.0) -> FakeSplit:
+    """Class templates + noise; lensless = blurred original + noise (a learnable toy task)."""
+    rng = np.random.default_rng(1234)  # the same class templates for every split
+    templates = rng.uniform(0, 255, size=(n_classes, 3, size, size))
+    rng = np.random.default_rng(seed)
+    orig, lens, labels, ids, fr = [], [], [], [], []
+    for c in range(n_classes):
+        for j in range(per_class):
+            o = np.clip(templates[c] + rng.normal(0, noise, templates[c].shape), 0, 255)
+            for f in range(frames):
+                blur = 0.5 * o + 0.5 * o.mean()
+                ll = np.clip(blur + rng.normal(0, noise / 2, o.shape), 0, 255)
+                orig.append(o)
+                lens.append(ll)
+                labels.append(c)
+                ids.append(f"s{seed}_c{c}_{j}")
+                fr.append(f)
+    return FakeSplit(
+        lensless=torch.tensor(np.array(lens), dtype=torch.uint8),
+        original=torch.tensor(np.array(orig), dtype=torch.uint8),
+        labels=torch.tensor(labels, dtype=torch.int64), ids=ids,
+        frames=torch.tensor(fr, dtype=torch.int64), classes=[f"k{c}" for c in range(n_classes)])
+
+
+class FakeTrained:
+    """Same attributes/methods as TrainedModel; embed = normalised fixed random projection."""
+
+    def __init__(self, captures: Path, epoch: int, config: dict, n_classes: int = 3,
+                 dim: int = 16, head: bool = False, frames: int = 1):
+        self.config = config
+        self.epoch = epoch
+        self.classes = [f"k{c}" for c in range(n_classes)]
+        self.captures = captures
+        self.size = 8
+        self.has_head = head
+        self.calls = {"lensless": 0, "original": 0}
+        g = torch.Generator().manual_seed(7)
+        self._proj = torch.randn(3 * 8 * 8, dim, generator=g)
+        self._head = torch.randn(dim, n_classes, generator=g)
+        self._splits = {"train": make_split(n_classes, 8, seed=1, frames=frames),
+                        "val": make_split(n_classes, 4, seed=2, frames=frames),
+                        "test": make_split(n_classes, 6, seed=3, frames=frames)}
+
+    def embed(self, x: torch.Tensor, domain: str) -> torch.Tensor:
+        assert x.dtype == torch.uint8 and domain in ("lensless", "original")
+        self.calls[domain] += int(x.shape[0])
+        z = (x.float() / 255 - 0.5).flatten(1)
+        z = z - z.mean(dim=1, keepdim=True)
+        return torch.nn.functional.normalize(z @ self._proj, dim=1)
+
+    def logits(self, x: torch.Tensor):
+        if not self.has_head:
+            return None
+        return self.embed(x, "lensless") @ self._head
+
+    def load_split(self, split: str):
+        if split not in self._splits:
+            raise DataError(f"{self.captures}: no split {split!r}")
+        return self._splits[split]
+
+
+def make_run(tmp_path: Path, monkeypatch, epochs=(30, 15), loss="triplet",
+             dataset="cifar10", head=False) -> Path:
+    """A run directory whose checkpoints are served by FakeTrained (load_trained patched)."""
+    captures = tmp_path / "captures"
+    captures.mkdir()
+    (captures / "manifest.json").write_text(json.dumps({"source": {"dataset": dataset}}))
+    run = tmp_path / "run"
+    (run / "checkpoints").mkdir(parents=True)
+    config = {"loss": loss, "captures": str(captures), "epochs": max(epochs, default=1)}
+    (run / "config.json").write_text(json.dumps(config))
+    with open(run / "metrics.jsonl", "w") as f:
+        for e in range(1, max(epochs, default=1) + 1):
+            f.write(json.dumps({"epoch": e, "loss": 1.0 / e, "val_accuracy": 50 + e / 2,
+                                "lr": 1e-3}) + "\n")
+    monkeypatch.setattr(report, "list_checkpoints", lambda r: list(epochs))
+    monkeypatch.setattr(report, "load_trained",
+                        lambda r, epoch=None: FakeTrained(captures, epoch, config, head=head))
+    return run
+
+
+# --------------------------------------------------------------------------------------------
+# Prototype classifier
+
+
+def test_class_prototypes_and_prototype_classifier_hand_made():
+    emb = np.array([[1, 0], [3, 0], [0, 2], [0, 4], [-1, -1]], dtype=np.float32)
+    labels = np.array([0, 0, 1, 1, 2])
+    protos = class_prototypes(emb, labels, 3)
+    np.testing.assert_allclose(protos, [[1, 0], [0, 1], [-2 ** -0.5, -2 ** -0.5]], atol=1e-6)
+    clf = PrototypeClassifier().fit(emb, labels, 3)
+    q = np.array([[0.9, 0.1], [0.2, 0.8], [-0.6, -0.5], [0.6, -0.8]], dtype=np.float32)
+    # last query: distance to class 0 = |(0.6,-0.8)-(1,0)| = 0.894 < to class 2 (0.98)
+    assert clf.predict(q).tolist() == [0, 1, 2, 0]
+
+
+def test_class_prototypes_empty_class_is_a_clear_error():
+    with pytest.raises(DataError, match=r"class\(es\) \[1\]"):
+        class_prototypes(np.ones((2, 3)), np.array([0, 2]), 3)
+
+
+# --------------------------------------------------------------------------------------------
+# kNN
+
+
+def brute_force_knn(gallery, gallery_labels, queries, k, n_classes):
+    d = ((queries[:, None, :] - gallery[None, :, :]) ** 2).sum(-1)
+    idx = np.argsort(d, axis=1, kind="stable")[:, :k]
+    return majority_vote(gallery_labels[idx], n_classes), idx
+
+
+def test_knn_faiss_matches_numpy_brute_force():
+    rng = np.random.default_rng(0)
+    gallery = rng.normal(size=(60, 8)).astype(np.float32)
+    labels = rng.integers(0, 4, size=60)
+    queries = rng.normal(size=(25, 8)).astype(np.float32)
+    knn = KNNClassifier(n_classes=4).fit(gallery, labels)
+    for k in (1, 3, 5, 10):
+        expected, idx = brute_force_knn(gallery.astype(np.float64), labels, queries, k, 4)
+        _, got_idx = knn.neighbours(queries, k)
+        np.testing.assert_array_equal(got_idx, idx)
+        np.testing.assert_array_equal(knn.predict(queries, k), expected)
+    # and the vote itself, independently of majority_vote
+    idx = brute_force_knn(gallery.astype(np.float64), labels, queries, 5, 4)[1]
+    for q in range(25):
+        counts = np.bincount(labels[idx[q]], minlength=4)
+        assert counts[knn.predict(queries[q:q + 1], 5)[0]] == counts.max()
+
+
+def test_majority_vote_ties_go_to_the_nearest_tied_class():
+    nl = np.array([[2, 1, 1, 2],    # tie 2:2 between 1 and 2 -> 2 (rank 0)
+                   [0, 1, 1, 2],    # 1 has two votes
+                   [3, 0, 1, 2]])   # all tie -> nearest = 3
+    assert majority_vote(nl, 4).tolist() == [2, 1, 3]
+
+
+def test_knn_select_k_picks_the_best_val_k_smallest_among_ties():
+    # gallery on a line: class 0 at 0..4, one class-1 outlier at 0.1; queries of class 0 near 0
+    gallery = np.array([[0.0], [1.0], [2.0], [3.0], [4.0], [0.1], [10.0], [11.0], [12.0]],
+                       dtype=np.float32)
+    labels = np.array([0, 0, 0, 0, 0, 1, 1, 1, 1])
+    queries = np.array([[0.12], [0.11], [11.0]], dtype=np.float32)
+    knn = KNNClassifier(n_classes=2).fit(gallery, labels)
+    acc = knn.select_k(queries, np.array([0, 0, 1]), ks=(1, 3, 5, 20))
+    assert acc[1] == pytest.approx(1 / 3)      # nearest is the outlier
+    assert acc[3] == pytest.approx(1.0) and acc[5] == pytest.approx(1.0)
+    assert 20 not in acc                       # larger than the gallery
+    assert knn.k == 3
+
+
+# --------------------------------------------------------------------------------------------
+# Threshold
+
+
+def test_threshold_rule_maximises_balanced_accuracy_and_eer_hand_made():
+    matching = np.array([0.1, 0.2, 0.3, 0.6])
+    non_matching = np.array([0.4, 0.5, 0.7, 0.8])
+    t, acc = choose_threshold(matching, non_matching)
+    # accept d <= t: t in (0.3, 0.4) gives TAR 3/4, FAR 0 -> (0.75 + 1) / 2 = 0.875, the best
+    assert t == pytest.approx(0.35)
+    assert acc == pytest.approx(0.875)
+    assert verification_accuracy(matching, non_matching, t) == pytest.approx(0.875)
+    # brute force over a fine grid agrees that nothing beats 0.875
+    grid = np.linspace(0, 1, 1001)
+    assert max(verification_accuracy(matching, non_matching, g) for g in grid) == pytest.approx(0.875)
+    # at t in [0.4, 0.5): FAR = 1/4 (0.4) and FRR = 1/4 (0.6)
+    eer, t_eer = equal_error_rate(matching, non_matching)
+    assert eer == pytest.approx(0.25)
+    assert 0.4 <= t_eer < 0.5
+
+
+def test_threshold_balanced_accuracy_is_not_fooled_by_pair_imbalance():
+    # 1 matching vs 9 non-matching: rejecting everything is 90% plain accuracy, 50% balanced
+    matching = np.array([0.5])
+    non_matching = np.array([0.1] + [0.9] * 8)
+    t, acc = choose_threshold(matching, non_matching)
+    assert 0.5 <= t < 0.9 and acc == pytest.approx(0.5 * (1 + 8 / 9))
+
+
+def test_eer_agrees_with_sklearn_roc_curve():
+    from sklearn.metrics import roc_curve
+
+    rng = np.random.default_rng(3)
+    m = rng.normal(0.6, 0.2, 200)
+    n = rng.normal(1.1, 0.25, 700)
+    eer, _ = equal_error_rate(m, n)
+    y = np.r_[np.ones(len(m)), np.zeros(len(n))]
+    fpr, tpr, _ = roc_curve(y, -np.r_[m, n])
+    fnr = 1 - tpr
+    i = np.flatnonzero(fpr - fnr >= 0)[0]
+    d0, d1 = fpr[i - 1] - fnr[i - 1], fpr[i] - fnr[i]
+    w = -d0 / (d1 - d0)
+    assert eer == pytest.approx(fpr[i - 1] + w * (fpr[i] - fpr[i - 1]), abs=1e-12)
+    s = sweep(m, n)
+    assert np.all(np.diff(s.thresholds) > 0) and s.tar[-1] == 1 and s.far[-1] == 1
+
+
+def test_threshold_classifier_reject_option():
+    protos = np.array([[1.0, 0.0], [0.0, 1.0]], dtype=np.float32)
+    val_q = np.array([[1, 0], [0.95, 0.3], [0, 1], [0.3, 0.95]], dtype=np.float32)
+    val_y = np.array([0, 0, 1, 1])
+    clf = ThresholdClassifier(protos).fit(val_q, val_y)
+    m, n = pair_distances(val_q, val_y, protos)
+    assert np.all(m <= clf.threshold) and np.all(n > clf.threshold)
+    assert clf.fit_accuracy == 1.0 and clf.fit_eer == 0.0
+    closed, open_, dmin = clf.predict(np.array([[0.9, 0.1], [-1.0, -1.0]], dtype=np.float32))
+    assert closed.tolist() == [0, 0]           # closed set: nearest prototype always
+    assert open_.tolist() == [0, UNKNOWN]      # far from every prototype -> unknown
+    assert dmin[1] > clf.threshold
+
+
+# --------------------------------------------------------------------------------------------
+# Metrics
+
+
+def test_weighted_and_macro_metrics_equal_sklearn():
+    from sklearn.metrics import accuracy_score, f1_score, precision_score, recall_score
+
+    rng = np.random.default_rng(5)
+    y = rng.integers(0, 5, 300)
+    p = np.where(rng.random(300) < 0.6, y, rng.integers(0, 5, 300))
+    p[p == 4] = 3  # class 4 never predicted: precision 0 by convention
+    m = classification_metrics(y, p, 5, list("abcde"))
+    assert m["accuracy"] == pytest.approx(100 * accuracy_score(y, p))
+    for name, fn in (("precision", precision_score), ("recall", recall_score), ("f1", f1_score)):
+        assert m[name] == pytest.approx(100 * fn(y, p, average="weighted", zero_division=0))
+        assert m["macro_" + name] == pytest.approx(100 * fn(y, p, average="macro", zero_division=0))
+    assert m["recall"] == pytest.approx(m["accuracy"])  # as in every row of the seed's tables
+    assert m["per_class"][4]["precision"] == 0.0
+    assert sum(r["support"] for r in m["per_class"]) == 300
+    cm = np.array(m["confusion_matrix"])
+    assert cm.shape == (5, 5) and cm.trace() == (y == p).sum()
+
+
+def test_bootstrap_ci_contains_accuracy_and_is_deterministic():
+    rng = np.random.default_rng(1)
+    y = rng.integers(0, 3, 400)
+    p = np.where(rng.random(400) < 0.7, y, (y + 1) % 3)
+    acc = 100 * (y == p).mean()
+    ci = bootstrap_accuracy_ci(y, p, 1000, seed=0)
+    assert ci[0] < acc < ci[1]
+    assert ci == bootstrap_accuracy_ci(y, p, 1000, seed=0)
+    assert ci != bootstrap_accuracy_ci(y, p, 1000, seed=1)
+    # width close to the normal approximation 2 * 1.96 * sqrt(p (1 - p) / n)
+    half = 1.96 * np.sqrt(acc / 100 * (1 - acc / 100) / 400) * 100
+    assert (ci[1] - ci[0]) == pytest.approx(2 * half, rel=0.2)
+    assert bootstrap_accuracy_ci(y, y, 200, seed=0) == (100.0, 100.0)
+
+
+def test_retrieval_precision_at_1_and_map_at_r_hand_made():
+    # references: class 0 at x=0,1; class 1 at x=10,11. Query A (class 0) at x=0.6: ranking
+    # 1(c0), 0(c0) -> AP@R = 1. Query B (class 1) at x=4: ranking 1(c0), 0(c0)... nearest is a
+    # class-0 item: P@1 = 0; its R = 2 relevant items are ranks 3 and 4: MAP@R = 0 (none in top 2)
+    ref = np.array([[0.0], [1.0], [10.0], [11.0]], dtype=np.float32)
+    ref_y = np.array([0, 0, 1, 1])
+    q = np.array([[0.6], [4.0]], dtype=np.float32)
+    out = retrieval_metrics(q, np.array([0, 1]), ref, ref_y)
+    assert out["precision_at_1"] == pytest.approx(50.0)
+    assert out["map_at_r"] == pytest.approx(50.0)
+    # query C (class 0) at x=5.4: ranking 1(c0) d4.4, 0(c0) d5.4 (< 10 at 4.6? no: 10 is 4.6)
+    # ranking: 1 (4.4), 10 (4.6), 0 (5.4): R = 2, AP@R = (1/1 + 0) / 2 = 0.5
+    out = retrieval_metrics(np.array([[5.4]], dtype=np.float32), np.array([0]), ref, ref_y)
+    assert out["precision_at_1"] == pytest.approx(100.0)
+    assert out["map_at_r"] == pytest.approx(50.0)
+
+
+# --------------------------------------------------------------------------------------------
+# Embedding
+
+
+def test_embed_split_batches_and_embeds_each_scene_original_once(tmp_path):
+    model = FakeTrained(tmp_path, 1, {"loss": "triplet"}, frames=3)
+    emb = embed_split(model, "test", batch_size=5)
+    n = 3 * 6 * 3
+    assert emb.lensless.shape == (n, 16) and emb.original.shape == (n, 16)
+    assert emb.lensless.dtype == np.float32
+    assert model.calls == {"lensless": n, "original": n // 3}
+    np.testing.assert_allclose(np.linalg.norm(emb.lensless, axis=1), 1, atol=1e-5)
+    # frames of a scene share the same original embedding, and it equals a direct embedding
+    data = model.load_split("test")
+    direct = model.embed(data.original, "original").numpy()
+    np.testing.assert_allclose(emb.original, direct, atol=1e-6)
+    g, gl = emb.unique_originals()
+    assert len(g) == n // 3 and gl.tolist() == data.labels[::3].tolist()
+    only = embed_split(model, "val", domains=("original",))
+    assert only.lensless is None and only.original.shape[0] == 36
+
+
+# --------------------------------------------------------------------------------------------
+# Seed tables
+
+
+def test_seed_rows_and_run_matching(tmp_path):
+    assert seed_row("triplet", "lensless", 50).accuracy == 31.13
+    assert seed_row("quadruplet", "reconstructed", 15).f1 == 40.26
+    assert seed_row("triplet", "lensless", 20) is None
+    cifar = tmp_path / "c"
+    cifar.mkdir()
+    (cifar / "manifest.json").write_text(json.dumps({"source": {"dataset": "cifar10"}}))
+    fmnist = tmp_path / "f"
+    fmnist.mkdir()
+    (fmnist / "manifest.json").write_text(json.dumps({"source": {"dataset": "fashion-mnist"}}))
+    recon = tmp_path / "r"
+    recon.mkdir()
+    (recon / "manifest.json").write_text(json.dumps({
+        "source": {"dataset": "cifar10"}, "derived_from": {"method": "cyclegan"}}))
+    row = match_run({"loss": "quadruplet", "captures": str(cifar)}, 30)
+    assert (row.table, row.accuracy) == (3, 31.84)
+    assert match_run({"loss": "triplet", "captures": str(recon)}, 50).table == 2
+    assert match_run({"loss": "triplet", "captures": str(fmnist)}, 50) is None
+    assert match_run({"loss": "quadruplet-chen", "captures": str(cifar)}, 50) is None
+    assert match_run({"loss": "ce", "captures": str(cifar)}, 50) is None
+    assert match_run({"loss": "triplet", "captures": str(tmp_path / "none")}, 50) is None
+
+
+# --------------------------------------------------------------------------------------------
+# evaluate_run on the test double
+
+
+CONTRACT_KEYS = {"epoch", "classifier", "accuracy", "precision", "recall", "f1", "accuracy_ci"}
+
+
+def test_evaluate_run_prototype_tables_json_and_figures(tmp_path, monkeypatch):
+    run = make_run(tmp_path, monkeypatch, epochs=(30, 15))
+    results = report.evaluate_run(run, figures=True)
+    assert [r["epoch"] for r in results] == [15, 30]        # ordered by epoch
+    for r in results:
+        assert CONTRACT_KEYS <= set(r) and r["classifier"] == "prototype"
+        assert 0 <= r["accuracy"] <= 100 and r["n"] == 18
+        assert 100 / 3 + 20 < r["accuracy"] < 100            # learnable, but not perfectly
+        lo, hi = r["accuracy_ci"]
+        assert lo <= r["accuracy"] <= hi
+        assert r["recall"] == pytest.approx(r["accuracy"])
+        assert 0 <= r["precision_at_1"] <= 100 and 0 <= r["map_at_r"] <= 100
+    # the numbers equal an independent computation with the fake model
+    model = report.load_trained(run, 15)
+    protos = class_prototypes(model.embed(model.load_split("train").original, "original").numpy(),
+                              model.load_split("train").labels.numpy(), 3)
+    test = model.load_split("test")
+    pred = PrototypeClassifier()
+    pred.prototypes = protos
+    p = pred.predict(model.embed(test.lensless, "lensless").numpy())
+    assert results[0]["accuracy"] == pytest.approx(100 * (p == test.labels.numpy()).mean())
+
+    # seed rows: triplet on CIFAR-10 lensless -> Table 1, epochs 15 and 30
+    assert results[0]["seed"]["accuracy"] == 16.40 and results[1]["seed"]["accuracy"] == 30.73
+    rows = list(csv.reader((run / "table.csv").read_text().splitlines()))
+    assert rows[0] == ["Model", "Accuracy", "Precision", "Recall", "F1score", "Epochs"]
+    assert [r[0] for r in rows[1:]] == ["ours (triplet, lensless, prototype)",
+                                        "seed Table 1 (triplet, lensless)"] * 2
+    assert rows[2] == ["seed Table 1 (triplet, lensless)", "16.40", "15.47", "16.40", "10.92", "15"]
+    assert rows[1][1] == f"{results[0]['accuracy']:.2f}" and rows[3][5] == "30"
+    md = (run / "table.md").read_text()
+    assert "| Model | Accuracy | Precision | Recall | F1score | Epochs |" in md
+    assert "| seed Table 1 (triplet, lensless) | 30.73 | 30.37 | 30.73 | 30.22 | 30 |" in md
+    assert "support-weighted" in md
+
+    full = json.loads((run / "eval_test_prototype.json").read_text())
+    assert [c["epoch"] for c in full["checkpoints"]] == [15, 30]
+    assert len(full["checkpoints"][0]["confusion_matrix"]) == 3
+    assert "support-weighted" in full["conventions"]["precision_recall_f1"]
+    figs = {Path(p).name for p in full["figures"]}
+    assert figs == {"threshold_test.png", "confusion_test_prototype.png", "tsne_test.png",
+                    "learning_curves.png"}
+    for name in figs:
+        assert (run / "figures" / name).read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
+
+
+def test_evaluate_run_knn_and_threshold(tmp_path, monkeypatch):
+    run = make_run(tmp_path, monkeypatch, epochs=(15,))
+    (r,) = report.evaluate_run(run, classifier="knn", figures=False)
+    assert r["classifier"] == "knn" and r["k"] in (1, 3, 5, 10, 20)
+    assert set(r["val_accuracy_by_k"]) == {"1", "3", "5", "10", "20"}
+    assert r["gallery_size"] == 24
+    (t,) = report.evaluate_run(run, classifier="threshold", figures=False)
+    for key in ("threshold", "verification_accuracy", "eer", "val_verification_accuracy",
+                "reject_rate", "accuracy_with_reject"):
+        assert key in t
+    assert 0 <= t["eer"] <= 100 and 0 < t["threshold"] < 2
+    # closed-set threshold accuracy = nearest prototype
+    (p,) = report.evaluate_run(run, classifier="prototype", figures=False)
+    assert t["accuracy"] == p["accuracy"]
+    assert t["accuracy_with_reject"] <= t["accuracy"]
+    assert (run / "eval_test_knn.json").is_file() and (run / "eval_test_threshold.json").is_file()
+    assert not (run / "figures").exists()
+    # val split: a separate table, no seed rows (the seed's numbers are test numbers)
+    (v,) = report.evaluate_run(run, split="val", figures=False)
+    assert v["seed"] is None and v["n"] == 12 and (run / "table_val.md").is_file()
+
+
+def test_evaluate_run_head_classifier(tmp_path, monkeypatch):
+    run = make_run(tmp_path, monkeypatch, epochs=(15,), loss="ce", head=False)
+    with pytest.raises(ConfigError, match="no classifier head"):
+        report.evaluate_run(run, classifier="head", figures=False)
+    (tmp_path / "h").mkdir()
+    run2 = make_run(tmp_path / "h", monkeypatch, epochs=(15,), loss="ce", head=True)
+    (r,) = report.evaluate_run(run2, classifier="head", figures=False)
+    assert r["classifier"] == "head" and r["seed"] is None     # ce has no seed row
+    model = report.load_trained(run2, 15)
+    test = model.load_split("test")
+    pred = model.logits(test.lensless).argmax(1).numpy()
+    assert r["accuracy"] == pytest.approx(100 * (pred == test.labels.numpy()).mean())
+
+
+def test_evaluate_run_bad_runs(tmp_path, monkeypatch):
+    with pytest.raises(DataError, match="run directory not found") as e:
+        report.evaluate_run(tmp_path / "nope")
+    assert str(tmp_path / "nope") in str(e.value)
+    run = make_run(tmp_path, monkeypatch, epochs=())
+    with pytest.raises(DataError, match="no checkpoints") as e:
+        report.evaluate_run(run)
+    assert str(run) in str(e.value)
+    with pytest.raises(ConfigError, match="unknown 'svm'"):
+        report.evaluate_run(run, classifier="svm")
+
+
+def test_knn_and_threshold_need_the_val_split(tmp_path, monkeypatch):
+    run = make_run(tmp_path, monkeypatch, epochs=(15,))
+    no_val = report.load_trained(run, 15)
+    del no_val._splits["val"]
+    monkeypatch.setattr(report, "load_trained", lambda r, epoch=None: no_val)
+    for clf in ("knn", "threshold"):
+        with pytest.raises(DataError, match=f"--classifier {clf} tunes on the run's val split"):
+            report.evaluate_run(run, classifier=clf, figures=False)
+    # the prototype classifier does not need val; its threshold figure then has no line
+    (r,) = report.evaluate_run(run, figures=True)
+    assert (run / "figures" / "threshold_test.png").is_file()
+
+
+def test_learning_curves_reader(tmp_path):
+    from opticsfree.evaluation.figures import plot_learning_curves, read_metrics_jsonl
+
+    p = tmp_path / "metrics.jsonl"
+    p.write_text('{"epoch": 1, "loss": 2.0, "lr": 0.0}\n{"epoch": 2, "loss": 1.0, "lr": 0.0}\n'
+                 '{"epoch": 3, "lo')  # a run still writing its last line
+    assert [r["epoch"] for r in read_metrics_jsonl(p)] == [1, 2]
+    assert plot_learning_curves(p, tmp_path / "lc.png") == tmp_path / "lc.png"
+    p.write_text('{"epoch": 1}\nnot json\n')
+    with pytest.raises(DataError, match="line 2"):
+        read_metrics_jsonl(p)
+    assert plot_learning_curves(tmp_path / "absent.jsonl", tmp_path / "x.png") is None
+
+
+def test_evaluate_run_on_a_real_capture_set(tmp_path, monkeypatch):
+    """The evaluation reads the lead's CaptureSplit (captures.loader) correctly, multi-frame too."""
+    testing = pytest.importorskip("opticsfree.captures.testing")
+    loader = pytest.importorskip("opticsfree.captures.loader")
+    caps = testing.make_capture_set(tmp_path / "caps", n_classes=3, per_class=6, size=8,
+                                    frames=2, splits=("train", "test"))
+
+    class LoaderTrained(FakeTrained):
+        classes = ["class0", "class1", "class2"]
+
+        def __init__(self, *args):
+            super().__init__(*args)
+            self.classes = type(self).classes
+
+        def load_split(self, split):
+            if split == "val":  # the run's held-out part of train: every 3rd scene
+                tr = loader.load_captures(caps, "train")
+                return tr.subset(np.arange(0, len(tr), 3))
+            return loader.load_captures(caps, split)
+
+    run = tmp_path / "run"
+    (run / "checkpoints").mkdir(parents=True)
+    config = {"loss": "quadruplet", "captures": str(caps)}
+    monkeypatch.setattr(report, "list_checkpoints", lambda r: [1])
+    monkeypatch.setattr(report, "load_trained",
+                        lambda r, epoch=None: LoaderTrained(caps, epoch, config))
+    (r,) = report.evaluate_run(run, classifier="knn", figures=True)
+    assert r["n"] == 3 * 6 * 2 and r["gallery_size"] == 3 * 6  # one original per scene
+    assert r["classes"] == ["class0", "class1", "class2"]
+    assert r["seed"] is None                      # a synthetic set is not CIFAR-10
+    assert "seed" not in (run / "table.md").read_text().split("|", 1)[1]
+    assert not (run / "figures" / "learning_curves.png").exists()   # no metrics.jsonl
+    assert (run / "figures" / "tsne_test.png").is_file()
+
+
+# --------------------------------------------------------------------------------------------
+# CLI
+
+
+def _cli():
+    import typer
+
+    import opticsfree.cli.evaluate  # noqa: F401  (registers the command)
+    from opticsfree.cli.common import app
+
+    # a Typer app with a single command runs it directly; with several, by name
+    prefix = ["evaluate"] if isinstance(typer.main.get_command(app), typer.core.TyperGroup) else []
+    return app, prefix
+
+
+def test_cli_evaluate_json_and_table(tmp_path, monkeypatch):
+    from typer.testing import CliRunner
+
+    run = make_run(tmp_path, monkeypatch, epochs=(50, 15))
+    cmd, prefix = _cli()
+    runner = CliRunner()
+    res = runner.invoke(cmd, prefix + [str(run), "--json", "--no-figures"])
+    assert res.exit_code == 0, res.output
+    out = json.loads(res.stdout)
+    assert [o["epoch"] for o in out] == [15, 50]
+    for o in out:
+        assert CONTRACT_KEYS <= set(o) and "per_class" not in o
+        assert len(o["accuracy_ci"]) == 2 and o["classifier"] == "prototype"
+    assert out[1]["seed"]["accuracy"] == 31.13
+
+    res = runner.invoke(cmd, prefix + [str(run), "--classifier", "threshold", "--no-figures"])
+    assert res.exit_code == 0, res.output
+    text = " ".join(res.stdout.split())
+    assert "support-weighted" in text and "test split" in text and "EER" in text
+
+    res = runner.invoke(cmd, prefix + [str(tmp_path / "missing"), "--json"])
+    assert res.exit_code == 2
+    assert "error:" in res.output and "missing" in res.output
+
+
+# --------------------------------------------------------------------------------------------
+# Integration with the real training package (when it exists)
+
+
+def test_integration_train_one_epoch_then_evaluate(tmp_path):
+    """Real training (1 epoch, tiny CNN, tiny synthetic set), then every classifier and the CLI."""
+    training = pytest.importorskip("opticsfree.training")
+    testing = pytest.importorskip("opticsfree.captures.testing")
+    if not hasattr(training, "train"):
+        pytest.skip("opticsfree.training.train not available yet")
+    from typer.testing import CliRunner
+
+    captures = testing.make_capture_set(tmp_path / "caps", n_classes=3, per_class=8, size=8)
+    out = tmp_path / "run"
+    training.train({"captures": str(captures), "loss": "ce+triplet", "epochs": 1,
+                    "backbone": "cnn4", "width": 8, "embedding_dim": 16, "batch_size": 12,
+                    "val_fraction": 0.25, "seed": 0, "threads": 1}, out, show_progress=False)
+    assert training.list_checkpoints(out) == [1]
+    for clf in ("prototype", "knn", "threshold", "head"):
+        (r,) = report.evaluate_run(out, classifier=clf, figures=clf == "prototype",
+                                   n_resamples=200)
+        assert CONTRACT_KEYS <= set(r) and r["epoch"] == 1 and r["n"] == 24
+        assert r["seed"] is None                      # synthetic set, ce+triplet: no seed row
+    assert (out / "table.md").is_file() and (out / "figures" / "learning_curves.png").is_file()
+    app, prefix = _cli()
+    res = CliRunner().invoke(app, prefix + [str(out), "--json", "--no-figures"])
+    assert res.exit_code == 0, res.output
+    assert [o["epoch"] for o in json.loads(res.stdout)] == [1]

@@ -1,0 +1,103 @@
+"""Embedding networks: shapes, normalisation, towers, heads and bad input."""
+
+import pytest
+import torch
+
+from opticsfree.errors import ConfigError
+from opticsfree.models import BACKBONES, EmbeddingModel, ResNetCIFAR, build_backbone
+
+
+def _img(n, c, s, seed=0):
+    g = torch.Generator().manual_seed(seed)
+    return torch.randint(0, 256, (n, c, s, s), dtype=torch.uint8, generator=g)
+
+
+@pytest.mark.parametrize("backbone", ["cnn4", "resnet8"])
+@pytest.mark.parametrize("channels", [1, 3])
+@pytest.mark.parametrize("size", [16, 32])
+def test_embeddings_are_unit_vectors_of_the_requested_dim(backbone, channels, size):
+    m = EmbeddingModel(backbone, channels, channels, size, embedding_dim=24, width=4, n_classes=5)
+    out = m(lensless=_img(3, channels, size), originals=[_img(2, channels, size, 1)])
+    assert out["lensless"].shape == (3, 24) and out["originals"][0].shape == (2, 24)
+    for e in (out["lensless"], out["originals"][0]):
+        assert e.dtype == torch.float32
+        torch.testing.assert_close(e.norm(dim=1), torch.ones(len(e)))
+    assert out["logits"].shape == (3, 5)
+    assert m.encode(_img(4, channels, size), "original").shape == (4, 24)
+
+
+def test_default_embedding_is_128d_and_towers_differ():
+    m = EmbeddingModel("cnn4", 3, 3, 16, width=4)
+    assert m.embedding_dim == 128 and not m.has_head
+    x = _img(2, 3, 16)
+    m.eval()
+    assert not torch.allclose(m.encode(x, "lensless"), m.encode(x, "original"))
+    with pytest.raises(ValueError, match="no classifier head"):
+        m.logits(x)
+
+
+def test_shared_encoder_uses_one_tower_and_maps_gray_to_rgb():
+    m = EmbeddingModel("resnet8", 1, 3, 16, embedding_dim=8, width=4, shared=True)
+    assert m.tower("lensless") is m.tower("original")
+    two = EmbeddingModel("resnet8", 1, 3, 16, embedding_dim=8, width=4)
+    n_shared = sum(p.numel() for p in m.parameters())
+    assert n_shared < sum(p.numel() for p in two.parameters())
+    m.eval()
+    gray = _img(2, 1, 16)
+    # A gray capture equals an RGB image with three equal channels once both are standardised
+    # with the same statistics.
+    m.set_input_stats("lensless", [0.4], [0.2])
+    m.set_input_stats("original", [0.4] * 3, [0.2] * 3)
+    torch.testing.assert_close(m.encode(gray, "lensless"), m.encode(gray.expand(-1, 3, -1, -1), "original"))
+
+
+def test_input_stats_standardise_inputs():
+    m = EmbeddingModel("cnn4", 3, 3, 16, width=4).eval()
+    x = _img(2, 3, 16)
+    before = m.encode(x, "lensless")
+    m.set_input_stats("lensless", [0.1, 0.2, 0.3], [0.5, 0.5, 0.5])
+    assert torch.equal(m.norms["lensless"].mean.flatten(), torch.tensor([0.1, 0.2, 0.3]))
+    assert not torch.allclose(before, m.encode(x, "lensless"))
+    with pytest.raises(ValueError, match="3 channels"):
+        m.set_input_stats("lensless", [0.1], [0.2])
+
+
+def test_flatten_pool_keeps_spatial_layout():
+    m = EmbeddingModel("resnet8", 3, 3, 16, embedding_dim=8, width=4, pool="flatten")
+    assert m.tower("lensless").feature_dim == 16 * 4 * 4  # 4w channels at H/4 x W/4
+    assert m(lensless=_img(2, 3, 16))["lensless"].shape == (2, 8)
+
+
+def test_channels_last_gives_the_same_embeddings():
+    m = EmbeddingModel("resnet8", 3, 3, 16, width=4).eval()
+    x = _img(3, 3, 16)
+    ref = m.encode(x, "lensless")
+    m.to(memory_format=torch.channels_last)
+    m.channels_last = True
+    torch.testing.assert_close(m.encode(x, "lensless"), ref, atol=1e-5, rtol=1e-4)
+
+
+def test_backbone_registry_and_feature_maps():
+    assert {"cnn4", "resnet8", "resnet14", "resnet20"} <= set(BACKBONES)
+    x = torch.zeros(2, 3, 32, 32)
+    assert build_backbone("cnn4", 3, width=4)(x).shape == (2, 32, 2, 2)
+    assert build_backbone("resnet20", 3, width=4)(x).shape == (2, 16, 8, 8)
+    n8 = sum(p.numel() for p in build_backbone("resnet8", 3).parameters())
+    n20 = sum(p.numel() for p in build_backbone("resnet20", 3).parameters())
+    assert n20 > 2 * n8
+    # ResNet-20 with width 16 is the paper's 0.27M-parameter network.
+    assert 0.26e6 < n20 < 0.28e6
+    with pytest.raises(ConfigError, match="unknown"):
+        build_backbone("vgg11", 3)
+    with pytest.raises(ValueError, match="6n\\+2"):
+        ResNetCIFAR(10, 3)
+
+
+def test_bad_images_are_rejected_with_the_expected_shape():
+    m = EmbeddingModel("cnn4", 1, 3, 16, width=4)
+    with pytest.raises(ValueError, match=r"\(N, 1, H, W\)"):
+        m.encode(_img(2, 3, 16), "lensless")
+    with pytest.raises(ValueError, match="domain"):
+        m.encode(_img(2, 1, 16), "reconstructed")
+    with pytest.raises(ConfigError, match="channels"):
+        EmbeddingModel("cnn4", 2, 3, 16)

@@ -1,0 +1,324 @@
+"""Training: sampling, splits, config, the loop, checkpoints, resume, NaN guard, CLI, DDP."""
+
+import json
+import os
+import shutil
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+import torch
+from typer.testing import CliRunner
+
+from opticsfree.captures.testing import make_capture_set
+from opticsfree.errors import ConfigError, DataError
+from opticsfree.losses.criterion import Criterion
+from opticsfree.training import TrainConfig, TrainingError, list_checkpoints, load_trained, train
+from opticsfree.training import trainer as trainer_mod
+from opticsfree.training.data import split_scenes
+from opticsfree.training.sampling import ClassBalancedBatchSampler, SceneTable, auto_batch
+
+TINY = {"backbone": "cnn4", "width": 4, "embedding_dim": 16, "batch_size": 24, "warmup_epochs": 0.5,
+        "val_prototypes": 100, "threads": 1}
+
+
+@pytest.fixture(scope="module")
+def captures(tmp_path_factory):
+    return make_capture_set(tmp_path_factory.mktemp("cs") / "set", n_classes=3, per_class=20, size=16)
+
+
+@pytest.fixture(scope="module")
+def base_run(captures, tmp_path_factory):
+    """A 6-epoch triplet run shared by several tests."""
+    run = tmp_path_factory.mktemp("runs") / "triplet"
+    summary = train({"captures": str(captures), "loss": "triplet", "epochs": 6, "checkpoints": [3], **TINY},
+                    run, show_progress=False)
+    return run, summary
+
+
+def metrics(run):
+    return [json.loads(line) for line in (Path(run) / "metrics.jsonl").read_text().splitlines()]
+
+
+# ---- sampling and splits ------------------------------------------------------------------------
+
+
+def test_class_balanced_batches_hold_distinct_scenes_and_are_reproducible():
+    ids = [f"s{i}" for i in range(30) for _ in range(2)]          # 30 scenes x 2 frames
+    labels = torch.tensor([i % 3 for i in range(30) for _ in range(2)])
+    scenes = SceneTable.from_rows(ids, labels)
+    s = ClassBalancedBatchSampler(scenes, m_per_class=4, classes_per_batch=3, seed=1)
+    assert len(s) == 30 // 12
+    for epoch in (1, 2):
+        s.set_epoch(epoch)
+        for rows in s:
+            assert len(rows) == 12
+            sc = [ids[r] for r in rows.tolist()]
+            assert len(set(sc)) == 12                               # no scene twice in a batch
+            assert torch.bincount(labels[rows], minlength=3).tolist() == [4, 4, 4]
+    s.set_epoch(1)
+    first = [b.clone() for b in s]
+    assert all(torch.equal(a, b) for a, b in zip(first, s))         # same (seed, epoch): same batches
+    s.set_epoch(2)
+    assert not all(torch.equal(a, b) for a, b in zip(first, s))
+    # Two processes' slices make up the single-process global batch.
+    parts = [list(ClassBalancedBatchSampler(scenes, 4, 3, 1, rank=r, world_size=2)) for r in (0, 1)]
+    s.set_epoch(0)
+    for g, p0, p1 in zip(s, *parts):
+        assert torch.equal(g, torch.cat([p0, p1]))
+
+
+def test_sampler_rejects_classes_smaller_than_m():
+    scenes = SceneTable.from_rows([f"s{i}" for i in range(7)], torch.tensor([0, 0, 0, 0, 1, 1, 1]))
+    with pytest.raises(ConfigError, match="class 1 has only 3"):
+        ClassBalancedBatchSampler(scenes, 4, 2, 0)
+    assert auto_batch(10, 256, None, 1000) == (25, 10)
+    assert auto_batch(3, 24, None, 5) == (5, 3)
+    with pytest.raises(ConfigError, match="single class"):
+        auto_batch(10, 8, 8, 100)
+
+
+def test_validation_split_is_stratified_disjoint_and_keeps_frames_together():
+    ids = [f"s{i:02d}" for i in range(40) for _ in range(3)]
+    labels = torch.tensor([i % 4 for i in range(40) for _ in range(3)]).numpy()
+    tr, va = split_scenes(ids, labels, 0.2, seed=0)
+    assert len(va) == 8 and len(tr) == 32 and not set(tr) & set(va)
+    assert sorted(int(s[1:]) % 4 for s in va) == [0, 0, 1, 1, 2, 2, 3, 3]
+    assert split_scenes(ids, labels, 0.2, seed=0) == (tr, va)
+    assert split_scenes(ids, labels, 0.2, seed=1)[1] != va
+    tr_l, va_l = split_scenes(ids, labels, 0.25, seed=0, limit=20)
+    assert len(tr_l) + len(va_l) == 20 and len(va_l) == 4
+
+
+def test_config_errors_name_the_field():
+    with pytest.raises(ConfigError, match="field 'lr'"):
+        TrainConfig.from_dict({"captures": "x", "loss": "triplet", "lr": 0})
+    with pytest.raises(ConfigError, match="field 'bogus': unknown field"):
+        TrainConfig.from_dict({"captures": "x", "loss": "triplet", "bogus": 1})
+    with pytest.raises(ConfigError, match="checkpoints"):
+        TrainConfig.from_dict({"captures": "x", "loss": "triplet", "epochs": 10, "checkpoints": "5,20"})
+    with pytest.raises(ConfigError, match="online"):
+        TrainConfig.from_dict({"captures": "x", "loss": "quadruplet-chen", "sampling": "tuples"})
+    with pytest.raises(ConfigError, match="field 'backbone'"):
+        TrainConfig.from_dict({"captures": "x", "loss": "ce", "backbone": "vgg"})
+    c = TrainConfig.from_dict({"captures": "x", "loss": "triplet", "epochs": 40})
+    assert c.resolved_checkpoints() == [15, 30, 40]
+
+
+# ---- the training loop ----------------------------------------------------------------------------
+
+
+def test_training_lowers_the_loss_and_beats_chance(base_run):
+    run, summary = base_run
+    rows = metrics(run)
+    assert [r["epoch"] for r in rows] == list(range(1, 7))
+    for r in rows:
+        assert {"epoch", "loss", "val_accuracy", "lr", "images_per_s", "seconds"} <= set(r)
+        assert r["images_per_s"] > 0
+    assert rows[-1]["loss"] < 0.5 * rows[0]["loss"]
+    assert rows[-1]["val_accuracy"] >= 2 / 3                        # chance is 1/3
+    assert summary["checkpoints"] == [3, 6] == list_checkpoints(run)
+    assert summary["best_epoch"] in (3, 6)
+    cfg = json.loads((run / "config.json").read_text())
+    assert cfg["loss"] == "triplet" and cfg["resolved"]["size"] == 16
+    assert cfg["resolved"]["batch_size"] == 24 and cfg["resolved"]["m_per_class"] == 8
+
+
+def test_checkpoints_load_with_weights_only_and_embed(base_run):
+    run, _ = base_run
+    state = torch.load(run / "checkpoints" / "epoch_003.pt", weights_only=True)
+    assert state["epoch"] == 3 and {"model", "config", "optimizer", "rng", "scheduler"} <= set(state)
+    t = load_trained(run)
+    assert t.epoch == 6 and t.classes == ["class0", "class1", "class2"] and t.size == 16
+    assert not t.has_head and t.logits(torch.zeros(2, 3, 16, 16, dtype=torch.uint8)) is None
+    val = t.load_split("val")
+    train_part = t.load_split("train")
+    assert len(val) == 6 and len(train_part) == 54 and not set(val.ids) & set(train_part.ids)
+    e = t.embed(val.lensless, "lensless")
+    assert e.shape == (6, 16)
+    torch.testing.assert_close(e.norm(dim=1), torch.ones(6))
+    assert t.embed(val.original, "original").shape == (6, 16)
+    assert load_trained(run, 3).epoch == 3
+    with pytest.raises(DataError, match="no checkpoint for epoch 4"):
+        load_trained(run, 4)
+    with pytest.raises(ValueError, match="expected lensless images"):
+        t.embed(torch.zeros(2, 3, 8, 8, dtype=torch.uint8), "lensless")
+
+
+def test_same_config_same_numbers_and_resume_is_exact(captures, tmp_path, monkeypatch):
+    cfg = {"captures": str(captures), "loss": "quadruplet", "epochs": 2, "augment": "crop-flip", **TINY}
+    train(cfg, tmp_path / "full", show_progress=False)
+    # The same run interrupted during epoch 2's validation, then resumed.
+    real = trainer_mod.validate
+    calls = []
+
+    def interrupt(*a, **k):
+        calls.append(1)
+        if len(calls) == 2:
+            raise KeyboardInterrupt
+        return real(*a, **k)
+
+    monkeypatch.setattr(trainer_mod, "validate", interrupt)
+    with pytest.raises(KeyboardInterrupt):
+        train(cfg, tmp_path / "cut", show_progress=False)
+    monkeypatch.setattr(trainer_mod, "validate", real)
+    assert list_checkpoints(tmp_path / "cut") == []
+    with pytest.raises(ConfigError, match="--resume"):
+        train(cfg, tmp_path / "cut", show_progress=False)
+    with pytest.raises(ConfigError, match="differs in margin"):
+        train({**cfg, "margin": 0.3}, tmp_path / "cut", resume=True, show_progress=False)
+    summary = train(cfg, tmp_path / "cut", resume=True, show_progress=False)
+    assert summary["resumed_from"] == 1
+    a = torch.load(tmp_path / "full/checkpoints/epoch_002.pt", weights_only=True)
+    b = torch.load(tmp_path / "cut/checkpoints/epoch_002.pt", weights_only=True)
+    for k in a["model"]:
+        assert torch.equal(a["model"][k], b["model"][k]), k
+    la, lb = metrics(tmp_path / "full"), metrics(tmp_path / "cut")
+    assert [r["loss"] for r in la] == [r["loss"] for r in lb]
+    assert [r["val_accuracy"] for r in la] == [r["val_accuracy"] for r in lb]
+
+
+def test_nan_loss_stops_with_a_clear_error_and_keeps_the_last_state(captures, tmp_path, monkeypatch):
+    real = Criterion.online
+    calls = []
+
+    def poisoned(self, *a, **k):
+        calls.append(1)
+        out = real(self, *a, **k)
+        return out * float("nan") if len(calls) == 3 else out    # epoch 2, step 1 (2 steps/epoch)
+
+    monkeypatch.setattr(Criterion, "online", poisoned)
+    run = tmp_path / "nan"
+    with pytest.raises(TrainingError, match=r"loss is nan at epoch 2, step 1/2.*resume.pt \(epoch 1\)"):
+        train({"captures": str(captures), "loss": "triplet", "epochs": 3, "checkpoints": [1], **TINY}, run,
+              show_progress=False)
+    assert list_checkpoints(run) == [1]
+    assert torch.load(run / "resume.pt", weights_only=True)["epoch"] == 1
+    assert [r["epoch"] for r in metrics(run)] == [1]
+
+
+@pytest.mark.parametrize("loss", ["ce", "ce+triplet", "quadruplet-chen"])
+def test_other_losses_train(captures, tmp_path, loss):
+    run = tmp_path / "run"
+    train({"captures": str(captures), "loss": loss, "epochs": 2, **TINY}, run, show_progress=False)
+    t = load_trained(run)
+    assert t.has_head == (loss != "quadruplet-chen")
+    x = t.load_split("val").lensless
+    if t.has_head:
+        assert t.logits(x).shape == (len(x), 3)
+    rows = metrics(run)
+    assert all(0 <= r["val_accuracy"] <= 1 for r in rows)
+    assert ("val_accuracy_head" in rows[-1]) == (loss == "ce+triplet")
+
+
+def test_seed_tuples_sampling_reads_files_and_skips_validation_scenes(captures, tmp_path):
+    run = tmp_path / "tuples"
+    train({"captures": str(captures), "loss": "quadruplet", "sampling": "tuples", "epochs": 1, **TINY}, run,
+          show_progress=False)
+    assert (captures / "tuples_train.csv").is_file()
+    r = json.loads((run / "config.json").read_text())["resolved"]
+    assert r["mining"] == "fixed tuples" and 0 < r["n_tuples"] < 60
+    val_ids = set(load_trained(run).load_split("val").ids)
+    text = (captures / "tuples_train.csv").read_text()
+    kept = [line for line in text.splitlines()[1:] if not any(f"/{v}." in line for v in val_ids)]
+    assert len(kept) == r["n_tuples"]
+
+
+def test_multi_frame_sets_and_shared_encoder(tmp_path):
+    cs = make_capture_set(tmp_path / "frames", n_classes=3, per_class=10, size=8, channels=1, frames=2)
+    run = tmp_path / "run"
+    train({"captures": str(cs), "loss": "quadruplet", "epochs": 1, "shared": True, **{**TINY, "batch_size": 12}},
+          run, show_progress=False)
+    t = load_trained(run)
+    assert t.model.shared
+    val = t.load_split("val")
+    assert len(val) == 2 * len(set(val.ids))                       # both frames of each held-out scene
+
+
+# ---- bad input ------------------------------------------------------------------------------------
+
+
+def test_set_without_train_split(tmp_path):
+    cs = make_capture_set(tmp_path / "s", splits=("test",))
+    with pytest.raises(DataError, match="no 'train' split"):
+        train({"captures": str(cs), "loss": "triplet", **TINY}, tmp_path / "run", show_progress=False)
+
+
+def test_class_without_training_scenes(tmp_path):
+    cs = make_capture_set(tmp_path / "s")
+    m = json.loads((cs / "manifest.json").read_text())
+    m["classes"].append("ghost")
+    (cs / "manifest.json").write_text(json.dumps(m))
+    with pytest.raises(DataError, match="'ghost'"):
+        train({"captures": str(cs), "loss": "triplet", **TINY}, tmp_path / "run", show_progress=False)
+
+
+def test_checkpoint_from_another_config_is_refused(base_run, tmp_path, captures):
+    run, _ = base_run
+    other = tmp_path / "other"
+    train({"captures": str(captures), "loss": "triplet", "epochs": 1, **{**TINY, "embedding_dim": 8}}, other,
+          show_progress=False)
+    shutil.copy(run / "checkpoints" / "epoch_003.pt", other / "checkpoints" / "epoch_001.pt")
+    with pytest.raises(DataError, match="different training config.*embedding_dim"):
+        load_trained(other, 1)
+    with pytest.raises(DataError, match="not a training run"):
+        list_checkpoints(tmp_path)
+
+
+# ---- command line ---------------------------------------------------------------------------------
+
+
+def _invoke(args):
+    import typer
+
+    import opticsfree.cli.train  # noqa: F401 - registers the command
+    from opticsfree.cli.common import app
+
+    # With a single registered command typer runs it directly (no command name).
+    single = len(app.registered_commands) == 1 and not app.registered_groups
+    return CliRunner().invoke(app, args[1:] if single else args)
+
+
+def test_cli_train(captures, tmp_path):
+    out = tmp_path / "cli"
+    res = _invoke(["train", str(captures), "--loss", "triplet", "--backbone", "cnn4", "--width", "4",
+                   "--epochs", "2", "--checkpoints", "1", "--batch-size", "24", "--seed", "3", "--threads", "1",
+                   "--set", "embedding_dim=16", "--set", "val_prototypes=100", "--out", str(out)])
+    assert res.exit_code == 0, res.output
+    summary = json.loads(res.stdout)
+    assert summary["checkpoints"] == [1, 2] and summary["epochs"] == 2
+    cfg = json.loads((out / "config.json").read_text())
+    assert cfg["seed"] == 3 and cfg["embedding_dim"] == 16
+    bad = _invoke(["train", str(captures), "--loss", "triplet", "--set", "margn=0.1", "--out", str(tmp_path / "b")])
+    assert bad.exit_code == 2 and "field 'margn'" in bad.output
+    bad = _invoke(["train", str(captures), "--loss", "triplet", "--out", str(out)])
+    assert bad.exit_code == 2 and "--resume" in bad.output
+
+
+# ---- distributed ----------------------------------------------------------------------------------
+
+
+@pytest.mark.slow
+def test_two_cpu_processes_match_one_process_on_the_same_global_batch(captures, tmp_path):
+    torchrun = Path(sys.executable).parent / "torchrun"
+    if not torchrun.exists():
+        pytest.skip("torchrun not installed")
+    common = ["--loss", "quadruplet", "--backbone", "resnet8", "--width", "4", "--epochs", "2",
+              "--batch-size", "24", "--threads", "1", "--no-amp", "--set", "warmup_epochs=0.5",
+              "--set", "augment=\"flip\"", "--set", "embedding_dim=16"]
+    env = {**os.environ, "OMP_NUM_THREADS": "1"}
+    cmd = [str(torchrun), "--standalone", "--nproc_per_node", "2", "-m", "opticsfree.training.distributed",
+           str(captures), *common, "--out", str(tmp_path / "ddp")]
+    res = subprocess.run(cmd, env=env, capture_output=True, text=True, timeout=300)
+    assert res.returncode == 0, res.stderr[-3000:]
+    assert json.loads(res.stdout)["epochs"] == 2                    # only rank 0 prints
+    single = _invoke(["train", str(captures), *common, "--out", str(tmp_path / "one")])
+    assert single.exit_code == 0, single.output
+    a = torch.load(tmp_path / "ddp/checkpoints/epoch_002.pt", weights_only=True)
+    b = torch.load(tmp_path / "one/checkpoints/epoch_002.pt", weights_only=True)
+    assert a["config"]["resolved"]["world_size"] == 2
+    for k in b["model"]:
+        torch.testing.assert_close(a["model"][k].float(), b["model"][k].float(), atol=2e-5, rtol=1e-4, msg=k)
+    la, lb = metrics(tmp_path / "ddp"), metrics(tmp_path / "one")
+    assert [r["loss"] for r in la] == pytest.approx([r["loss"] for r in lb], abs=1e-5)
