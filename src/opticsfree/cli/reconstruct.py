@@ -1,0 +1,114 @@
+"""CLI: train a reconstruction, apply it to a capture set, calibrate a camera model."""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import List, Optional
+
+import typer
+
+from opticsfree.cli.common import app, command, print_json
+from opticsfree.utils.progress import console, progress
+
+reconstruct_app = typer.Typer(
+    help="Reconstruct images from lensless captures: train a method (cyclegan, unet, bijective, "
+         "tikhonov) and apply it to a capture set.",
+    no_args_is_help=True,
+)
+app.add_typer(reconstruct_app, name="reconstruct")
+
+
+@command("train", parent=reconstruct_app)
+def train(
+    captures: Path = typer.Argument(..., help="capture set (its train split is used)"),
+    method: str = typer.Option(..., "--method", help="cyclegan, unet, bijective or tikhonov"),
+    out: Path = typer.Option(..., "--out", help="MODEL directory to write"),
+    epochs: Optional[int] = typer.Option(None, "--epochs", help="total epochs (default: the method's)"),
+    device: str = typer.Option("cpu", "--device", help="cpu or cuda"),
+    resume: bool = typer.Option(False, "--resume", help="continue from MODEL/checkpoints/last.pt"),
+    seed: int = typer.Option(0, "--seed", help="random seed"),
+    size: Optional[int] = typer.Option(None, "--size", help="train at size x size (default: stored size)"),
+    limit: Optional[int] = typer.Option(None, "--limit", help="at most N train scenes, class-stratified"),
+    batch_size: Optional[int] = typer.Option(None, "--batch-size", help="images per step"),
+    val_fraction: float = typer.Option(0.1, "--val-fraction", help="share of train scenes held out"),
+    amp: str = typer.Option("auto", "--amp", help="bf16 autocast: auto, on or off"),
+    channels_last: Optional[bool] = typer.Option(None, "--channels-last/--no-channels-last",
+                                                 help="memory format (default: on for cuda)"),
+    camera: Optional[str] = typer.Option(None, "--camera",
+                                         help="tikhonov: camera.npz from calibrate, or a preset/TOML"),
+    threads: Optional[int] = typer.Option(None, "--threads",
+                                          help="CPU threads (default: all; 1 is faster on a busy machine)"),
+    option: Optional[List[str]] = typer.Option(None, "--option", "-o",
+                                               help="method option KEY=VALUE (repeatable)"),
+) -> None:
+    """Train a reconstruction method; checkpoints, metrics and sample images go to MODEL."""
+    from opticsfree.reconstruction.base import parse_key_values
+    from opticsfree.reconstruction.train import train_reconstruction
+
+    def report(row: dict) -> None:
+        parts = [f"epoch {row['epoch']}"]
+        for k in ("loss", "loss_g", "val_psnr", "val_ssim", "seconds", "images_per_s"):
+            if k in row:
+                parts.append(f"{k} {row[k]:.4g}")
+        console.print("  ".join(parts))
+
+    train_reconstruction(captures, method, out, epochs=epochs, device=device, resume=resume, seed=seed,
+                         size=size, limit=limit, val_fraction=val_fraction, batch_size=batch_size,
+                         amp=amp, channels_last=channels_last, options=parse_key_values(option),
+                         camera=camera, threads=threads, on_epoch=report)
+    console.print(f"wrote model {out}")
+
+
+@command("apply", parent=reconstruct_app)
+def apply(
+    model: Path = typer.Argument(..., help="MODEL directory from `reconstruct train`"),
+    captures: Path = typer.Argument(..., help="capture set to reconstruct (all splits)"),
+    out: Path = typer.Option(..., "--out", help="derived capture set to write"),
+    device: str = typer.Option("cpu", "--device", help="cpu or cuda"),
+    batch_size: int = typer.Option(256, "--batch-size", help="images per forward pass"),
+    workers: int = typer.Option(0, "--workers", help="PNG encoding processes (0 = one per CPU)"),
+    threads: Optional[int] = typer.Option(None, "--threads", help="CPU threads (default: all)"),
+) -> None:
+    """Write a capture set whose lensless images are the reconstructions (originals linked)."""
+    from opticsfree.reconstruction.apply import apply_reconstruction
+
+    with progress() as bar:
+        tasks: dict[str, int] = {}
+
+        def on_progress(split: str, done: int, total: int) -> None:
+            if split not in tasks:
+                tasks[split] = bar.add_task(f"reconstruct {split}", total=total)
+            bar.update(tasks[split], completed=done)
+
+        apply_reconstruction(model, captures, out, device=device, batch_size=batch_size, workers=workers,
+                             threads=threads, on_progress=on_progress)
+    console.print(f"wrote derived capture set {out}")
+
+
+@command("calibrate")
+def calibrate(
+    captures: Path = typer.Argument(..., help="capture set with (capture, original) train pairs"),
+    out: Path = typer.Option(..., "--out", help="camera.npz to write"),
+    size: Optional[int] = typer.Option(None, "--size", help="work at size x size"),
+    limit: Optional[int] = typer.Option(None, "--limit", help="at most N train scenes"),
+    seed: int = typer.Option(0, "--seed", help="seed of the validation hold-out"),
+    val_fraction: float = typer.Option(0.1, "--val-fraction", help="share of train scenes held out"),
+    display_gamma: Optional[float] = typer.Option(None, "--display-gamma", help="default: manifest camera or 2.2"),
+    output_gamma: Optional[float] = typer.Option(None, "--output-gamma", help="default: manifest camera or 2.2"),
+    exposure: Optional[str] = typer.Option(None, "--exposure", help="per-image or fixed (default: manifest or per-image)"),
+    as_json: bool = typer.Option(False, "--json", help="print the fit report as JSON"),
+) -> None:
+    """Fit an affine camera model (H and offset) by ridge regression; report its error on val."""
+    from opticsfree.reconstruction.tikhonov import calibrate as run
+
+    with console.status("fitting the camera model"):
+        rep = run(captures, out, size=size, limit=limit, seed=seed, val_fraction=val_fraction,
+                  display_gamma=display_gamma, output_gamma=output_gamma, exposure=exposure)
+    if as_json:
+        print_json(rep)
+        return
+    typer.echo(f"wrote {out}: H {rep['out_shape']} <- {rep['in_shape']} from {rep['n_train']} pairs")
+    typer.echo(f"  val relative error {rep['val_relative_error']:.4f}  (train {rep['train_relative_error']:.4f}), "
+               f"val RMSE {rep['val_rmse']:.4g}, n_val {rep['n_val']}")
+    typer.echo(f"  lambda {rep['lambda']:.3g} ({rep['lambda_relative']:.1e} x mean eigenvalue); "
+               f"gammas display {rep['display_gamma']}, output {rep['output_gamma']}; exposure {rep['exposure']}")

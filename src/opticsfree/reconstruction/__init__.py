@@ -1,0 +1,39 @@
+"""Reconstruction of images from lensless captures.
+
+Methods (``opticsfree reconstruct train CAPTURES --method M --out MODEL``):
+
+- ``cyclegan``: unpaired translation, the seed's method (:mod:`.cyclegan`).
+- ``unet``: paired U-Net with L1 (+ SSIM) loss (:mod:`.unet`).
+- ``bijective``: paired inverse and forward networks with cycle terms (:mod:`.bijective`).
+- ``tikhonov``: regularised inverse of the linear camera model, known or calibrated
+  (:mod:`.tikhonov`; ``opticsfree calibrate`` fits the model of a real set).
+
+``opticsfree reconstruct apply MODEL CAPTURES --out CAPTURES2`` writes a derived capture set
+whose lensless images are the reconstructions (:mod:`.apply`). See docs/reconstruction.md.
+"""
+
+from opticsfree.reconstruction.apply import Reconstructor, apply_reconstruction, load_reconstructor
+from opticsfree.reconstruction.base import METHODS, holdout_split
+from opticsfree.reconstruction.discriminators import PatchDiscriminator, patch_layers_for, receptive_field
+from opticsfree.reconstruction.generators import ResnetGenerator
+from opticsfree.reconstruction.image_pool import ImagePool
+from opticsfree.reconstruction.schedules import ConstantThenLinearDecay
+from opticsfree.reconstruction.tikhonov import (
+    AffineOperator,
+    Calibration,
+    SensorModel,
+    TikhonovModel,
+    calibrate,
+    camera_operator,
+    fit_affine,
+    load_calibration,
+)
+from opticsfree.reconstruction.train import list_metrics, train_reconstruction
+from opticsfree.reconstruction.unet import UNet
+
+__all__ = [
+    "METHODS", "train_reconstruction", "apply_reconstruction", "load_reconstructor", "Reconstructor",
+    "list_metrics", "holdout_split", "ResnetGenerator", "PatchDiscriminator", "patch_layers_for",
+    "receptive_field", "UNet", "ImagePool", "ConstantThenLinearDecay", "AffineOperator", "SensorModel",
+    "TikhonovModel", "Calibration", "calibrate", "camera_operator", "fit_affine", "load_calibration",
+]

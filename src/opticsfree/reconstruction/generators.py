@@ -1,0 +1,119 @@
+"""ResNet image-to-image generator (the CycleGAN generator of Zhu et al., 2017).
+
+Architecture (``c7s1-k``: 7x7 conv, stride 1, k filters; ``dk``: 3x3 conv, stride 2; ``Rk``:
+residual block of two 3x3 convs; ``uk``: 3x3 transposed conv, stride 1/2), every conv followed
+by instance normalisation and ReLU except the last, which ends in ``tanh``::
+
+    c7s1-w, d2w, d4w, ..., R(2^n w) x blocks, ..., u2w, uw, c7s1-out
+
+with ``n`` downsamplings (2 by default: a 32x32 image has an 8x8 bottleneck, a 64x64 image a
+16x16 one). Inputs and outputs are in [-1, 1]; the input and output channel counts may differ
+(a grayscale capture can be mapped to an RGB image).
+"""
+
+from __future__ import annotations
+
+import torch
+from torch import nn
+
+
+def norm_layer(kind: str, channels: int) -> nn.Module:
+    """Normalisation layer: ``instance`` (no affine, as CycleGAN), ``batch``, ``group`` or ``none``."""
+    if kind == "instance":
+        return nn.InstanceNorm2d(channels, affine=False, track_running_stats=False)
+    if kind == "batch":
+        return nn.BatchNorm2d(channels)
+    if kind == "group":
+        return nn.GroupNorm(min(8, channels), channels)
+    if kind == "none":
+        return nn.Identity()
+    raise ValueError(f"unknown norm {kind!r} (instance, batch, group or none)")
+
+
+class ResnetBlock(nn.Module):
+    """``x + conv(relu(norm(conv(x))))`` with reflection padding and normalisation.
+
+    Args:
+        channels: feature channels (in = out).
+        norm: normalisation kind (see :func:`norm_layer`).
+        dropout: dropout probability between the two convolutions (0 = none).
+    """
+
+    def __init__(self, channels: int, norm: str = "instance", dropout: float = 0.0):
+        super().__init__()
+        layers: list[nn.Module] = [nn.ReflectionPad2d(1), nn.Conv2d(channels, channels, 3),
+                                   norm_layer(norm, channels), nn.ReLU(inplace=True)]
+        if dropout > 0:
+            layers.append(nn.Dropout(dropout))
+        layers += [nn.ReflectionPad2d(1), nn.Conv2d(channels, channels, 3), norm_layer(norm, channels)]
+        self.block = nn.Sequential(*layers)
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        return x + self.block(x)
+
+
+class ResnetGenerator(nn.Module):
+    """ResNet generator with configurable width, residual block count and downsamplings.
+
+    Args:
+        in_channels: channels of the input image (1 or 3).
+        out_channels: channels of the output image (1 or 3; may differ from ``in_channels``).
+        width: filters of the first layer (``ngf``); doubled at each downsampling.
+        n_blocks: residual blocks at the bottleneck (CycleGAN: 6 for 128 px, 9 for 256 px).
+        n_down: stride-2 downsamplings (the image side must be divisible by ``2 ** n_down``).
+        norm: normalisation kind.
+        dropout: dropout in the residual blocks.
+
+    Shape:
+        input (N, in_channels, H, W) in [-1, 1] -> output (N, out_channels, H, W) in [-1, 1].
+    """
+
+    def __init__(self, in_channels: int, out_channels: int, width: int = 64, n_blocks: int = 9,
+                 n_down: int = 2, norm: str = "instance", dropout: float = 0.0):
+        super().__init__()
+        if in_channels < 1 or out_channels < 1 or width < 1 or n_blocks < 0 or n_down < 0:
+            raise ValueError("channels and width must be positive, n_blocks and n_down >= 0")
+        self.in_channels, self.out_channels, self.n_down = in_channels, out_channels, n_down
+        layers: list[nn.Module] = [nn.ReflectionPad2d(3), nn.Conv2d(in_channels, width, 7),
+                                   norm_layer(norm, width), nn.ReLU(inplace=True)]
+        ch = width
+        for _ in range(n_down):
+            layers += [nn.Conv2d(ch, ch * 2, 3, stride=2, padding=1), norm_layer(norm, ch * 2),
+                       nn.ReLU(inplace=True)]
+            ch *= 2
+        layers += [ResnetBlock(ch, norm, dropout) for _ in range(n_blocks)]
+        for _ in range(n_down):
+            layers += [nn.ConvTranspose2d(ch, ch // 2, 3, stride=2, padding=1, output_padding=1),
+                       norm_layer(norm, ch // 2), nn.ReLU(inplace=True)]
+            ch //= 2
+        layers += [nn.ReflectionPad2d(3), nn.Conv2d(ch, out_channels, 7), nn.Tanh()]
+        self.model = nn.Sequential(*layers)
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        if x.ndim != 4 or x.shape[1] != self.in_channels:
+            raise ValueError(f"expected (N, {self.in_channels}, H, W), got {tuple(x.shape)}")
+        k = 2 ** self.n_down
+        if x.shape[-1] % k or x.shape[-2] % k or min(x.shape[-2:]) // k < 2:
+            raise ValueError(f"image side {tuple(x.shape[-2:])} must be a multiple of {k} and at "
+                             f"least {2 * k} for {self.n_down} downsamplings")
+        return self.model(x)
+
+
+def init_weights(module: nn.Module, std: float = 0.02) -> None:
+    """CycleGAN initialisation: conv weights ~ N(0, std), biases 0, norm scales ~ N(1, std)."""
+    for m in module.modules():
+        if isinstance(m, (nn.Conv2d, nn.ConvTranspose2d, nn.Linear)):
+            nn.init.normal_(m.weight, 0.0, std)
+            if m.bias is not None:
+                nn.init.zeros_(m.bias)
+        elif isinstance(m, (nn.BatchNorm2d, nn.GroupNorm)) and m.weight is not None:
+            nn.init.normal_(m.weight, 1.0, std)
+            nn.init.zeros_(m.bias)
+
+
+def default_generator_size(size: int) -> tuple[int, int]:
+    """Default ``(width, n_blocks)`` of the generator for an image side ``size``.
+
+    32x32 and smaller: width 32, 6 blocks; larger: width 64, 9 blocks (the CycleGAN defaults).
+    """
+    return (32, 6) if size <= 32 else (64, 9)

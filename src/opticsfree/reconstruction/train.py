@@ -1,0 +1,415 @@
+"""Train a reconstruction method on a capture set: ``opticsfree reconstruct train``.
+
+A MODEL directory holds::
+
+    config.json              the full training configuration (captures, method, options, ...)
+    metrics.jsonl            one JSON object per epoch: losses, lr, val PSNR/SSIM, seconds, images/s
+    checkpoints/last.pt      the full state after the last finished epoch (networks, optimizers,
+                             image pools, RNG states): ``--resume`` continues from it
+    model.pt                 what ``apply`` needs: the lensless -> original network (or the
+                             Tikhonov inverse), its architecture, epoch and image size
+    samples/epoch_NNN.png    validation captures | reconstructions | originals after each epoch
+
+Every file is written atomically, so an interrupted run leaves the previous epoch intact.
+The validation hold-out is a class-stratified share of the train split's scenes
+(:func:`~opticsfree.reconstruction.base.holdout_split`); the test split is never read.
+"""
+
+from __future__ import annotations
+
+import json
+import time
+from pathlib import Path
+from typing import Any, Callable
+
+import torch
+
+from opticsfree import __version__
+from opticsfree.captures.format import open_capture_set
+from opticsfree.captures.loader import CaptureSplit, load_captures
+from opticsfree.errors import ConfigError, DataError, OpticsfreeError
+from opticsfree.reconstruction.base import (
+    METHODS,
+    autocast,
+    torch_threads,
+    holdout_split,
+    parse_options,
+    resolve_amp,
+    resolve_device,
+    save_sample_grid,
+    to_model,
+    to_uint8,
+)
+from opticsfree.reconstruction.bijective import BijectiveMethod
+from opticsfree.reconstruction.cyclegan import CycleGANMethod, unpaired_batches
+from opticsfree.reconstruction.unet import UNetMethod
+from opticsfree.utils.io import ensure_dir, load_torch, read_json, save_torch, write_json, write_text
+from opticsfree.utils.seeding import derive_seed, seed_everything
+
+DEEP_METHODS = {"cyclegan": CycleGANMethod, "unet": UNetMethod, "bijective": BijectiveMethod}
+CHECKPOINT_FORMAT = 1
+#: config.json keys that must agree when resuming (epochs may grow).
+RESUME_KEYS = ("method", "captures", "size", "limit", "seed", "val_fraction", "options", "batch_size")
+
+
+def _config_path(out: Path) -> Path:
+    return out / "config.json"
+
+
+def _check_out(out: Path, config: dict[str, Any], resume: bool) -> None:
+    existing = _config_path(out)
+    if existing.is_file():
+        trained = (out / "checkpoints" / "last.pt").is_file() or (out / "model.pt").is_file()
+        if not resume and trained:
+            raise ConfigError(f"{out} already holds a reconstruction model; pass --resume to continue "
+                              "it or choose another --out")
+        if not resume:
+            return  # an earlier run stopped before its first checkpoint: start over
+        old = read_json(existing)
+        diff = [k for k in RESUME_KEYS if old.get(k) != config.get(k)]
+        if diff:
+            raise ConfigError(f"{out}: cannot resume with different settings ({', '.join(diff)}); "
+                              f"recorded: {', '.join(f'{k}={old.get(k)!r}' for k in diff)}")
+    elif out.exists() and any(p for p in out.iterdir() if not p.name.startswith(".")):
+        raise ConfigError(f"{out} exists and is not a reconstruction model directory; choose another --out")
+
+
+def _load_data(captures: Path, size: int | None, val_fraction: float, seed: int, limit: int | None
+               ) -> tuple[CaptureSplit, CaptureSplit]:
+    data = load_captures(captures, "train", size=size)
+    if data.lensless.shape[-2:] != data.original.shape[-2:]:
+        raise DataError(f"{captures}: captures {tuple(data.lensless.shape[-2:])} and originals "
+                        f"{tuple(data.original.shape[-2:])} differ in size; pass --size")
+    tr, va = holdout_split(data.ids, data.labels, val_fraction, seed, limit)
+    if len(tr) == 0:
+        raise DataError(f"{captures}: no training scenes left after the validation hold-out")
+    return data.subset(tr), data.subset(va)
+
+
+def _read_metrics(path: Path, upto: int | None) -> list[dict]:
+    if not path.is_file():
+        return []
+    rows = [json.loads(line) for line in path.read_text(encoding="utf-8").splitlines() if line.strip()]
+    return [r for r in rows if upto is None or int(r.get("epoch", 0)) <= upto]
+
+
+def _write_metrics(path: Path, rows: list[dict]) -> None:
+    write_text(path, "".join(json.dumps(r) + "\n" for r in rows))
+
+
+@torch.no_grad()
+def reconstruct_with(net: torch.nn.Module, lensless: torch.Tensor, device: torch.device,
+                     batch_size: int = 256, channels_last: bool = False) -> torch.Tensor:
+    """Run a lensless -> original network on uint8 images (fp32, eval mode); uint8 on the CPU."""
+    was_training = net.training
+    net.eval()
+    out = []
+    for i in range(0, len(lensless), batch_size):
+        out.append(to_uint8(net(to_model(lensless[i:i + batch_size], device, channels_last))))
+    net.train(was_training)
+    if not out:
+        return torch.empty(0, dtype=torch.uint8)
+    return torch.cat(out)
+
+
+def _val_quality(rec: torch.Tensor, original: torch.Tensor) -> dict[str, float]:
+    from opticsfree.captures.quality import image_quality
+
+    if len(rec) == 0:
+        return {}
+    q = image_quality(rec, original)
+    return {"val_psnr": float(q["psnr"].mean()), "val_ssim": float(q["ssim"].mean()),
+            "val_mse": float(q["mse"].mean())}
+
+
+def train_reconstruction(captures: str | Path, method: str, out: str | Path, epochs: int | None = None,
+                         device: str = "cpu", resume: bool = False, seed: int = 0, size: int | None = None,
+                         limit: int | None = None, *, val_fraction: float = 0.1,
+                         batch_size: int | None = None, amp: str = "auto",
+                         channels_last: bool | None = None, options: dict[str, Any] | None = None,
+                         camera: str | Path | None = None, samples: int = 8, max_val: int = 1000,
+                         threads: int | None = None, on_epoch: Callable[[dict], None] | None = None) -> Path:
+    """Train ``method`` on the train split of ``captures`` and write the MODEL directory ``out``.
+
+    Args:
+        captures: capture set (its ``train`` split is used; a hold-out of it is validation).
+        method: ``cyclegan``, ``unet``, ``bijective`` or ``tikhonov``.
+        out: MODEL directory (created; with ``resume`` an earlier run is continued).
+        epochs: total epochs (default: the method's; ignored by ``tikhonov``).
+        device: ``cpu`` or ``cuda`` (same code).
+        resume: continue from ``out/checkpoints/last.pt`` (settings must match, epochs may grow).
+        seed: seeds weights, shuffling, image pools and the hold-out.
+        size: train at ``size`` x ``size`` (default: the stored capture size).
+        limit: at most this many training scenes (class-stratified) before the hold-out.
+        val_fraction: share of the train scenes held out for validation.
+        batch_size: images per step (default: the method's).
+        amp: bf16 autocast ``auto`` / ``on`` / ``off`` (see :func:`~.base.resolve_amp`).
+        channels_last: channels-last memory format (default: on for CUDA, off on CPU).
+        options: method options (``--option key=value``; see each method's config class).
+        camera: ``tikhonov`` only: a ``camera.npz`` from ``calibrate`` or a camera preset/TOML
+            (default: the camera in the set's manifest, else a calibration fitted here).
+        samples: validation images in the sample grids (spread over the hold-out).
+        max_val: validation images scored after each epoch (evenly spread over the hold-out;
+            ``tikhonov`` chooses lambda on up to 500).
+        threads: CPU threads for torch (None: torch's default, one per core). On a machine
+            shared with other jobs, 1 thread can be several times faster than 2 (parallel
+            regions wait for descheduled threads; see docs/reconstruction.md).
+        on_epoch: called with each epoch's metrics row (after its checkpoint is written).
+
+    Returns:
+        ``out``.
+    """
+    if method not in METHODS:
+        raise ConfigError(f"unknown method {method!r} (methods: {', '.join(METHODS)})")
+    if epochs is not None and epochs < 1:
+        raise ConfigError(f"--epochs must be >= 1, got {epochs}")
+    if size is not None and size < 4:
+        raise ConfigError(f"--size must be >= 4, got {size}")
+    if limit is not None and limit < 1:
+        raise ConfigError(f"--limit must be >= 1, got {limit}")
+    captures = Path(captures).resolve()
+    out = Path(out)
+    open_capture_set(captures)  # validates manifest and index (DataError naming the file)
+    dev = resolve_device(device)
+    opts = dict(options or {})
+
+    if method == "tikhonov":
+        if opts:
+            raise ConfigError(f"method tikhonov takes no --option (got {', '.join(opts)})")
+        with torch_threads(threads):
+            return _train_tikhonov(captures, out, resume, seed, size, limit, val_fraction, camera, samples,
+                                   on_epoch)
+    if camera is not None:
+        raise ConfigError("--camera applies to --method tikhonov only")
+    with torch_threads(threads):
+        return _train_deep(captures, method, out, epochs, dev, resume, seed, size, limit, val_fraction,
+                           batch_size, amp, channels_last, opts, samples, max_val, on_epoch)
+
+
+def _train_deep(captures: Path, method: str, out: Path, epochs: int | None, dev: torch.device, resume: bool,
+                seed: int, size: int | None, limit: int | None, val_fraction: float, batch_size: int | None,
+                amp: str, channels_last: bool | None, opts: dict[str, Any], samples: int, max_val: int,
+                on_epoch: Callable[[dict], None] | None) -> Path:
+    cls = DEEP_METHODS[method]
+    cfg = parse_options(cls.config_cls, opts, method)
+    bs = batch_size or cfg.batch_size
+    if bs < 1:
+        raise ConfigError(f"--batch-size must be >= 1, got {bs}")
+    total = epochs or cfg.epochs
+    config = {"method": method, "captures": str(captures), "size": size, "limit": limit, "seed": seed,
+              "val_fraction": val_fraction, "options": opts, "batch_size": bs, "epochs": total,
+              "method_config": _asdict(cfg), "package_version": __version__}
+    _check_out(out, config, resume)
+
+    seed_everything(seed)
+    train, val = _load_data(captures, size, val_fraction, seed, limit)
+    side = int(train.lensless.shape[-1])
+    cin, cout = int(train.lensless.shape[1]), int(train.original.shape[1])
+    config.update({"image_size": side, "in_channels": cin, "out_channels": cout,
+                   "n_train": len(train), "n_val": len(val)})
+    use_amp = resolve_amp(amp, dev)
+    cl = (dev.type == "cuda") if channels_last is None else bool(channels_last)
+    config.update({"amp": "bf16" if use_amp else "off", "channels_last": cl, "device": dev.type})
+
+    shuffle = torch.Generator().manual_seed(derive_seed(seed, "shuffle"))
+    try:
+        m = cls(cfg, cin, cout, side, dev, shuffle)
+    except ValueError as e:
+        raise ConfigError(f"method {method} at {side}x{side}: {e}") from None
+    if cl:
+        for net in m.networks().values():
+            net.to(memory_format=torch.channels_last)
+
+    ensure_dir(out)
+    ckpt_path = out / "checkpoints" / "last.pt"
+    start = 0
+    if resume and ckpt_path.is_file():
+        start = _restore(ckpt_path, m, shuffle, dev)
+    metrics = _read_metrics(out / "metrics.jsonl", start)
+    write_json(_config_path(out), config)
+    if start >= total:
+        return out
+
+    a_all = train.lensless.to(dev)
+    b_all = train.original.to(dev)
+    sample_src = val if len(val) else train
+    pick = spread(len(sample_src), samples)
+    val_eval = val.subset(spread(len(val), max_val)) if len(val) > max_val else val
+    schedule = m.schedule(total)
+    amp_ctx = (lambda: autocast(dev, use_amp))
+    from opticsfree.utils.progress import progress
+
+    for epoch in range(start, total):
+        lr = schedule.apply(list(m.optimizers().values()), epoch)
+        if m.paired:
+            perm = torch.randperm(len(train), generator=shuffle)
+            batches = [(perm[i:i + bs], perm[i:i + bs]) for i in range(0, len(train), bs)]
+        else:
+            batches = list(unpaired_batches(len(train), len(train), bs, shuffle))
+        sums: dict[str, torch.Tensor] = {}
+        t0 = time.perf_counter()
+        seen = 0
+        with progress() as bar:
+            task = bar.add_task(f"{method} epoch {epoch + 1}/{total}", total=len(batches))
+            for ia, ib in batches:
+                a = to_model(a_all[ia.to(dev)], None, cl)
+                b = to_model(b_all[ib.to(dev)], None, cl)
+                terms = m.train_step(a, b, amp_ctx)
+                for k, v in terms.items():
+                    sums[k] = sums.get(k, 0) + v.float() * len(ia)
+                seen += len(ia)
+                bar.advance(task)
+        seconds = time.perf_counter() - t0
+        net_arch, net = m.inference()
+        rec_val = reconstruct_with(net, val_eval.lensless, dev, channels_last=cl)
+        row = {"epoch": epoch + 1, "lr": lr, **{k: float(v) / max(seen, 1) for k, v in sums.items()},
+               **_val_quality(rec_val, val_eval.original), "seconds": round(seconds, 3),
+               "images_per_s": round(seen / max(seconds, 1e-9), 2)}
+        rec_s = reconstruct_with(net, sample_src.lensless[pick], dev, channels_last=cl)
+        save_sample_grid(out / "samples" / f"epoch_{epoch + 1:03d}.png",
+                         [sample_src.lensless[pick], rec_s, sample_src.original[pick]])
+        _save_checkpoint(ckpt_path, m, shuffle, epoch + 1, config)
+        save_torch(out / "model.pt", _inference_state(method, net_arch, net, epoch + 1, side, cin, cout, config))
+        metrics.append(row)
+        _write_metrics(out / "metrics.jsonl", metrics)
+        if on_epoch:
+            on_epoch(row)
+    return out
+
+
+def spread(n: int, k: int) -> torch.Tensor:
+    """``min(n, k)`` indices spread evenly over ``range(n)`` (classes are often contiguous)."""
+    if n <= k:
+        return torch.arange(n)
+    return torch.linspace(0, n - 1, k).round().long()
+
+
+def _asdict(cfg) -> dict:
+    from dataclasses import asdict
+
+    return asdict(cfg)
+
+
+def _cpu_state(sd: dict) -> dict:
+    return {k: v.detach().cpu().contiguous() if torch.is_tensor(v) else v for k, v in sd.items()}
+
+
+def _save_checkpoint(path: Path, m, shuffle: torch.Generator, epoch: int, config: dict) -> None:
+    rng = {"torch": torch.get_rng_state(), "shuffle": shuffle.get_state()}
+    if torch.cuda.is_available() and m.device.type == "cuda":
+        rng["cuda"] = torch.cuda.get_rng_state(m.device)
+    state = {"format": CHECKPOINT_FORMAT, "method": m.name, "epoch": epoch, "config": config,
+             "networks": {k: _cpu_state(n.state_dict()) for k, n in m.networks().items()},
+             "optimizers": {k: o.state_dict() for k, o in m.optimizers().items()},
+             "extra": m.extra_state(), "rng": rng}
+    save_torch(path, state)
+
+
+def _restore(path: Path, m, shuffle: torch.Generator, dev: torch.device) -> int:
+    state = load_torch(path)
+    try:
+        if state.get("format") != CHECKPOINT_FORMAT or state.get("method") != m.name:
+            raise KeyError("format/method")
+        for k, n in m.networks().items():
+            n.load_state_dict(state["networks"][k])
+        for k, o in m.optimizers().items():
+            o.load_state_dict(state["optimizers"][k])
+        m.load_extra_state(state["extra"])
+        torch.set_rng_state(state["rng"]["torch"])
+        shuffle.set_state(state["rng"]["shuffle"])
+        if "cuda" in state["rng"] and dev.type == "cuda":
+            torch.cuda.set_rng_state(state["rng"]["cuda"], dev)
+        return int(state["epoch"])
+    except (KeyError, RuntimeError, TypeError, ValueError) as e:
+        raise OpticsfreeError(f"{path}: checkpoint does not match this method/configuration "
+                              f"({type(e).__name__}: {e})".splitlines()[0]) from None
+
+
+def _inference_state(method: str, arch: dict, net: torch.nn.Module, epoch: int | None, side: int,
+                     cin: int, cout: int, config: dict) -> dict:
+    return {"format": CHECKPOINT_FORMAT, "method": method, "epoch": epoch, "arch": arch,
+            "state_dict": _cpu_state(net.state_dict()), "size": side, "in_channels": cin,
+            "out_channels": cout, "captures": config["captures"], "config": config}
+
+
+# --------------------------------------------------------------------------- tikhonov
+
+def _tikhonov_operator(captures: Path, camera: str | Path | None, train: CaptureSplit, val: CaptureSplit,
+                       side: int, cin: int, cout: int):
+    """(operator, sensor, display gamma, info) for the Tikhonov inverse (see tikhonov.py)."""
+    from opticsfree.optics import camera_from_dict, load_camera_config
+    from opticsfree.reconstruction import tikhonov as tk
+
+    manifest = open_capture_set(captures).manifest
+    if camera is not None and str(camera).endswith(".npz"):
+        cal = tk.load_calibration(camera)
+        if tuple(cal.operator.in_shape) != (cout, side, side) or tuple(cal.operator.out_shape) != (cin, side, side):
+            raise DataError(f"{camera}: calibration maps images {tuple(cal.operator.in_shape)} to captures "
+                            f"{tuple(cal.operator.out_shape)}, but the data are {(cout, side, side)} -> "
+                            f"{(cin, side, side)} (C, H, W); pass the --size the calibration used")
+        return cal.operator, cal.sensor, cal.display_gamma, {
+            "operator": "calibration", "calibration": str(Path(camera).resolve()),
+            "scale_from_calibration": True, "calibration_report": {
+                k: v for k, v in cal.report.items() if k != "table"}}
+    if camera is not None:
+        cfg = load_camera_config(camera)
+        name = f"camera {cfg.name} ({camera})"
+    elif isinstance(manifest.get("camera"), dict) and manifest["camera"].get("type") in ("bare", "lens", "psf"):
+        cfg = camera_from_dict(manifest["camera"], f"{captures}/manifest.json: camera")
+        name = f"camera {cfg.name} (from the capture set's manifest)"
+    else:
+        cal = tk.calibrate_pairs(train.lensless, train.original, val.lensless, val.original,
+                                 source=f"{captures} (fitted during training)")
+        return cal.operator, cal.sensor, cal.display_gamma, {
+            "operator": "fitted", "scale_from_calibration": True,
+            "calibration_report": {k: v for k, v in cal.report.items() if k != "table"}}
+    if cin != cout:
+        raise DataError(f"{captures}: captures have {cin} channels and originals {cout}; a known camera "
+                        "maps images to captures with the same channels")
+    op, sensor, gamma = tk.camera_operator(cfg, side, cout)
+    return op, sensor, gamma, {"operator": "camera", "camera": name}
+
+
+def _train_tikhonov(captures: Path, out: Path, resume: bool, seed: int, size: int | None, limit: int | None,
+                    val_fraction: float, camera: str | Path | None, samples: int,
+                    on_epoch: Callable[[dict], None] | None) -> Path:
+    from opticsfree.reconstruction import tikhonov as tk
+
+    config = {"method": "tikhonov", "captures": str(captures), "size": size, "limit": limit, "seed": seed,
+              "val_fraction": val_fraction, "options": {}, "batch_size": None, "epochs": None,
+              "camera": None if camera is None else str(camera), "package_version": __version__}
+    _check_out(out, config, resume)
+    seed_everything(seed)
+    train, val = _load_data(captures, size, val_fraction, seed, limit)
+    side = int(train.lensless.shape[-1])
+    cin, cout = int(train.lensless.shape[1]), int(train.original.shape[1])
+    config.update({"image_size": side, "in_channels": cin, "out_channels": cout,
+                   "n_train": len(train), "n_val": len(val)})
+    t0 = time.perf_counter()
+    op, sensor, gamma, info = _tikhonov_operator(captures, camera, train, val, side, cin, cout)
+    model = tk.fit_tikhonov(op, sensor, gamma, train.lensless, train.original, val.lensless, val.original,
+                            info=info, seed=seed)
+    seconds = time.perf_counter() - t0
+    ensure_dir(out)
+    write_json(_config_path(out), config)
+    write_json(out / "tikhonov.json", {k: v for k, v in model.info.items()} | {"lambda": model.lam})
+    save_torch(out / "model.pt", {"format": CHECKPOINT_FORMAT, "method": "tikhonov", "epoch": None,
+                                  "tikhonov": model.state(), "size": side, "in_channels": cin,
+                                  "out_channels": cout, "captures": str(captures), "config": config})
+    rec_val = model.reconstruct(val.lensless)
+    row = {"epoch": 1, "lambda": model.lam, "lambda_relative": model.info["lambda_relative"],
+           "prior": model.info["prior"], **_val_quality(rec_val, val.original), "seconds": round(seconds, 3)}
+    pick = spread(len(val), samples)
+    save_sample_grid(out / "samples" / "epoch_001.png", [val.lensless[pick], rec_val[pick], val.original[pick]])
+    _write_metrics(out / "metrics.jsonl", [row])
+    if on_epoch:
+        on_epoch(row)
+    return out
+
+
+def list_metrics(model_dir: str | Path) -> list[dict]:
+    """The rows of ``MODEL/metrics.jsonl``."""
+    return _read_metrics(Path(model_dir) / "metrics.jsonl", None)
+
+
+__all__ = ["train_reconstruction", "reconstruct_with", "list_metrics", "DEEP_METHODS"]

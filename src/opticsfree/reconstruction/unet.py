@@ -1,0 +1,235 @@
+"""Paired reconstruction with a U-Net: lensless capture -> original, trained with L1 (+ SSIM).
+
+A bare sensor spreads every display pixel over the whole capture, so the inverse map is
+non-local. The U-Net therefore starts with an optional learned global layer
+(:class:`GlobalLinear`, the "trainable inversion" idea of FlatNet): a 1x1 mixing to ``k``
+feature maps, each mapped by one dense :math:`P \\times P` matrix shared by the features
+(:math:`P = H W`), initialised to the identity. Its output is concatenated with the capture
+and fed to a standard U-Net (``depth`` 2x2 max-poolings, two 3x3 conv + GroupNorm + ReLU per
+level, bilinear upsampling with skip connections, ``tanh`` output).
+
+Loss, for a capture :math:`y`, its original :math:`x` (both in [-1, 1]) and the net :math:`G`:
+
+.. math::
+
+    \\mathcal{L} = \\lVert G(y) - x \\rVert_1
+        + w_{ssim}\\,\\bigl(1 - \\mathrm{SSIM}(\\tfrac{G(y)+1}{2}, \\tfrac{x+1}{2})\\bigr)
+
+(:math:`w_{ssim} = 0` by default; SSIM from torchmetrics, data range 1).
+"""
+
+from __future__ import annotations
+
+from dataclasses import asdict, dataclass
+
+import torch
+import torch.nn.functional as F
+from torch import nn
+
+from opticsfree.reconstruction.generators import init_weights, norm_layer
+from opticsfree.reconstruction.schedules import ConstantThenLinearDecay
+
+
+class GlobalLinear(nn.Module):
+    """A learned non-local linear map: 1x1 channel mixing, then a dense map over pixels.
+
+    .. math::
+
+        z_k = W\\,\\Bigl(\\sum_c m_{kc}\\, x_c\\Bigr) + b, \\qquad W \\in \\mathbb{R}^{P \\times P}
+
+    Args:
+        in_channels: input channels.
+        features: output maps :math:`k`.
+        size: image side (:math:`P = \\mathrm{size}^2`).
+
+    Shape:
+        (N, in_channels, size, size) -> (N, features, size, size).
+    """
+
+    def __init__(self, in_channels: int, features: int, size: int):
+        super().__init__()
+        self.size = size
+        p = size * size
+        self.mix = nn.Conv2d(in_channels, features, 1)
+        self.weight = nn.Parameter(torch.eye(p))
+        self.bias = nn.Parameter(torch.zeros(p))
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        if x.shape[-2:] != (self.size, self.size):
+            raise ValueError(f"GlobalLinear was built for {self.size}x{self.size} images, got "
+                             f"{tuple(x.shape[-2:])}")
+        z = self.mix(x)
+        n, k = z.shape[:2]
+        z = F.linear(z.reshape(n, k, -1), self.weight, self.bias)
+        return z.reshape(n, k, self.size, self.size)
+
+
+class ConvBlock(nn.Module):
+    """Two 3x3 conv + norm + ReLU."""
+
+    def __init__(self, cin: int, cout: int, norm: str = "group"):
+        super().__init__()
+        self.block = nn.Sequential(
+            nn.Conv2d(cin, cout, 3, padding=1), norm_layer(norm, cout), nn.ReLU(inplace=True),
+            nn.Conv2d(cout, cout, 3, padding=1), norm_layer(norm, cout), nn.ReLU(inplace=True))
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        return self.block(x)
+
+
+class UNet(nn.Module):
+    """U-Net with an optional global layer at the input.
+
+    Args:
+        in_channels: input channels (the capture).
+        out_channels: output channels (the original); may differ from ``in_channels``.
+        size: image side (needed by the global layer; must be divisible by ``2 ** depth``).
+        width: filters of the first level, doubled per level (capped at ``8 * width``).
+        depth: number of 2x2 poolings.
+        global_features: maps of the :class:`GlobalLinear` layer (0 disables it).
+        norm: normalisation (``group`` default: independent of the batch size).
+
+    Shape:
+        (N, in_channels, size, size) in [-1, 1] -> (N, out_channels, size, size) in [-1, 1].
+    """
+
+    def __init__(self, in_channels: int, out_channels: int, size: int, width: int = 32, depth: int = 3,
+                 global_features: int = 8, norm: str = "group"):
+        super().__init__()
+        if size % (2 ** depth) or size // (2 ** depth) < 1:
+            raise ValueError(f"image side {size} must be a multiple of 2**depth = {2 ** depth}")
+        self.in_channels, self.out_channels, self.size = in_channels, out_channels, size
+        self.glob = GlobalLinear(in_channels, global_features, size) if global_features > 0 else None
+        ch = in_channels + (global_features if global_features > 0 else 0)
+        widths = [min(width * 2 ** i, width * 8) for i in range(depth + 1)]
+        self.down = nn.ModuleList()
+        for w in widths:
+            self.down.append(ConvBlock(ch, w, norm))
+            ch = w
+        self.up = nn.ModuleList()
+        for w in reversed(widths[:-1]):
+            self.up.append(ConvBlock(ch + w, w, norm))
+            ch = w
+        self.head = nn.Conv2d(ch, out_channels, 1)
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        if x.ndim != 4 or x.shape[1] != self.in_channels or x.shape[-2:] != (self.size, self.size):
+            raise ValueError(f"expected (N, {self.in_channels}, {self.size}, {self.size}), got {tuple(x.shape)}")
+        h = torch.cat([x, self.glob(x)], 1) if self.glob is not None else x
+        skips = []
+        for i, block in enumerate(self.down):
+            h = block(h)
+            if i < len(self.down) - 1:
+                skips.append(h)
+                h = F.max_pool2d(h, 2)
+        for block in self.up:
+            s = skips.pop()
+            h = F.interpolate(h, size=s.shape[-2:], mode="bilinear", align_corners=False)
+            h = block(torch.cat([h, s], 1))
+        return torch.tanh(self.head(h))
+
+
+def ssim_loss(pred: torch.Tensor, target: torch.Tensor) -> torch.Tensor:
+    """``1 - SSIM`` of images in [-1, 1] (compared in [0, 1], torchmetrics, data range 1)."""
+    from torchmetrics.functional.image import structural_similarity_index_measure
+
+    p = (pred.float() + 1) / 2
+    t = (target.float() + 1) / 2
+    return 1.0 - structural_similarity_index_measure(p, t, data_range=1.0)
+
+
+@dataclass
+class UNetConfig:
+    """Options of the ``unet`` method (``--option key=value``).
+
+    Attributes:
+        width: first-level filters.
+        depth: poolings (default: 3 for 32 px, 4 for 64 px and larger; ``None`` = automatic).
+        global_features: maps of the global layer (0 = plain U-Net).
+        ssim_weight: :math:`w_{ssim}` (0 = L1 only).
+        lr: Adam learning rate (betas 0.9, 0.999).
+        decay_start: first epoch of the linear LR decay (None = half the epochs).
+        batch_size: images per step.
+        epochs: default number of epochs.
+    """
+
+    width: int = 32
+    depth: int | None = None
+    global_features: int = 8
+    ssim_weight: float = 0.0
+    lr: float = 1e-3
+    decay_start: int | None = None
+    batch_size: int = 32
+    epochs: int = 30
+
+
+def auto_depth(size: int) -> int:
+    """Poolings for a U-Net on ``size`` px images: 3 up to 32 px, 4 above (at most log2(size) - 1)."""
+    want = 3 if size <= 32 else 4
+    k = 0
+    while k < want and size % (2 ** (k + 1)) == 0 and size // 2 ** (k + 1) >= 2:
+        k += 1
+    return k
+
+
+class UNetMethod:
+    """Trains a :class:`UNet` on (capture, original) pairs."""
+
+    name = "unet"
+    paired = True
+    config_cls = UNetConfig
+
+    def __init__(self, cfg: UNetConfig, in_channels: int, out_channels: int, size: int,
+                 device: torch.device, generator: torch.Generator):
+        self.cfg = cfg
+        self.device = device
+        self.arch = {"class": "UNet", "kwargs": dict(
+            in_channels=in_channels, out_channels=out_channels, size=size, width=cfg.width,
+            depth=cfg.depth if cfg.depth is not None else auto_depth(size),
+            global_features=cfg.global_features)}
+        self.net = UNet(**self.arch["kwargs"])
+        init_weights(self.net)  # convs ~ N(0, 0.02); the global layer stays the identity
+        self.net.to(device)
+        self.opt = torch.optim.Adam(self.net.parameters(), lr=cfg.lr, betas=(0.9, 0.999))
+
+    def schedule(self, epochs: int) -> ConstantThenLinearDecay:
+        return ConstantThenLinearDecay(self.cfg.lr, epochs, self.cfg.decay_start)
+
+    def networks(self) -> dict[str, nn.Module]:
+        return {"net": self.net}
+
+    def optimizers(self) -> dict[str, torch.optim.Optimizer]:
+        return {"opt": self.opt}
+
+    def extra_state(self) -> dict:
+        return {}
+
+    def load_extra_state(self, state: dict) -> None:
+        pass
+
+    def inference(self) -> tuple[dict, nn.Module]:
+        """(architecture spec, network) of the lensless -> original map."""
+        return self.arch, self.net
+
+    def train_step(self, capture: torch.Tensor, original: torch.Tensor, amp) -> dict[str, torch.Tensor]:
+        """One Adam step on a batch (both in [-1, 1]); returns detached loss terms."""
+        self.net.train()
+        with amp():
+            pred = self.net(capture)
+            l1 = (pred.float() - original).abs().mean()
+        loss = l1
+        terms = {"l1": l1.detach()}
+        if self.cfg.ssim_weight > 0:
+            s = ssim_loss(pred, original)
+            loss = loss + self.cfg.ssim_weight * s
+            terms["ssim_loss"] = s.detach()
+        self.opt.zero_grad(set_to_none=True)
+        loss.backward()
+        self.opt.step()
+        terms["loss"] = loss.detach()
+        return terms
+
+
+def config_dict(cfg) -> dict:
+    """A method config as a plain dict."""
+    return asdict(cfg)

@@ -1,0 +1,468 @@
+"""Reconstruction: building blocks, the four methods end to end, Tikhonov/calibration physics,
+resume, and the CLI."""
+
+from __future__ import annotations
+
+import json
+import os
+
+import numpy as np
+import pytest
+import torch
+import torch.nn.functional as F
+from typer.testing import CliRunner
+
+import opticsfree.cli.reconstruct  # noqa: F401  registers `reconstruct` and `calibrate`
+from opticsfree.captures import load_captures, open_capture_set
+from opticsfree.captures.check import check_capture_set
+from opticsfree.captures.simulate import simulate_capture_set
+from opticsfree.captures.testing import make_capture_set
+from opticsfree.cli.common import app
+from opticsfree.data import load_dataset
+from opticsfree.data.base import ImageDataset, Split
+from opticsfree.errors import ConfigError, OpticsfreeError
+from opticsfree.optics import Camera, load_camera_config
+from opticsfree.optics.config import CameraConfig
+from opticsfree.optics.sensor import read_out, sensor_electrons
+from opticsfree.reconstruction import (
+    ConstantThenLinearDecay,
+    ImagePool,
+    PatchDiscriminator,
+    ResnetGenerator,
+    UNet,
+    apply_reconstruction,
+    calibrate,
+    camera_operator,
+    fit_affine,
+    holdout_split,
+    list_metrics,
+    load_calibration,
+    load_reconstructor,
+    patch_layers_for,
+    receptive_field,
+    train_reconstruction,
+)
+from opticsfree.reconstruction import tikhonov as tk
+from opticsfree.reconstruction.cyclegan import CycleGANConfig, CycleGANMethod, unpaired_batches
+
+runner = CliRunner()
+
+
+def train(*args, **kwargs):
+    """train_reconstruction on one thread (much faster on a busy 2-core machine)."""
+    return train_reconstruction(*args, threads=1, **kwargs)
+
+
+def apply(*args, **kwargs):
+    return apply_reconstruction(*args, threads=1, workers=1, **kwargs)
+
+# tiny networks so that one epoch takes well under a second
+TINY = {
+    "cyclegan": {"width": 4, "n_blocks": 1, "d_width": 4, "pool_size": 3},
+    "unet": {"width": 4, "global_features": 2},
+    "bijective": {"width": 4, "forward_width": 4, "global_features": 2, "w_adv": 0.1},
+    "tikhonov": {},
+}
+
+
+@pytest.fixture(autouse=True)
+def one_thread():
+    """Tiny networks run fastest on one thread (and do not stall on a busy machine)."""
+    old = torch.get_num_threads()
+    torch.set_num_threads(1)
+    yield
+    torch.set_num_threads(old)
+
+
+@pytest.fixture(scope="module")
+def synth(tmp_path_factory):
+    """A tiny synthetic RGB capture set (3 classes x 6 scenes per split, 16 px)."""
+    return make_capture_set(tmp_path_factory.mktemp("synth") / "set", size=16, channels=3)
+
+
+@pytest.fixture(scope="module")
+def digits_set(tmp_path_factory):
+    """A tiny simulated grayscale set: digits through the seed camera with an 8x8 sensor."""
+    cam = load_camera_config("seed").replace(display={"supersample": 1},
+                                             sensor={"supersample": 1, "output_size": (8, 8)})
+    out = tmp_path_factory.mktemp("digits") / "set"
+    return simulate_capture_set(load_dataset("digits"), cam, out, limit=40, seed=0, batch=64, workers=1)
+
+
+def well_conditioned(channels_exposure: str = "calibrated") -> CameraConfig:
+    """An 8x8 display 0.3 mm above an 8x8 sensor: H is close to diagonal (condition < 30)."""
+    return CameraConfig(
+        name="tiny-tikhonov", type="bare", seed=3,
+        display=dict(width_mm=2.0, height_mm=2.0, gamma=2.2, black_level=0.01, backlight_falloff=0.05,
+                     supersample=1),
+        geometry=dict(gap_mm=0.3),
+        pixel=dict(chief_ray_angle_deg=10.0, acceptance_deg=30.0),
+        sensor=dict(width_mm=2.0, height_mm=2.0, output_size=(8, 8), supersample=1,
+                    auto_exposure=channels_exposure,
+                    colour_matrix=[[0.8, 0.15, 0.05], [0.1, 0.8, 0.1], [0.05, 0.2, 0.75]],
+                    output_gamma=2.2, jpeg_quality=None))
+
+
+def noiseless_capture(cfg: CameraConfig, images: torch.Tensor) -> torch.Tensor:
+    """The camera's capture of ``images`` without shot/read noise or nuisances (uint8)."""
+    cam = Camera(cfg, tuple(images.shape[-2:]), images.shape[1])
+    irr = cam.irradiance(images)
+    t = cam.exposure(irr)
+    return read_out(sensor_electrons(irr, t, cfg.sensor, cam.fpn, noise=False), t, cfg.sensor)
+
+
+def smooth_images(n: int, channels: int, size: int, seed: int = 0) -> torch.Tensor:
+    """Smooth random uint8 images with values in 40..220 (no sensor saturation)."""
+    g = torch.Generator().manual_seed(seed)
+    x = F.interpolate(torch.rand(n, channels, size // 2, size // 2, generator=g), size=(size, size),
+                      mode="bilinear", align_corners=False)
+    return (40 + 180 * x).round().to(torch.uint8)
+
+
+def psnr(a: torch.Tensor, b: torch.Tensor) -> torch.Tensor:
+    return tk.psnr(a.float() / 255, b.float() / 255)
+
+
+# --------------------------------------------------------------------------- building blocks
+
+def test_image_pool_returns_inputs_until_full_then_mixes_history():
+    g = torch.Generator().manual_seed(0)
+    pool = ImagePool(size=4, generator=g)
+    first = torch.arange(4.0).view(4, 1, 1, 1)
+    assert torch.equal(pool.query(first), first) and len(pool) == 4   # filling: inputs back
+    swapped = 0
+    for step in range(200):
+        new = torch.full((1, 1, 1, 1), 100.0 + step)
+        got = pool.query(new)
+        assert len(pool) == 4                                           # bounded
+        if got.item() != new.item():
+            swapped += 1
+            assert got.item() < 100 + step                              # an older image
+        assert any(i.item() == 100 + step for i in pool.images) == (got.item() != new.item())
+    assert 70 < swapped < 130                                           # probability 1/2
+    state = pool.state_dict()
+    other = ImagePool(4)
+    other.load_state_dict(state)
+    assert [i.item() for i in other.images] == [i.item() for i in pool.images]
+    assert torch.equal(ImagePool(0).query(first), first)                # size 0: disabled
+
+
+def test_constant_then_linear_decay_values():
+    s = ConstantThenLinearDecay(0.1, epochs=4, decay_start=2)
+    assert [round(s.lr(e), 6) for e in range(4)] == [0.1, 0.1, round(0.1 * 2 / 3, 6), round(0.1 / 3, 6)]
+    d = ConstantThenLinearDecay(2e-4, epochs=200)                       # CycleGAN: 100 + 100
+    assert d.start == 100 and d.factor(99) == 1.0
+    assert d.factor(100) == pytest.approx(1 - 1 / 101) and d.factor(199) == pytest.approx(1 / 101)
+    net = torch.nn.Linear(2, 2)
+    opts = [torch.optim.Adam(net.parameters(), lr=0.1), torch.optim.Adam(net.parameters(), lr=0.01)]
+    assert s.apply(opts, 3) == pytest.approx(0.1 / 3)
+    assert opts[0].param_groups[0]["lr"] == pytest.approx(0.1 / 3)
+    assert opts[1].param_groups[0]["lr"] == pytest.approx(0.01 / 3)     # own base rate, same factor
+    s.apply(opts, 0)
+    assert opts[1].param_groups[0]["lr"] == pytest.approx(0.01)
+    with pytest.raises(ValueError):
+        ConstantThenLinearDecay(0.1, epochs=0)
+
+
+@pytest.mark.parametrize("size", [32, 64])
+@pytest.mark.parametrize("cin,cout", [(1, 1), (3, 3), (1, 3), (3, 1)])
+def test_generator_shapes_and_channels(size, cin, cout):
+    g = ResnetGenerator(cin, cout, width=4, n_blocks=2)
+    y = g(torch.rand(2, cin, size, size) * 2 - 1)
+    assert y.shape == (2, cout, size, size) and y.abs().max() <= 1
+    u = UNet(cin, cout, size, width=4, depth=3, global_features=2)
+    assert u(torch.zeros(1, cin, size, size)).shape == (1, cout, size, size)
+    with pytest.raises(ValueError):
+        g(torch.rand(1, cin, 30, 30))                                   # not a multiple of 4
+
+
+def test_patchgan_is_scaled_to_the_image_size():
+    assert receptive_field(3) == 70 and receptive_field(2) == 34 and receptive_field(1) == 16
+    assert [patch_layers_for(s) for s in (8, 16, 32, 64, 128, 256)] == [1, 1, 2, 3, 4, 4]
+    for size in (8, 16, 32, 64):
+        d = PatchDiscriminator(3, 8, patch_layers_for(size))
+        out = d(torch.rand(2, 3, size, size))
+        assert out.shape[:2] == (2, 1) and out.shape[-1] >= 2           # a map of patch scores
+        assert d.patch_size <= max(2 * size, 16)
+
+
+def test_threads_option_is_scoped():
+    from opticsfree.reconstruction.base import torch_threads
+
+    with torch_threads(2):
+        assert torch.get_num_threads() == 2
+    assert torch.get_num_threads() == 1                                  # restored (fixture: 1)
+    with pytest.raises(ConfigError):
+        with torch_threads(0):
+            pass
+
+
+def test_unpaired_batches_are_independent_permutations():
+    g = torch.Generator().manual_seed(0)
+    a_all, b_all, aligned = [], [], 0
+    for _ in range(20):
+        batches = list(unpaired_batches(50, 50, 8, g))
+        a = torch.cat([x for x, _ in batches])
+        b = torch.cat([y for _, y in batches])
+        assert sorted(a.tolist()) == list(range(50)) and sorted(b.tolist()) == list(range(50))
+        aligned += int((a == b).sum())
+        a_all.append(a)
+        b_all.append(b)
+    assert aligned < 60                                                  # chance level: 20 of 1000
+    # a smaller domain is cycled through more permutations
+    batches = list(unpaired_batches(10, 4, 3, g))
+    assert sum(len(x) for x, _ in batches) == 10 and all(len(x) == len(y) for x, y in batches)
+
+
+def test_holdout_is_stratified_by_scene():
+    ids = [f"s{i // 2}" for i in range(60)]                             # 30 scenes x 2 frames
+    labels = np.array([(i // 2) % 3 for i in range(60)])
+    tr, va = holdout_split(ids, labels, 0.2, seed=1)
+    assert not {ids[i] for i in tr} & {ids[i] for i in va}
+    assert len(va) == 12 and np.bincount(labels[va]).tolist() == [4, 4, 4]
+    tr2, va2 = holdout_split(ids, labels, 0.2, seed=1)
+    assert np.array_equal(tr, tr2) and np.array_equal(va, va2)
+    tr3, va3 = holdout_split(ids, labels, 0.2, seed=1, limit=9)
+    assert len({ids[i] for i in np.concatenate([tr3, va3])}) == 9 and len(va3) == 6
+
+
+def test_cyclegan_identity_only_when_shapes_match():
+    dev = torch.device("cpu")
+    g = torch.Generator().manual_seed(0)
+    cfg = CycleGANConfig(width=4, n_blocks=1, d_width=4)
+    assert CycleGANMethod(cfg, 3, 3, 16, dev, g).use_identity
+    m = CycleGANMethod(cfg, 1, 3, 16, dev, g)
+    assert not m.use_identity
+    from opticsfree.reconstruction.base import autocast
+
+    terms = m.train_step(torch.rand(2, 1, 16, 16) * 2 - 1, torch.rand(2, 3, 16, 16) * 2 - 1,
+                         lambda: autocast(dev, False))
+    assert float(terms["identity"]) == 0.0 and float(terms["cycle"]) > 0
+
+
+# --------------------------------------------------------------------------- end to end
+
+def _check_derived(derived, source, method):
+    report = check_capture_set(derived)
+    assert report.ok, report.problems
+    m = open_capture_set(derived).manifest
+    assert m["derived_from"]["path"] == str(source.resolve())
+    assert m["derived_from"]["camera"] == open_capture_set(source).manifest["camera"]
+    assert m["reconstruction"]["method"] == method and "model" in m["reconstruction"]
+    assert "epoch" in m["reconstruction"]
+    src_rows = open_capture_set(source).rows
+    rows = open_capture_set(derived).rows
+    assert [(r.split, r.id, r.label) for r in rows] == [(r.split, r.id, r.label) for r in src_rows]
+    assert all(r.lensless.endswith(".png") for r in rows)
+    r0 = rows[0]
+    assert (derived / r0.original).read_bytes() == (source / r0.original).read_bytes()
+    for split in ("train", "test"):
+        d = load_captures(derived, split)
+        s = load_captures(source, split)
+        assert d.lensless.shape[1] == s.original.shape[1] and torch.equal(d.labels, s.labels)
+
+
+@pytest.mark.parametrize("method", ["cyclegan", "unet", "bijective", "tikhonov"])
+def test_every_method_trains_and_applies_rgb(tmp_path, synth, method):
+    model = tmp_path / "model"
+    train(synth, method, model, epochs=1, options=TINY[method], amp="off")
+    rows = list_metrics(model)
+    assert [r["epoch"] for r in rows] == [1] and np.isfinite(rows[0]["val_psnr"])
+    assert (model / "samples" / "epoch_001.png").is_file() and (model / "model.pt").is_file()
+    cfg = json.loads((model / "config.json").read_text())
+    assert cfg["method"] == method and cfg["n_val"] > 0
+    derived = apply(model, synth, tmp_path / "derived")
+    _check_derived(derived, synth, method)
+    rec = load_reconstructor(model)
+    x = load_captures(synth, "test").lensless
+    assert torch.equal(rec.reconstruct(x), load_captures(derived, "test").lensless)
+
+
+@pytest.mark.parametrize("method", ["cyclegan", "unet", "bijective", "tikhonov"])
+def test_every_method_on_simulated_grayscale(tmp_path, digits_set, method):
+    model = tmp_path / "model"
+    train(digits_set, method, model, epochs=1, options=TINY[method],
+                         amp="on" if method == "cyclegan" else "off")
+    rec = load_reconstructor(model)
+    assert rec.in_channels == 1 and rec.out_channels == 1 and rec.size == 8
+    derived = apply(model, digits_set, tmp_path / "derived")
+    _check_derived(derived, digits_set, method)
+    if method == "tikhonov":
+        info = json.loads((model / "tikhonov.json").read_text())
+        assert info["operator"] == "camera"                             # the manifest's camera
+        q_rec = psnr(load_captures(derived, "test").lensless, load_captures(derived, "test").original)
+        q_raw = psnr(load_captures(digits_set, "test").lensless, load_captures(digits_set, "test").original)
+        assert q_rec.mean() > q_raw.mean() + 3                           # better than the raw capture
+
+
+def test_apply_refuses_other_output_and_resumes(tmp_path, synth):
+    model = tmp_path / "model"
+    train(synth, "tikhonov", model)
+    out = tmp_path / "derived"
+    apply(model, synth, out)
+    victim = sorted(out.rglob("*.png"))[-1]
+    rel = victim.relative_to(out)
+    data = victim.read_bytes()
+    victim.unlink()
+    (out / "manifest.json").unlink()
+    apply(model, synth, out)                   # completes the set
+    assert (out / rel).read_bytes() == data and check_capture_set(out).ok
+    (tmp_path / "busy").mkdir()
+    (tmp_path / "busy" / "x.txt").write_text("x")
+    with pytest.raises(OpticsfreeError, match="not empty"):
+        apply(model, synth, tmp_path / "busy")
+    bad = tmp_path / "bad"
+    bad.mkdir()
+    (bad / "model.pt").write_bytes(b"not a checkpoint")
+    with pytest.raises(OpticsfreeError, match="model.pt"):
+        load_reconstructor(bad)
+
+
+def test_multi_frame_grayscale_set_round_trips(tmp_path):
+    src = make_capture_set(tmp_path / "set", size=8, channels=1, frames=2, per_class=4)
+    model = tmp_path / "model"
+    train(src, "unet", model, epochs=1, options={"width": 4, "global_features": 1}, amp="off")
+    out = apply(model, src, tmp_path / "derived")
+    assert check_capture_set(out).ok
+    rows = open_capture_set(out).rows
+    assert {r.frame for r in rows} == {0, 1} and rows[1].lensless.endswith("_f01.png")
+    d = load_captures(out, "test")
+    assert d.lensless.shape == (24, 1, 8, 8) and torch.equal(d.frames, load_captures(src, "test").frames)
+
+
+def test_resume_continues_from_the_checkpoint_epoch(tmp_path, synth):
+    opts = TINY["cyclegan"]
+    straight = tmp_path / "straight"
+    train(synth, "cyclegan", straight, epochs=2, options=opts, amp="off", seed=3)
+
+    cut = tmp_path / "cut"
+
+    def stop(row):
+        if row["epoch"] == 1:
+            raise KeyboardInterrupt
+
+    with pytest.raises(KeyboardInterrupt):
+        train(synth, "cyclegan", cut, epochs=2, options=opts, amp="off", seed=3, on_epoch=stop)
+    assert [r["epoch"] for r in list_metrics(cut)] == [1]
+    with pytest.raises(ConfigError, match="--resume"):
+        train(synth, "cyclegan", cut, epochs=2, options=opts, amp="off", seed=3)
+    with pytest.raises(ConfigError, match="seed"):
+        train(synth, "cyclegan", cut, epochs=2, options=opts, amp="off", seed=4, resume=True)
+    ran = []
+    train(synth, "cyclegan", cut, epochs=2, options=opts, amp="off", seed=3, resume=True,
+                         on_epoch=lambda r: ran.append(r["epoch"]))
+    assert ran == [2] and [r["epoch"] for r in list_metrics(cut)] == [1, 2]
+    a = torch.load(straight / "model.pt", weights_only=True)
+    b = torch.load(cut / "model.pt", weights_only=True)
+    assert a["epoch"] == b["epoch"] == 2
+    for k in a["state_dict"]:
+        assert torch.equal(a["state_dict"][k], b["state_dict"][k]), k  # same as an uninterrupted run
+    assert list_metrics(cut)[1]["g_gan"] == pytest.approx(list_metrics(straight)[1]["g_gan"])
+
+
+def test_bad_options_are_refused(tmp_path, synth):
+    with pytest.raises(ConfigError, match="unknown option"):
+        train(synth, "unet", tmp_path / "m", epochs=1, options={"nope": 1})
+    with pytest.raises(ConfigError, match="expected int"):
+        train(synth, "unet", tmp_path / "m", epochs=1, options={"width": "wide"})
+    with pytest.raises(ConfigError, match="unknown method"):
+        train(synth, "diffusion", tmp_path / "m")
+
+
+# --------------------------------------------------------------------------- physics
+
+@pytest.mark.parametrize("channels", [1, 3])
+def test_tikhonov_recovers_an_image_from_a_noiseless_capture(channels):
+    cfg = well_conditioned("calibrated")
+    op, sensor, gamma = camera_operator(cfg, 8, channels)
+    spec = op.spectrum()
+    assert float(spec.values.max() / spec.values.min()) < 100           # well conditioned
+    x = smooth_images(6, channels, 8)
+    cap = noiseless_capture(cfg, x)
+    model = tk.build_model(op, sensor, gamma, 1e-8)
+    rec = model.reconstruct(cap)
+    assert rec.shape == x.shape
+    assert psnr(rec, x).min() > 30
+    # the raw capture is far from the image; a strong regulariser blurs it
+    assert psnr(tk.build_model(op, sensor, gamma, 10.0).reconstruct(cap), x).mean() < psnr(rec, x).mean() - 5
+
+
+def test_tikhonov_per_image_exposure_is_exact_up_to_brightness():
+    cfg = well_conditioned("per-image")
+    op, sensor, gamma = camera_operator(cfg, 8, 1)
+    x = smooth_images(4, 1, 8, seed=1)
+    cap = noiseless_capture(cfg, x)
+    # with the true mean irradiance of each image the inverse is exact
+    for i in range(len(x)):
+        sensor.scale = float(op.apply(tk.drive(x[i:i + 1], gamma)).mean())
+        rec = tk.build_model(op, sensor, gamma, 1e-8).reconstruct(cap[i:i + 1])
+        assert psnr(rec, x[i:i + 1]).item() > 30
+
+
+def test_fit_affine_recovers_a_known_matrix():
+    g = torch.Generator().manual_seed(0)
+    a_true = torch.randn(12, 20, generator=g, dtype=torch.float64)
+    c_true = torch.randn(12, generator=g, dtype=torch.float64)
+    x = torch.rand(300, 20, generator=g, dtype=torch.float64)
+    xv = torch.rand(40, 20, generator=g, dtype=torch.float64)
+    a, c, rep = fit_affine(x, x @ a_true.T + c_true, xv, xv @ a_true.T + c_true)
+    assert torch.allclose(a, a_true, atol=1e-5) and torch.allclose(c, c_true, atol=1e-5)
+    assert rep["val_relative_error"] < 1e-5
+    noisy = x @ a_true.T + c_true + 0.01 * torch.randn(300, 12, generator=g, dtype=torch.float64)
+    a2, _, rep2 = fit_affine(x, noisy, xv, xv @ a_true.T + c_true)
+    assert (a2 - a_true).norm() / a_true.norm() < 0.02 and rep2["val_relative_error"] < 0.02
+
+
+def test_calibrate_recovers_the_camera_transfer_matrix(tmp_path):
+    cfg = well_conditioned("calibrated").replace(
+        sensor={"full_well_e": 2.0e5, "read_noise_e": 0.0, "prnu": 0.0, "dsnu_e": 0.0,
+                "dark_current_e_per_s": 0.0, "adc_bits": 14},
+        nuisance={"shift_std_mm": 0.0, "flicker_std": 0.0})
+    rng = np.random.default_rng(0)
+    n = 400
+    images = rng.integers(30, 226, size=(n, 8, 8, 1), dtype=np.uint8)
+    labels = np.arange(n) % 2
+    ds = ImageDataset("random", "test", ["a", "b"],
+                      {"train": Split(images, labels, [f"r{i:04d}" for i in range(n)])})
+    root = simulate_capture_set(ds, cfg, tmp_path / "set", seed=0, workers=1)
+    rep = calibrate(root, tmp_path / "camera.npz")
+    assert rep["exposure"] == "fixed" and rep["display_gamma"] == 2.2 and rep["n_val"] == 40
+    assert rep["val_relative_error"] < 0.1                             # shot noise and 8-bit PNG
+    cal = load_calibration(tmp_path / "camera.npz")
+    # the fitted map is the physical one, up to the fixed exposure scale
+    op, sensor, _ = camera_operator(cfg, 8, 1)
+    a_phys = op.spatial * op.colour.item() / sensor.scale
+    a_fit = cal.operator.dense
+    assert ((a_fit - a_phys).norm() / a_phys.norm()).item() < 0.1
+    # and Tikhonov can use it
+    model = tmp_path / "model"
+    train(root, "tikhonov", model, camera=tmp_path / "camera.npz")
+    assert json.loads((model / "tikhonov.json").read_text())["operator"] == "calibration"
+    assert list_metrics(model)[0]["val_psnr"] > 25
+
+
+# --------------------------------------------------------------------------- CLI
+
+def test_cli_train_apply_calibrate(tmp_path, synth):
+    model, derived, npz = tmp_path / "model", tmp_path / "derived", tmp_path / "camera.npz"
+    r = runner.invoke(app, ["reconstruct", "train", str(synth), "--method", "unet", "--epochs", "1",
+                            "--out", str(model), "--amp", "off", "--threads", "1",
+                            "-o", "width=4", "-o", "global_features=2"])
+    assert r.exit_code == 0, r.output
+    assert json.loads((model / "config.json").read_text())["method_config"]["width"] == 4
+    r = runner.invoke(app, ["reconstruct", "apply", str(model), str(synth), "--out", str(derived),
+                            "--workers", "1", "--threads", "1"])
+    assert r.exit_code == 0, r.output
+    assert check_capture_set(derived).ok
+    r = runner.invoke(app, ["calibrate", str(synth), "--out", str(npz), "--json"])
+    assert r.exit_code == 0, r.output
+    rep = json.loads(r.stdout)
+    assert rep["in_shape"] == [3, 16, 16] and rep["val_relative_error"] < 1 and npz.is_file()
+    r = runner.invoke(app, ["reconstruct", "train", str(synth), "--method", "gan", "--out", str(tmp_path / "x")])
+    assert r.exit_code == 2 and "unknown method" in r.output
+    r = runner.invoke(app, ["reconstruct", "train", str(synth), "--method", "unet", "--out", str(model)])
+    assert r.exit_code == 2 and "--resume" in r.output
+    r = runner.invoke(app, ["reconstruct", "apply", str(tmp_path / "nomodel"), str(synth), "--out",
+                            str(tmp_path / "y")])
+    assert r.exit_code == 2 and "model.pt" in r.output
+    assert not os.path.exists(tmp_path / "y")
