@@ -1,0 +1,40 @@
+"""Bayesian inference on top of a trained model: priors, likelihoods, posteriors, KL
+divergences, calibration and multi-frame evidence fusion.
+
+See docs/bayes.md for the equations and conventions (natural logs: all divergences in nats).
+"""
+
+from opticsfree.bayes.calibration import brier, calibration_metrics, ece, nll, reliability
+from opticsfree.bayes.divergence import (
+    kl,
+    kl_label_meanposterior,
+    kl_posterior_prior,
+    kl_posterior_prior_per_sample,
+    kl_prior_posterior,
+)
+from opticsfree.bayes.likelihood import (
+    TemperatureFit,
+    ce_scores,
+    fit_temperature,
+    log_likelihood,
+    metric_scores,
+    squared_distances,
+)
+from opticsfree.bayes.posterior import (
+    batch_log_posterior,
+    log_posterior,
+    log_prior_of,
+    posterior,
+    sequential_log_posteriors,
+)
+from opticsfree.bayes.priors import load_prior_file, resolve_prior, train_prior, uniform_prior
+from opticsfree.bayes.report import analyse, bayes_run, group_frames
+
+__all__ = [
+    "TemperatureFit", "analyse", "batch_log_posterior", "bayes_run", "brier",
+    "calibration_metrics", "ce_scores", "ece", "fit_temperature", "group_frames", "kl",
+    "kl_label_meanposterior", "kl_posterior_prior", "kl_posterior_prior_per_sample",
+    "kl_prior_posterior", "load_prior_file", "log_likelihood", "log_posterior", "log_prior_of",
+    "metric_scores", "nll", "posterior", "reliability", "resolve_prior",
+    "sequential_log_posteriors", "squared_distances", "train_prior", "uniform_prior",
+]

@@ -1,0 +1,44 @@
+"""``opticsfree bayes``: priors, posteriors, KL divergences, calibration and multi-frame fusion."""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Optional
+
+import typer
+
+from opticsfree.cli.common import command, print_json
+
+
+@command("bayes")
+def bayes(
+    run: Path = typer.Argument(..., metavar="RUN", help="RUN directory of a trained model."),
+    checkpoint: Optional[int] = typer.Option(None, "--checkpoint",
+                                             help="Epoch to load (default: the last)."),
+    prior: str = typer.Option("uniform", "--prior",
+                              help="uniform, train (training class frequencies) or a JSON file "
+                                   "of class -> probability."),
+    frames: Optional[int] = typer.Option(None, "--frames",
+                                         help="Fuse the first K frames of each scene "
+                                              "(default: all)."),
+    split: str = typer.Option("test", "--split", help="Split to evaluate: test, val or train."),
+    likelihood: str = typer.Option("auto", "--likelihood",
+                                   help="auto, metric (prototype distances) or ce "
+                                        "(classifier head)."),
+    json_out: bool = typer.Option(False, "--json", help="Print the report as JSON."),
+) -> None:
+    """Bayesian inference: prior x likelihood -> posterior, KL (nats), NLL, Brier, ECE.
+
+    Writes RUN/bayes_<split>.json and figures under RUN/figures/.
+    """
+    from opticsfree.bayes.report import bayes_run, summary_lines
+
+    result = bayes_run(run, checkpoint=checkpoint, prior=prior, frames=frames, split=split,
+                       likelihood=likelihood)
+    if json_out:
+        slim = {k: v for k, v in result.items()
+                if k not in ("reliability", "reliability_before", "examples")}
+        print_json(slim)
+    else:
+        for line in summary_lines(result):
+            typer.echo(line)
