@@ -1,0 +1,108 @@
+"""``run_study``: plan the stages of a study config and run the unfinished ones in order.
+
+The study directory ``OUT`` holds::
+
+    OUT/study.toml        the config file as given
+    OUT/study.json        the validated config (paths resolved) and the plan (stage keys)
+    OUT/stages/<name>-<key>/   one directory per stage (DONE.json when finished)
+    OUT/report.html, OUT/report.md, OUT/results.json
+
+A rerun of the same config skips every finished stage; an interrupted stage resumes; a failing
+stage stops the study with :class:`~opticsfree.study.stages.StageError` naming it, and the
+stages finished before it stay on disk.
+"""
+
+from __future__ import annotations
+
+import os
+import sys
+import time
+from pathlib import Path
+from typing import Any, Callable
+
+from opticsfree import __version__
+from opticsfree.errors import ConfigError
+from opticsfree.study.config import StudyConfig, load_study_config
+from opticsfree.study.report import publish
+from opticsfree.study.stages import StageContext, execute_stage, plan_study, read_done
+from opticsfree.utils.io import ensure_dir, write_json, write_text
+
+
+def _stderr(msg: str) -> None:
+    sys.stderr.write(f"[{time.strftime('%H:%M:%S')}] {msg}\n")
+    sys.stderr.flush()
+
+
+def default_out(cfg: StudyConfig) -> Path:
+    """``runs/<study name>`` under the working directory."""
+    return Path("runs") / cfg.study.name
+
+
+def run_study(config_path: str | os.PathLike, out: str | os.PathLike | None = None,
+              device: str | None = None, log: Callable[[str], None] | None = None,
+              config: StudyConfig | None = None) -> dict[str, Any]:
+    """Run (or resume) the study described by a TOML config.
+
+    Args:
+        config_path: the study TOML file.
+        out: the study directory (default ``runs/<[study] name>``).
+        device: ``cpu`` or ``cuda``; overrides ``[study] device``. Not part of any stage's key:
+            a study started on one device can be finished on another.
+        log: receives one line per stage event (default: stderr with a time stamp).
+        config: an already validated config (``config_path`` is then only recorded).
+
+    Returns:
+        ``{"out", "report": {"html", "md", "json"}, "stages": [{"name", "kind", "key", "dir",
+        "status" ("ran" | "skipped"), "wall_s"}], "wall_s"}``.
+
+    Raises:
+        ConfigError: an invalid config or device.
+        StageError: a stage failed (named in the message; finished stages are kept).
+    """
+    log = log or _stderr
+    cfg = config if config is not None else load_study_config(config_path)
+    dev = device or cfg.study.device
+    if dev not in ("cpu", "cuda"):
+        raise ConfigError(f"--device: expected cpu or cuda, got {dev!r}")
+    if dev == "cuda":
+        import torch
+
+        if not torch.cuda.is_available():
+            raise ConfigError("--device cuda: torch sees no CUDA device (use --device cpu)")
+    out_dir = Path(out) if out is not None else default_out(cfg)
+    out_dir = ensure_dir(out_dir).resolve()
+    stages = plan_study(cfg)
+    t0 = time.perf_counter()
+
+    src = Path(config_path)
+    if src.is_file():
+        write_text(out_dir / "study.toml", src.read_text(encoding="utf-8"))
+    write_json(out_dir / "study.json", {
+        "config_file": str(src.resolve()) if src.exists() else str(src),
+        "package_version": __version__, "device": dev, "config": cfg.to_dict(),
+        "stages": [{"name": s.name, "kind": s.kind, "key": s.key, "deps": s.deps,
+                    "dir": str(s.directory(out_dir).relative_to(out_dir))} for s in stages],
+    })
+
+    ctx = StageContext(cfg=cfg, out=out_dir, device=dev, outputs={},
+                       stages={s.name: s for s in stages}, log=log)
+    summary: list[dict[str, Any]] = []
+    log(f"study {cfg.study.name}: {len(stages)} stages in {out_dir}")
+    for i, stage in enumerate(stages, start=1):
+        prefix = f"[{i}/{len(stages)}] {stage.name}"
+        if read_done(stage.directory(out_dir)) is None:
+            log(f"{prefix}: running ({stage.directory(out_dir).name})")
+        record, status = execute_stage(stage, ctx)
+        ctx.outputs[stage.name] = record["outputs"]
+        ctx.done[stage.name] = record
+        wall = float(record.get("wall_s_total", record.get("wall_s", 0.0)))
+        if status == "skipped":
+            log(f"{prefix}: done earlier, skipped")
+        else:
+            log(f"{prefix}: finished in {wall:.1f} s")
+        summary.append({"name": stage.name, "kind": stage.kind, "key": stage.key,
+                        "dir": str(stage.directory(out_dir)), "status": status, "wall_s": wall})
+    report = publish(ctx.outputs["report"], out_dir)
+    total = time.perf_counter() - t0
+    log(f"study {cfg.study.name} finished in {total:.1f} s: {report['html']}")
+    return {"out": str(out_dir), "report": report, "stages": summary, "wall_s": total}
