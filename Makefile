@@ -7,6 +7,10 @@ STAMP  := $(VENV)/.installed
 OPTICSFREE_DATA ?= $(HOME)/.cache/opticsfree
 export OPTICSFREE_DATA
 
+# make bench: simulation speed, then online-mining vs fixed-tuple training speed on a
+# 5,000-image `seed` capture set (simulated into BENCH_CAPTURES, resumable)
+BENCH_CAPTURES ?= runs/bench-seed
+
 .PHONY: install test demo bench clean
 
 $(STAMP): pyproject.toml
@@ -22,19 +26,18 @@ install: $(STAMP)
 test: $(STAMP)
 	$(PY) -m pytest
 
-# The main job (for now): simulate CIFAR-10's test split with the `seed` camera, validate the
-# set, draw its figure and measure its quality. Resumable: rerun to complete an interrupted run.
+# The main job: the whole seed study in miniature (configs/quick.toml: a class-stratified
+# CIFAR-10 subset, simulate -> tuples -> reconstruct -> train -> evaluate -> bayes -> report).
+# Resumable: rerun to complete an interrupted run; finished stages are skipped.
 DEMO := runs/demo
 demo: $(STAMP)
-	$(VENV)/bin/opticsfree simulate --dataset cifar10 --camera seed --split test --out $(DEMO)/seed-test
-	$(VENV)/bin/opticsfree check $(DEMO)/seed-test
-	$(VENV)/bin/opticsfree show $(DEMO)/seed-test --out $(DEMO)/seed-test.png
-	$(VENV)/bin/opticsfree quality $(DEMO)/seed-test --json > $(DEMO)/quality.json.tmp && mv $(DEMO)/quality.json.tmp $(DEMO)/quality.json
-	$(VENV)/bin/opticsfree quality $(DEMO)/seed-test
-	@echo "figure: $(DEMO)/seed-test.png  quality: $(DEMO)/quality.json"
+	$(VENV)/bin/opticsfree run configs/quick.toml --out $(DEMO)
+	@echo "report: $(DEMO)/report.html  ($(DEMO)/report.md, $(DEMO)/results.json)"
 
 bench: $(STAMP)
 	$(PY) bench/bench_simulate.py
+	$(VENV)/bin/opticsfree simulate --dataset cifar10 --camera seed --split train --limit 5000 --out $(BENCH_CAPTURES)
+	$(PY) bench/bench_train.py $(BENCH_CAPTURES)
 
 clean:
 	rm -rf $(VENV) runs .pytest_cache

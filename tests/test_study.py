@@ -10,6 +10,7 @@ import json
 import re
 import shutil
 import subprocess
+import tempfile
 from pathlib import Path
 
 import pytest
@@ -359,9 +360,12 @@ def test_report_html_in_headless_chromium(study):
     if chromium is None:
         pytest.skip("chromium is not installed (Debian: apt-get install chromium)")
     html = (study["out"] / "report.html").resolve()
-    proc = subprocess.run([chromium, "--headless", "--no-sandbox", "--disable-gpu",
-                           "--enable-logging=stderr", "--v=0", "--dump-dom", html.as_uri()],
-                          capture_output=True, text=True, timeout=180)
+    with tempfile.TemporaryDirectory() as profile:
+        proc = subprocess.run([chromium, "--headless", "--no-sandbox", "--disable-gpu", "--disable-quic",
+                               "--no-first-run", "--disable-background-networking",
+                               "--disable-component-update", "--disable-sync", f"--user-data-dir={profile}",
+                               "--enable-logging=stderr", "--v=0", "--dump-dom", html.as_uri()],
+                              capture_output=True, text=True, timeout=180)
     assert proc.returncode == 0, proc.stderr[-2000:]
     dom = proc.stdout
     assert "<table>" in dom and "</html>" in dom

@@ -32,7 +32,7 @@ def evaluate(
         help="prototype: nearest class centroid of the train originals; knn: k nearest train "
              "originals (k chosen on val); threshold: the seed's distance threshold (chosen on "
              "val); head: the classifier head (models trained with ce / ce+triplet)."),
-    json_out: bool = typer.Option(False, "--json", help="Print one JSON object per checkpoint."),
+    json_out: bool = typer.Option(False, "--json", help="Print a JSON list with one object per checkpoint, ordered by epoch."),
     figures: bool = typer.Option(True, "--figures/--no-figures",
                                  help="Write RUN/figures/*.png for the last checkpoint."),
 ) -> None:
