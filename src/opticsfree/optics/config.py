@@ -10,13 +10,13 @@ from __future__ import annotations
 
 import hashlib
 import json
-import tomllib
 from pathlib import Path
 from typing import Literal
 
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator, model_validator
 
 from opticsfree.errors import ConfigError
+from opticsfree.utils.io import read_toml
 
 PRESET_DIR = Path(__file__).parent / "presets"
 
@@ -214,11 +214,6 @@ def load_camera_config(preset_or_path: str | Path) -> CameraConfig:
             raise ConfigError(f"unknown camera preset '{s}' (presets: {', '.join(list_presets())}; "
                               "or give a .toml file)")
         path = preset_path(s)
-    if not path.is_file():
-        raise ConfigError(f"{path}: camera file not found")
-    try:
-        data = tomllib.loads(path.read_text(encoding="utf-8"))
-    except tomllib.TOMLDecodeError as e:
-        raise ConfigError(f"{path}: invalid TOML: {e}") from None
+    data = read_toml(path, "camera file")
     data.setdefault("source_dir", str(path.parent.resolve()))
     return camera_from_dict(data, path)

@@ -33,7 +33,6 @@ Example (``configs/quick.toml`` holds a complete, commented one)::
 from __future__ import annotations
 
 import os
-import tomllib
 from pathlib import Path
 from typing import Any, Literal
 
@@ -41,6 +40,7 @@ from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_valida
 
 from opticsfree.data.registry import DATASETS
 from opticsfree.errors import ConfigError
+from opticsfree.utils.io import read_toml
 
 #: Reconstruction methods (opticsfree.reconstruction, issue 4).
 RECONSTRUCTION_METHODS: tuple[str, ...] = ("cyclegan", "unet", "bijective", "tikhonov")
@@ -473,12 +473,5 @@ def load_study_config(path: str | os.PathLike) -> StudyConfig:
             the allowed values).
     """
     p = Path(path)
-    if not p.is_file():
-        raise ConfigError(f"{p}: study config not found")
-    try:
-        d = tomllib.loads(p.read_text(encoding="utf-8"))
-    except tomllib.TOMLDecodeError as e:
-        raise ConfigError(f"{p}: invalid TOML: {e}") from None
-    except (OSError, UnicodeDecodeError) as e:
-        raise ConfigError(f"{p}: cannot read ({e})") from None
+    d = read_toml(p, "study config")
     return study_config_from_dict(d, str(p), p.resolve().parent)

@@ -11,10 +11,11 @@ import contextlib
 import json
 import os
 import tempfile
+import tomllib
 from pathlib import Path
 from typing import Any, Iterator
 
-from opticsfree.errors import OpticsfreeError
+from opticsfree.errors import ConfigError, OpticsfreeError
 
 
 def ensure_dir(path: str | os.PathLike) -> Path:
@@ -80,6 +81,24 @@ def read_json(path: str | os.PathLike) -> Any:
         raise OpticsfreeError(f"{p}: file not found") from None
     except json.JSONDecodeError as e:
         raise OpticsfreeError(f"{p}: invalid JSON at line {e.lineno}: {e.msg}") from None
+
+
+def read_toml(path: str | os.PathLike, what: str = "file") -> dict[str, Any]:
+    """Read a TOML config file, raising a one-line :class:`ConfigError` that names the file.
+
+    Args:
+        path: the file.
+        what: what the file is, for the "not found" message (e.g. ``"camera file"``).
+    """
+    p = Path(path)
+    if not p.is_file():
+        raise ConfigError(f"{p}: {what} not found")
+    try:
+        return tomllib.loads(p.read_text(encoding="utf-8"))
+    except tomllib.TOMLDecodeError as e:
+        raise ConfigError(f"{p}: invalid TOML: {e}") from None
+    except (OSError, UnicodeDecodeError) as e:
+        raise ConfigError(f"{p}: cannot read ({e})") from None
 
 
 def save_torch(path: str | os.PathLike, obj: Any) -> None:
