@@ -579,3 +579,31 @@ def test_integration_train_one_epoch_then_bayes(tmp_path, loss, kind):
     assert out["accuracy"] == pytest.approx(ev["accuracy"])
     assert (run / "bayes_test.json").is_file()
     assert (run / "figures" / "bayes_test_frames.png").is_file()
+
+
+def test_bayes_on_another_multi_frame_capture_set(tmp_path):
+    """A run trained on one frame per scene fuses the frames of another set (--captures)."""
+    from opticsfree import training
+    from opticsfree.captures.testing import make_capture_set
+
+    one = make_capture_set(tmp_path / "one", n_classes=3, per_class=8, size=8, frames=1)
+    multi = make_capture_set(tmp_path / "multi", n_classes=3, per_class=8, size=8, frames=3,
+                             splits=("test",), seed=1)
+    other = make_capture_set(tmp_path / "other", n_classes=4, per_class=4, size=8, splits=("test",))
+    run = tmp_path / "run"
+    training.train({"captures": str(one), "loss": "triplet", "backbone": "cnn4", "width": 4,
+                    "embedding_dim": 8, "epochs": 1, "batch_size": 12, "val_fraction": 0.25,
+                    "val_prototypes": 64, "seed": 0, "threads": 1}, run, show_progress=False)
+    own = json.loads(_invoke([run, "--json"]).stdout)
+    res = _invoke([run, "--captures", multi, "--json"])
+    assert res.exit_code == 0, res.output
+    out = json.loads(res.stdout)
+    assert out["frames_per_scene"] == 3 and [f["k"] for f in out["frames"]] == [1, 2, 3]
+    assert out["n"] == 3 * 3 * 8 and out["captures"] == str(multi)
+    assert out["temperature"] == own["temperature"]  # fitted on the run's own val split
+    assert (run / "bayes_test-multi.json").is_file() and (run / "bayes_test.json").is_file()
+    assert (run / "figures" / "bayes_test-multi_frames.png").is_file()
+    bad = _invoke([run, "--captures", other])
+    assert bad.exit_code != 0 and "classes" in bad.output and "other" in bad.output
+    bad = _invoke([run, "--captures", multi, "--split", "train"])
+    assert bad.exit_code != 0 and "--split train" in bad.output

@@ -345,7 +345,7 @@ def _json_safe(x: Any) -> Any:
 def bayes_run(run: str | os.PathLike, checkpoint: int | None = None,
               prior: str | os.PathLike = "uniform", frames: int | None = None,
               split: str = "test", likelihood: str = "auto", figures: bool = True,
-              write: bool = True) -> dict[str, Any]:
+              write: bool = True, captures: str | os.PathLike | None = None) -> dict[str, Any]:
     """Bayesian inference on a trained RUN: priors, posteriors, KL, calibration, frames.
 
     Args:
@@ -358,6 +358,10 @@ def bayes_run(run: str | os.PathLike, checkpoint: int | None = None,
             ``metric``), ``"metric"`` or ``"ce"``.
         figures: write the figures under ``RUN/figures/``.
         write: write the report to ``RUN/bayes_<split>.json``.
+        captures: evaluate ``split`` of *another* capture set with the same classes (e.g. a
+            multi-frame set made with ``simulate --frames K``, or real captures of the same
+            scenes); prototypes, prior and temperature still come from the run's own train and
+            validation splits. Outputs are then named ``bayes_<split>-<set name>``.
 
     Returns:
         A JSON-ready dict with the contract keys ``kl_posterior_prior``,
@@ -382,7 +386,19 @@ def bayes_run(run: str | os.PathLike, checkpoint: int | None = None,
     C = len(classes)
     kind = choose_likelihood(trained, likelihood)
 
-    ev = trained.load_split(split)
+    tag = split
+    if captures is None:
+        ev = trained.load_split(split)
+    else:
+        if split in ("train", "val"):
+            raise ConfigError(f"--split {split} with --captures: train and val are the run's own "
+                              f"splits; evaluate another set's test split (--split test)")
+        from opticsfree.captures.loader import load_captures
+
+        ev = load_captures(captures, split, trained.size)
+        if list(ev.classes) != classes:
+            raise DataError(f"{captures}: classes {list(ev.classes)} differ from the run's {classes}")
+        tag = f"{split}-{Path(captures).resolve().name}"
     labels, ids = _np(ev.labels), list(ev.ids)
     if len(labels) == 0:
         raise DataError(f"{getattr(trained, 'captures', run)}: split {split!r} has no captures")
@@ -432,6 +448,7 @@ def bayes_run(run: str | os.PathLike, checkpoint: int | None = None,
         "prior_probs": prior_vec.tolist(),
         "likelihood": kind,
         "split": split,
+        "captures": str(captures if captures is not None else getattr(trained, "captures", "")),
         "epoch": int(getattr(trained, "epoch", -1)),
         "run": str(run),
         "classes": classes,
@@ -445,9 +462,9 @@ def bayes_run(run: str | os.PathLike, checkpoint: int | None = None,
     if figures:
         from opticsfree.bayes.figures import write_figures
 
-        outputs += [str(p) for p in write_figures(run / "figures", result, ev.lensless, split)]
+        outputs += [str(p) for p in write_figures(run / "figures", result, ev.lensless, tag)]
     if write:
-        out_path = run / f"bayes_{split}.json"
+        out_path = run / f"bayes_{tag}.json"
         outputs.append(str(out_path))
         result["outputs"] = outputs
         write_json(out_path, _json_safe(result))

@@ -25,16 +25,21 @@ def bayes(
     likelihood: str = typer.Option("auto", "--likelihood",
                                    help="auto, metric (prototype distances) or ce "
                                         "(classifier head)."),
+    captures: Optional[Path] = typer.Option(
+        None, "--captures",
+        help="Evaluate --split of another capture set with the same classes (e.g. a multi-frame "
+             "set from `simulate --frames K`); prototypes, prior and temperature stay the run's own."),
     json_out: bool = typer.Option(False, "--json", help="Print the report as JSON."),
 ) -> None:
     """Bayesian inference: prior x likelihood -> posterior, KL (nats), NLL, Brier, ECE.
 
-    Writes RUN/bayes_<split>.json and figures under RUN/figures/.
+    Writes RUN/bayes_<split>.json (with --captures: RUN/bayes_<split>-<set name>.json) and
+    figures under RUN/figures/.
     """
     from opticsfree.bayes.report import bayes_run, summary_lines
 
     result = bayes_run(run, checkpoint=checkpoint, prior=prior, frames=frames, split=split,
-                       likelihood=likelihood)
+                       likelihood=likelihood, captures=captures)
     if json_out:
         slim = {k: v for k, v in result.items()
                 if k not in ("reliability", "reliability_before", "examples")}
