@@ -101,3 +101,28 @@ def test_bad_images_are_rejected_with_the_expected_shape():
         m.encode(_img(2, 1, 16), "reconstructed")
     with pytest.raises(ConfigError, match="channels"):
         EmbeddingModel("cnn4", 2, 3, 16)
+
+
+def test_global_layer_starts_as_identity_and_feeds_the_lensless_tower_only():
+    from opticsfree.models import GlobalLinear
+
+    g = GlobalLinear(3, 2, 8)
+    x = torch.randn(4, 3, 8, 8)
+    torch.testing.assert_close(g(x), g.mix(x))  # W = I, b = 0 at initialisation
+    with torch.no_grad():  # a dense map: one input pixel can reach every output pixel
+        g.weight.fill_(1.0)
+        g.mix.weight.fill_(1.0)
+    bump = torch.zeros(1, 3, 8, 8)
+    bump[0, :, 0, 0] = 1.0
+    diff = g(bump) - g(torch.zeros_like(bump))
+    assert (diff.abs() > 0).all()
+    with pytest.raises(ValueError, match="8x8"):
+        g(torch.zeros(1, 3, 16, 16))
+
+    m = EmbeddingModel("cnn4", 3, 1, 16, embedding_dim=8, width=4, global_features=5)
+    assert m.tower("lensless").backbone.features[0][0].in_channels == 3 + 5
+    assert m.tower("original").backbone.features[0][0].in_channels == 1
+    out = m(lensless=_img(2, 3, 16), originals=[_img(2, 1, 16)])
+    assert out["lensless"].shape == (2, 8) and out["originals"][0].shape == (2, 8)
+    with pytest.raises(ConfigError, match="two towers"):
+        EmbeddingModel("cnn4", 3, 3, 16, width=4, shared=True, global_features=4)

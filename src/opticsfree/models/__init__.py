@@ -2,8 +2,9 @@
 
 from opticsfree.models.cnn4 import CNN4
 from opticsfree.models.embedding import DOMAINS, EmbeddingModel
+from opticsfree.models.global_linear import GlobalLinear
 from opticsfree.models.registry import BACKBONES, build_backbone, default_width
 from opticsfree.models.resnet_cifar import ResNetCIFAR
 
 __all__ = ["CNN4", "ResNetCIFAR", "EmbeddingModel", "DOMAINS", "BACKBONES", "build_backbone",
-           "default_width"]
+           "default_width", "GlobalLinear"]

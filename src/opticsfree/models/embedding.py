@@ -21,6 +21,7 @@ import torch.nn.functional as F
 from torch import Tensor, nn
 
 from opticsfree.errors import ConfigError
+from opticsfree.models.global_linear import GlobalLinear
 from opticsfree.models.registry import build_backbone
 
 Domain = Literal["lensless", "original"]
@@ -95,6 +96,11 @@ class EmbeddingModel(nn.Module):
         pool: ``"avg"`` (global average pooling) or ``"flatten"`` (keep the spatial layout of
             the last feature map; a bare sensor's response depends on where a point of the
             scene is, which average pooling discards).
+        global_features: with :math:`k > 0`, the lensless tower first applies a learned
+            non-local linear layer (:class:`~opticsfree.models.global_linear.GlobalLinear`,
+            :math:`k` maps) and sees the capture and those maps stacked (:math:`C + k`
+            channels): a bare sensor mixes the whole scene into every pixel, which a
+            convolutional backbone cannot undo locally. Two towers only.
 
     Shape:
         - images: uint8 (N, C, size, size) (or float in [0, 1]).
@@ -105,7 +111,7 @@ class EmbeddingModel(nn.Module):
     def __init__(self, backbone: str = "resnet20", lensless_channels: int = 3,
                  original_channels: int = 3, size: int = 32, embedding_dim: int = 128,
                  shared: bool = False, n_classes: int | None = None, width: int | None = None,
-                 pool: str = "avg"):
+                 pool: str = "avg", global_features: int = 0):
         super().__init__()
         if pool not in ("avg", "flatten"):
             raise ConfigError(f"pool: expected 'avg' or 'flatten', got {pool!r}")
@@ -116,7 +122,13 @@ class EmbeddingModel(nn.Module):
                 raise ConfigError(f"{name} images have {c} channels; expected 1 or 3")
         if size < 1:
             raise ConfigError(f"size: must be positive, got {size}")
+        if global_features < 0:
+            raise ConfigError(f"global_features: must be >= 0, got {global_features}")
+        if global_features and shared:
+            raise ConfigError("global_features needs two towers (the lensless tower gets the global "
+                              "layer); drop --shared or set global_features=0")
         self.shared = bool(shared)
+        self.glob = GlobalLinear(lensless_channels, global_features, size) if global_features else None
         self.embedding_dim = int(embedding_dim)
         self.channels_last = False
         if self.shared:
@@ -128,7 +140,8 @@ class EmbeddingModel(nn.Module):
             self.norms = nn.ModuleDict({"lensless": InputNorm(lensless_channels, lensless_channels),
                                         "original": InputNorm(original_channels, original_channels)})
             self.towers = nn.ModuleDict({
-                "lensless": Tower(backbone, lensless_channels, size, embedding_dim, width, pool),
+                "lensless": Tower(backbone, lensless_channels + int(global_features), size,
+                                  embedding_dim, width, pool),
                 "original": Tower(backbone, original_channels, size, embedding_dim, width, pool),
             })
         self.head: nn.Linear | None = None
@@ -163,6 +176,8 @@ class EmbeddingModel(nn.Module):
     def _encode(self, x: Tensor, domain: str) -> tuple[Tensor, Tensor]:
         tower = self.tower(domain)
         x = self.norms[domain](x)
+        if self.glob is not None and domain == "lensless":
+            x = torch.cat([x, self.glob(x)], 1)
         if self.channels_last:
             x = x.contiguous(memory_format=torch.channels_last)
         return tower(x)

@@ -44,6 +44,7 @@ class TrainConfig(BaseModel):
     embedding_dim: int = Field(128, gt=0, description="embedding dimension")
     shared: bool = Field(False, description="one encoder for both domains")
     pool: Literal["avg", "flatten"] = Field("avg", description="feature pooling before the projection")
+    global_features: int = Field(0, ge=0, description="maps of a learned global (non-local) linear layer in front of the lensless tower (0: none)")
     # objective
     loss: LossName = Field(description="training loss")
     sampling: Literal["online", "tuples"] = Field("online", description="online batches or the seed's fixed tuples")
