@@ -149,3 +149,26 @@ def test_cli_simulate_show_and_errors(tmp_path):
         p.unlink()
     r = runner.invoke(app, ["quality", str(out)])
     assert r.exit_code == 2 and victim.name in r.output
+
+
+def test_compare_capture_sets_draws_the_same_scenes_across_sets(tmp_path, monkeypatch):
+    from opticsfree.captures import show
+    from opticsfree.captures.testing import make_capture_set
+
+    a = make_capture_set(tmp_path / "a", n_classes=3, per_class=4, size=8, frames=2)
+    b = make_capture_set(tmp_path / "b", n_classes=3, per_class=4, size=8, seed=5)
+    drawn = []
+    real = show.load_captures
+    monkeypatch.setattr(show, "load_captures", lambda *a, **k: drawn.append(a[0]) or real(*a, **k))
+    out = show.compare_capture_sets({"lensless": a, "other": b}, tmp_path / "cmp.png", n=3, size=16)
+    assert out.read_bytes()[:4] == b"\x89PNG" and drawn == [a, b]
+    from PIL import Image
+
+    w, h = Image.open(out).size
+    assert w == 3 * 150 and h == 3 * 155  # 3 scenes x (original, lensless, other) at 100 dpi
+    r = runner.invoke(app, ["show", str(a), "--with", f"other={b}", "--out", str(tmp_path / "c.png")])
+    assert r.exit_code == 0, r.output
+    r = runner.invoke(app, ["show", str(a), "--with", "other", "--out", str(tmp_path / "d.png")])
+    assert r.exit_code == 2 and "NAME=DIR" in r.output and not (tmp_path / "d.png").exists()
+    r = runner.invoke(app, ["show", str(a), "--with", f"x={tmp_path / 'none'}", "--out", str(tmp_path / "e.png")])
+    assert r.exit_code == 2 and "none" in r.output and not (tmp_path / "e.png").exists()

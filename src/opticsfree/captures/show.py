@@ -1,4 +1,5 @@
-"""Figure of a capture set: originals beside their captures, and the camera's point responses."""
+"""Figures of capture sets: originals beside their captures and the camera's point responses;
+and the same scenes across several sets (original | lensless | each reconstruction)."""
 
 from __future__ import annotations
 
@@ -87,3 +88,74 @@ def _orig_shape(cs, split: str) -> tuple[int, int]:
     row = cs.rows_for(split)[0]
     a = read_image(cs.path(row.original))
     return a.shape[0], a.shape[1]
+
+
+def compare_capture_sets(sets: dict[str, str | Path], out: str | Path, split: str = "test",
+                         n: int = 8, size: int | None = None, seed: int = 0) -> Path:
+    """Write a PNG grid of the same scenes across capture sets: original, then each set's images.
+
+    The first set gives the originals and picks the scenes (``n``, spread over the classes, the
+    first frame of each); the other sets (e.g. reconstructions written by ``reconstruct apply``)
+    are looked up by scene id, and a scene a set lacks stays blank.
+
+    Args:
+        sets: row title -> capture-set directory, in row order (e.g. ``{"lensless": A,
+            "U-Net": B}``).
+        out: output PNG path (written atomically).
+        split: split to draw from.
+        n: number of scenes (columns).
+        size: resize every image to ``size`` x ``size`` (None: as stored).
+        seed: which scenes.
+
+    Returns:
+        ``out`` as a Path.
+
+    Raises:
+        ValueError: no sets.
+        DataError: a set or split that cannot be loaded (named).
+    """
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    if not sets:
+        raise ValueError("compare_capture_sets needs at least one capture set")
+    loaded = {k: load_captures(v, split, size) for k, v in sets.items()}
+    base = next(iter(loaded.values()))
+    first: dict[str, int] = {}
+    for i, sid in enumerate(base.ids):
+        first.setdefault(sid, i)
+    rng = np.random.default_rng(seed)
+    by_class: dict[int, list[str]] = {}
+    for sid, i in first.items():
+        by_class.setdefault(int(base.labels[i]), []).append(sid)
+    picks: list[str] = []
+    while len(picks) < min(n, len(first)):
+        for c in sorted(by_class):
+            if by_class[c] and len(picks) < n:
+                picks.append(by_class[c].pop(int(rng.integers(len(by_class[c])))))
+    index = {k: {sid: i for i, sid in reversed(list(enumerate(v.ids)))} for k, v in loaded.items()}
+    base_key = next(iter(loaded))
+    rows = [("original", base_key, "original")] + [(k, k, "lensless") for k in loaded]
+    fig, axes = plt.subplots(len(rows), len(picks), figsize=(1.5 * len(picks), 1.55 * len(rows)),
+                             squeeze=False)
+    for r, (title, key, attr) in enumerate(rows):
+        for j, sid in enumerate(picks):
+            ax = axes[r][j]
+            i = index[key].get(sid)
+            if i is not None:
+                img = getattr(loaded[key], attr)[i].permute(1, 2, 0).numpy()
+                ax.imshow(img[..., 0] if img.shape[-1] == 1 else img, cmap="gray", vmin=0, vmax=255)
+            ax.set_xticks([])
+            ax.set_yticks([])
+            if j == 0:
+                ax.set_ylabel(title, fontsize=8)
+            if r == 0:
+                ax.set_title(base.classes[int(base.labels[first[sid]])], fontsize=7)
+    fig.tight_layout()
+    out = Path(out)
+    with atomic_path(out) as tmp:
+        fig.savefig(tmp, format="png", dpi=100)
+    plt.close(fig)
+    return out

@@ -3,11 +3,12 @@
 from __future__ import annotations
 
 from pathlib import Path
-from typing import Optional
+from typing import List, Optional
 
 import typer
 
 from opticsfree.cli.common import command, print_json
+from opticsfree.errors import OpticsfreeError
 from opticsfree.utils.progress import console, progress
 
 
@@ -78,9 +79,23 @@ def show(
     out: Path = typer.Option(..., "--out", help="output PNG"),
     split: Optional[str] = typer.Option(None, "--split"),
     n: int = typer.Option(8, "--n", help="number of examples"),
+    with_: List[str] = typer.Option(
+        [], "--with", metavar="NAME=DIR",
+        help="compare with other capture sets of the same scenes (e.g. reconstructions), "
+             "repeatable: draws original | DIRECTORY's images | each NAME's images"),
 ) -> None:
-    """Figure: originals beside their captures, and the camera's point responses."""
-    from opticsfree.captures.show import show_capture_set
+    """Figure: originals beside their captures, and the camera's point responses; with --with,
+    the same test scenes across capture sets (original | lensless | each reconstruction)."""
+    from opticsfree.captures.show import compare_capture_sets, show_capture_set
 
-    p = show_capture_set(directory, out, split=split, n=n)
+    if with_:
+        sets: dict[str, Path] = {"lensless": directory}
+        for item in with_:
+            name, sep, path = item.partition("=")
+            if not sep or not name or not path:
+                raise OpticsfreeError(f"--with {item!r}: expected NAME=DIR (e.g. unet=runs/seed-unet)")
+            sets[name] = Path(path)
+        p = compare_capture_sets(sets, out, split=split or "test", n=n)
+    else:
+        p = show_capture_set(directory, out, split=split, n=n)
     console.print(f"wrote {p}")

@@ -376,55 +376,13 @@ def _sample_grid(root: str, out: Path, n: int, seed: int) -> Path | None:
 
 def _reconstruction_grid(sets: dict[str, str], out: Path, n: int, size: int, seed: int) -> Path | None:
     """original | lensless | each method, on the same test scenes (first frame)."""
-    import matplotlib
+    from opticsfree.captures.show import compare_capture_sets
 
-    matplotlib.use("Agg")
-    import matplotlib.pyplot as plt
-    import numpy as np
-
-    from opticsfree.captures.loader import load_captures
-    from opticsfree.utils.io import atomic_path
-
+    titled = {("lensless" if k == LENSLESS else METHOD_NAMES.get(k, k)): v for k, v in sets.items()}
     try:
-        loaded = {k: load_captures(v, TEST, size) for k, v in sets.items()}
-    except Exception:  # noqa: BLE001
+        return compare_capture_sets(titled, out, split=TEST, n=n, size=size, seed=seed)
+    except Exception:  # noqa: BLE001 - a figure must not sink the report
         return None
-    base = loaded[LENSLESS]
-    first: dict[str, int] = {}
-    for i, sid in enumerate(base.ids):
-        first.setdefault(sid, i)
-    rng = np.random.default_rng(seed)
-    by_class: dict[int, list[str]] = {}
-    for sid, i in first.items():
-        by_class.setdefault(int(base.labels[i]), []).append(sid)
-    picks: list[str] = []
-    while len(picks) < min(n, len(first)):
-        for c in sorted(by_class):
-            if by_class[c] and len(picks) < n:
-                picks.append(by_class[c].pop(int(rng.integers(len(by_class[c])))))
-    index = {k: {sid: i for i, sid in reversed(list(enumerate(v.ids)))} for k, v in loaded.items()}
-    rows = [("original", LENSLESS, "original")] + [
-        (METHOD_NAMES.get(k, k) if k != LENSLESS else "lensless", k, "lensless") for k in loaded]
-    fig, axes = plt.subplots(len(rows), len(picks), figsize=(1.5 * len(picks), 1.55 * len(rows)),
-                             squeeze=False)
-    for r, (title, key, attr) in enumerate(rows):
-        for j, sid in enumerate(picks):
-            ax = axes[r][j]
-            i = index[key].get(sid)
-            if i is not None:
-                img = getattr(loaded[key], attr)[i].permute(1, 2, 0).numpy()
-                ax.imshow(img[..., 0] if img.shape[-1] == 1 else img, cmap="gray", vmin=0, vmax=255)
-            ax.set_xticks([])
-            ax.set_yticks([])
-            if j == 0:
-                ax.set_ylabel(title, fontsize=8)
-            if r == 0:
-                ax.set_title(base.classes[int(base.labels[first[sid]])], fontsize=7)
-    fig.tight_layout()
-    with atomic_path(out) as tmp:
-        fig.savefig(tmp, format="png", dpi=100)
-    plt.close(fig)
-    return out
 
 
 # ----------------------------------------------------------------------------------------------
