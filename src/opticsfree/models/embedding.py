@@ -34,16 +34,27 @@ class InputNorm(nn.Module):
     ``mean`` and ``std`` are buffers (saved with the weights), set from the training data by
     :meth:`EmbeddingModel.set_input_stats`; they start at 0.5 and 0.25.
 
+    With ``contrast=True`` the output also holds each image standardised by its *own* per-channel
+    mean and standard deviation (the C channels are followed by C more),
+
+    .. math:: \\tilde x_c = (x_c - \\bar x_c) / (s_c + \\epsilon),
+
+    an auto-contrast: a bare-sensor capture is a nearly uniform patch whose scene information
+    lies in variations far smaller than the differences in brightness and colour between
+    captures, which the dataset-wide standardisation keeps dominant.
+
     Args:
         channels: channels of this domain's images.
         out_channels: channels the encoder expects (a 1-channel domain is repeated to 3 when a
             shared encoder also sees 3-channel images).
+        contrast: append the per-image standardised channels (output ``2 * out_channels``).
     """
 
-    def __init__(self, channels: int, out_channels: int):
+    def __init__(self, channels: int, out_channels: int, contrast: bool = False):
         super().__init__()
         self.channels = channels
         self.out_channels = out_channels
+        self.contrast = bool(contrast)
         self.register_buffer("mean", torch.full((1, channels, 1, 1), 0.5))
         self.register_buffer("std", torch.full((1, channels, 1, 1), 0.25))
 
@@ -51,10 +62,16 @@ class InputNorm(nn.Module):
         if x.ndim != 4 or x.shape[1] != self.channels:
             raise ValueError(f"expected images (N, {self.channels}, H, W), got {tuple(x.shape)}")
         x = x.float() / 255.0 if x.dtype == torch.uint8 else x.float()
+        if self.contrast:
+            mu = x.mean(dim=(2, 3), keepdim=True)
+            sd = x.std(dim=(2, 3), keepdim=True, unbiased=False)
+            own = (x - mu) / (sd + 1e-3)
         x = (x - self.mean) / self.std
         if self.out_channels != self.channels:
             x = x.expand(-1, self.out_channels, -1, -1)
-        return x
+            if self.contrast:
+                own = own.expand(-1, self.out_channels, -1, -1)
+        return torch.cat([x, own], 1) if self.contrast else x
 
 
 class Tower(nn.Module):
@@ -101,6 +118,8 @@ class EmbeddingModel(nn.Module):
             :math:`k` maps) and sees the capture and those maps stacked (:math:`C + k`
             channels): a bare sensor mixes the whole scene into every pixel, which a
             convolutional backbone cannot undo locally. Two towers only.
+        lensless_contrast: the lensless tower also sees each capture standardised by its own
+            mean and standard deviation (:class:`InputNorm` with ``contrast``). Two towers only.
 
     Shape:
         - images: uint8 (N, C, size, size) (or float in [0, 1]).
@@ -111,7 +130,7 @@ class EmbeddingModel(nn.Module):
     def __init__(self, backbone: str = "resnet20", lensless_channels: int = 3,
                  original_channels: int = 3, size: int = 32, embedding_dim: int = 128,
                  shared: bool = False, n_classes: int | None = None, width: int | None = None,
-                 pool: str = "avg", global_features: int = 0):
+                 pool: str = "avg", global_features: int = 0, lensless_contrast: bool = False):
         super().__init__()
         if pool not in ("avg", "flatten"):
             raise ConfigError(f"pool: expected 'avg' or 'flatten', got {pool!r}")
@@ -124,11 +143,15 @@ class EmbeddingModel(nn.Module):
             raise ConfigError(f"size: must be positive, got {size}")
         if global_features < 0:
             raise ConfigError(f"global_features: must be >= 0, got {global_features}")
+        if lensless_contrast and shared:
+            raise ConfigError("lensless_contrast needs two towers; drop --shared or set "
+                              "lensless_contrast=false")
         if global_features and shared:
             raise ConfigError("global_features needs two towers (the lensless tower gets the global "
                               "layer); drop --shared or set global_features=0")
         self.shared = bool(shared)
-        self.glob = GlobalLinear(lensless_channels, global_features, size) if global_features else None
+        c_lensless = lensless_channels * (2 if lensless_contrast else 1)
+        self.glob = GlobalLinear(c_lensless, global_features, size) if global_features else None
         self.embedding_dim = int(embedding_dim)
         self.channels_last = False
         if self.shared:
@@ -137,10 +160,11 @@ class EmbeddingModel(nn.Module):
                                         "original": InputNorm(original_channels, c)})
             self.towers = nn.ModuleDict({"shared": Tower(backbone, c, size, embedding_dim, width, pool)})
         else:
-            self.norms = nn.ModuleDict({"lensless": InputNorm(lensless_channels, lensless_channels),
+            self.norms = nn.ModuleDict({"lensless": InputNorm(lensless_channels, lensless_channels,
+                                                              lensless_contrast),
                                         "original": InputNorm(original_channels, original_channels)})
             self.towers = nn.ModuleDict({
-                "lensless": Tower(backbone, lensless_channels + int(global_features), size,
+                "lensless": Tower(backbone, c_lensless + int(global_features), size,
                                   embedding_dim, width, pool),
                 "original": Tower(backbone, original_channels, size, embedding_dim, width, pool),
             })

@@ -44,6 +44,7 @@ class TrainConfig(BaseModel):
     embedding_dim: int = Field(128, gt=0, description="embedding dimension")
     shared: bool = Field(False, description="one encoder for both domains")
     pool: Literal["avg", "flatten"] = Field("avg", description="feature pooling before the projection")
+    lensless_contrast: bool = Field(False, description="the lensless tower also sees each capture standardised by its own mean and std (auto-contrast)")
     global_features: int = Field(0, ge=0, description="maps of a learned global (non-local) linear layer in front of the lensless tower (0: none)")
     # objective
     loss: LossName = Field(description="training loss")
