@@ -126,3 +126,27 @@ def test_global_layer_starts_as_identity_and_feeds_the_lensless_tower_only():
     assert out["lensless"].shape == (2, 8) and out["originals"][0].shape == (2, 8)
     with pytest.raises(ConfigError, match="two towers"):
         EmbeddingModel("cnn4", 3, 3, 16, width=4, shared=True, global_features=4)
+
+
+def test_lensless_contrast_appends_per_image_standardised_channels():
+    from opticsfree.models.embedding import InputNorm
+
+    norm = InputNorm(3, 3, contrast=True)
+    x = _img(4, 3, 8)
+    y = norm(x)
+    assert y.shape == (4, 6, 8, 8)
+    torch.testing.assert_close(y[:, :3], (x.float() / 255 - 0.5) / 0.25)
+    own = y[:, 3:]
+    torch.testing.assert_close(own.mean(dim=(2, 3)), torch.zeros(4, 3), atol=1e-5, rtol=0)
+    torch.testing.assert_close(own.std(dim=(2, 3), unbiased=False), torch.ones(4, 3), atol=1e-2, rtol=0)
+    # the same pattern at another brightness and contrast gives the same standardised channels
+    pattern = torch.rand(1, 3, 8, 8)
+    a, b = norm(0.1 + 0.4 * pattern)[:, 3:], norm(0.3 + 0.6 * pattern)[:, 3:]
+    torch.testing.assert_close(a, b, atol=0.05, rtol=0)
+    assert not torch.allclose(norm(0.1 + 0.4 * pattern)[:, :3], norm(0.3 + 0.6 * pattern)[:, :3], atol=0.05)
+
+    m = EmbeddingModel("cnn4", 3, 3, 16, embedding_dim=8, width=4, lensless_contrast=True, global_features=2)
+    assert m.tower("lensless").backbone.features[0][0].in_channels == 6 + 2
+    assert m(lensless=_img(2, 3, 16))["lensless"].shape == (2, 8)
+    with pytest.raises(ConfigError, match="two towers"):
+        EmbeddingModel("cnn4", 3, 3, 16, width=4, shared=True, lensless_contrast=True)
