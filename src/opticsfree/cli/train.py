@@ -30,7 +30,7 @@ def train_command(
     captures: Path = typer.Argument(..., help="capture-set directory (with a train split)"),
     loss: str = typer.Option(..., "--loss", help="triplet | quadruplet | quadruplet-chen | ce | ce+triplet"),
     out: Path = typer.Option(..., "--out", help="run directory to write (RUN)"),
-    backbone: Optional[str] = typer.Option(None, "--backbone", help="cnn4 | resnet8 | resnet14 | resnet20 | resnet32 [resnet20]"),
+    backbone: Optional[str] = typer.Option(None, "--backbone", help="cnn4 | resnet8 | resnet14 | resnet20 | resnet32 [cnn4]"),
     epochs: Optional[int] = typer.Option(None, "--epochs", help="training epochs [50]"),
     checkpoints: Optional[str] = typer.Option(None, "--checkpoints", help="comma-separated checkpoint epochs [15,30,50]"),
     sampling: Optional[str] = typer.Option(None, "--sampling", help="online (class-balanced batches, in-batch mining) | tuples (the seed's fixed rows) [online]"),

@@ -39,7 +39,7 @@ class TrainConfig(BaseModel):
     val_fraction: float = Field(0.1, ge=0.0, le=0.9, description="fraction of train scenes held out for validation")
     val_prototypes: int = Field(5000, gt=0, description="max train originals for the per-epoch val prototypes")
     # model
-    backbone: str = Field("resnet20", description="backbone name")
+    backbone: str = Field("cnn4", description="backbone name")
     width: int | None = Field(None, gt=0, description="backbone width (None: backbone default)")
     embedding_dim: int = Field(128, gt=0, description="embedding dimension")
     shared: bool = Field(False, description="one encoder for both domains")
