@@ -16,7 +16,7 @@ except validation (which is identical). Results go to stdout as Markdown and to
 
 Usage:
     .venv/bin/python bench/bench_train.py CAPTURES [--loss triplet] [--backbone cnn4]
-        [--limit 4000] [--threads N] [--workers 0]
+        [--limit N] [--threads N] [--workers 0]
 
 CAPTURES is a capture set with a train split, e.g. made by
 ``opticsfree simulate --dataset cifar10 --camera seed --split train --out CAPTURES``.
@@ -49,6 +49,9 @@ def run_arm(captures: Path, sampling: str, args: argparse.Namespace, work: Path)
     wall = time.perf_counter() - t0
     line = json.loads((out / "metrics.jsonl").read_text().splitlines()[-1])
     line["wall_s"] = wall
+    resolved = json.loads((out / "config.json").read_text())["resolved"]
+    line["n_train_scenes"] = resolved["n_train_scenes"]
+    line["n_tuples"] = resolved.get("n_tuples")
     return line
 
 
@@ -57,7 +60,10 @@ def main() -> None:
     ap.add_argument("captures", type=Path)
     ap.add_argument("--loss", default="triplet")
     ap.add_argument("--backbone", default="cnn4")
-    ap.add_argument("--limit", type=int, default=4000, help="training scenes (class-stratified)")
+    ap.add_argument("--limit", type=int, default=None,
+                    help="training scenes (class-stratified; default: all). The seed's tuples name "
+                         "their references across the whole split, so a limit drops most rows: "
+                         "bench a small capture set instead (`make bench` simulates 5,000 images)")
     ap.add_argument("--threads", type=int, default=None)
     ap.add_argument("--workers", type=int, default=0, help="data-loader processes of the tuples arm")
     ap.add_argument("--out", type=Path, default=Path(__file__).parent / "results" / "train.md")
@@ -74,7 +80,8 @@ def main() -> None:
     lines = [
         f"Machine: {platform.machine()}, {torch.get_num_threads()} torch threads, torch {torch.__version__}; "
         f"captures: {args.captures}; loss {args.loss}, backbone {args.backbone}, "
-        f"{args.limit} training scenes (10% of them held out for val), one epoch each, "
+        f"{rows['online']['n_train_scenes']} training scenes ({rows['tuples']['n_tuples']} seed tuples "
+        f"whose references are all training scenes), one epoch each, "
         f"tuples data-loader workers: {args.workers}.",
         "",
         "| sampling | rows/s (training steps) | epoch seconds | steps |",
