@@ -30,6 +30,13 @@ def ensure_dir(path: str | os.PathLike) -> Path:
     return p
 
 
+def _umask() -> int:
+    """The process's umask (read by setting and restoring it)."""
+    mask = os.umask(0)
+    os.umask(mask)
+    return mask
+
+
 @contextlib.contextmanager
 def atomic_path(path: str | os.PathLike) -> Iterator[Path]:
     """Yield a temporary path next to ``path``; rename it onto ``path`` on success.
@@ -39,7 +46,8 @@ def atomic_path(path: str | os.PathLike) -> Iterator[Path]:
 
     Yields:
         A temporary file path in the same directory (so the rename is atomic). On an
-        exception the temporary file is removed and ``path`` is left untouched.
+        exception the temporary file is removed and ``path`` is left untouched. The final file
+        gets the usual permissions (``0o666`` minus the umask), not the temporary file's 0600.
     """
     final = Path(path)
     ensure_dir(final.parent)
@@ -48,6 +56,8 @@ def atomic_path(path: str | os.PathLike) -> Iterator[Path]:
     tmp_path = Path(tmp)
     try:
         yield tmp_path
+        if tmp_path.exists():
+            os.chmod(tmp_path, 0o666 & ~_umask())
         os.replace(tmp_path, final)
     except BaseException:
         with contextlib.suppress(FileNotFoundError):

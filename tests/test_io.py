@@ -1,0 +1,37 @@
+"""Atomic file output: all-or-nothing writes with ordinary permissions."""
+
+import os
+
+import pytest
+
+from opticsfree.utils.io import atomic_path, read_toml, write_text
+from opticsfree.errors import ConfigError
+
+
+def test_atomic_write_is_all_or_nothing_and_gets_umask_permissions(tmp_path):
+    old = os.umask(0o022)
+    try:
+        target = tmp_path / "sub" / "out.txt"
+        write_text(target, "hello")
+        assert target.read_text() == "hello"
+        assert (target.stat().st_mode & 0o777) == 0o644
+        with pytest.raises(RuntimeError):
+            with atomic_path(target) as tmp:
+                tmp.write_text("half")
+                raise RuntimeError("interrupted")
+        assert target.read_text() == "hello"
+        assert [p.name for p in target.parent.iterdir()] == ["out.txt"]  # no temp file left
+    finally:
+        os.umask(old)
+
+
+def test_read_toml_names_the_file(tmp_path):
+    good = tmp_path / "a.toml"
+    good.write_text("[x]\ny = 1\n")
+    assert read_toml(good) == {"x": {"y": 1}}
+    bad = tmp_path / "b.toml"
+    bad.write_text("[x\n")
+    with pytest.raises(ConfigError, match="b.toml: invalid TOML"):
+        read_toml(bad)
+    with pytest.raises(ConfigError, match="c.toml: camera file not found"):
+        read_toml(tmp_path / "c.toml", "camera file")
