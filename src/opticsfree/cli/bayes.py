@@ -38,8 +38,11 @@ def bayes(
     """
     from opticsfree.bayes.report import bayes_run, summary_lines
 
-    result = bayes_run(run, checkpoint=checkpoint, prior=prior, frames=frames, split=split,
-                       likelihood=likelihood, captures=captures)
+    from opticsfree.utils.threads import single_threaded_openmp
+
+    with single_threaded_openmp():  # torch + scikit-learn in one process
+        result = bayes_run(run, checkpoint=checkpoint, prior=prior, frames=frames, split=split,
+                           likelihood=likelihood, captures=captures)
     if json_out:
         slim = {k: v for k, v in result.items()
                 if k not in ("reliability", "reliability_before", "examples")}

@@ -39,9 +39,11 @@ def evaluate(
     """Evaluate every checkpoint of RUN (by epoch); write RUN/table.md, table.csv and
     RUN/eval_<split>_<classifier>.json."""
     from opticsfree.evaluation.report import CONVENTIONS, evaluate_run, summarize, table_paths
+    from opticsfree.utils.threads import single_threaded_openmp
 
     clf = classifier.value
-    results = evaluate_run(run, split=split, classifier=clf, figures=figures)
+    with single_threaded_openmp():  # torch + scikit-learn (t-SNE) + faiss in one process
+        results = evaluate_run(run, split=split, classifier=clf, figures=figures)
     if json_out:
         print_json([summarize(r) for r in results])
         return

@@ -34,6 +34,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Callable, Iterator
 
+from opticsfree.utils.threads import single_threaded_openmp
 from opticsfree.errors import ConfigError, DataError, OpticsfreeError
 from opticsfree.study.config import LENSLESS, StudyConfig
 from opticsfree.utils.io import ensure_dir, file_sha256, read_json, write_json
@@ -396,28 +397,6 @@ def call_with_supported(fn: Callable[..., Any], *args: Any, **kwargs: Any) -> An
     if any(p.kind is inspect.Parameter.VAR_KEYWORD for p in sig.parameters.values()):
         return fn(*args, **kwargs)
     return fn(*args, **{k: v for k, v in kwargs.items() if k in sig.parameters})
-
-
-@contextlib.contextmanager
-def single_threaded_openmp() -> Iterator[None]:
-    """Run every OpenMP runtime of the process (torch's, scikit-learn's, faiss's) on one thread.
-
-    Used around evaluation and Bayes, which mix torch inference with scikit-learn (t-SNE) and
-    faiss. Two OpenMP runtimes in one process spin against each other on a loaded 2-core
-    machine: evaluating a tiny run (120-point t-SNE) measured 5.6-27 s with only
-    scikit-learn's runtime limited and 1.6-3.5 s with all runtimes on one thread; the torch
-    inference done there is small.
-    """
-    try:
-        import sklearn.manifold  # noqa: F401 - load the runtime so threadpoolctl sees it
-        from threadpoolctl import threadpool_limits
-    except ImportError:
-        yield
-        return
-    with contextlib.suppress(ImportError):
-        import faiss  # noqa: F401
-    with threadpool_limits(limits=1, user_api="openmp"):
-        yield
 
 
 def _show_progress() -> bool:
