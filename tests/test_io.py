@@ -9,12 +9,15 @@ from opticsfree.errors import ConfigError
 
 
 def test_atomic_write_is_all_or_nothing_and_gets_umask_permissions(tmp_path):
+    from opticsfree.utils import io
+
     old = os.umask(0o022)
+    io._umask.cache_clear()
     try:
         target = tmp_path / "sub" / "out.txt"
         write_text(target, "hello")
         assert target.read_text() == "hello"
-        assert (target.stat().st_mode & 0o777) == 0o644
+        assert (target.stat().st_mode & 0o777) == 0o644  # not the temporary file's 0600
         with pytest.raises(RuntimeError):
             with atomic_path(target) as tmp:
                 tmp.write_text("half")
@@ -23,6 +26,7 @@ def test_atomic_write_is_all_or_nothing_and_gets_umask_permissions(tmp_path):
         assert [p.name for p in target.parent.iterdir()] == ["out.txt"]  # no temp file left
     finally:
         os.umask(old)
+        io._umask.cache_clear()
 
 
 def test_read_toml_names_the_file(tmp_path):

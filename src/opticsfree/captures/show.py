@@ -57,9 +57,7 @@ def show_capture_set(root: str | Path, out: str | Path, split: str | None = None
     for j, i in enumerate(pick):
         for r, (img, title) in enumerate([(data.original[i], "original"), (data.lensless[i], "capture")]):
             ax = axes[r][j]
-            arr = img.permute(1, 2, 0).numpy()
-            ax.imshow(arr[..., 0] if arr.shape[-1] == 1 else arr, cmap="gray", vmin=0, vmax=255)
-            ax.set_xticks([]); ax.set_yticks([])
+            _draw(ax, img)
             if j == 0:
                 ax.set_ylabel(title)
         axes[0][j].set_title(data.classes[int(data.labels[i])], fontsize=8)
@@ -80,6 +78,15 @@ def show_capture_set(root: str | Path, out: str | Path, split: str | None = None
         fig.savefig(tmp, format="png", dpi=110)
     plt.close(fig)
     return out
+
+
+def _draw(ax, img) -> None:
+    """Show a uint8 (C, H, W) image (grey when C = 1) without ticks; None leaves the cell blank."""
+    if img is not None:
+        arr = img.permute(1, 2, 0).numpy()
+        ax.imshow(arr[..., 0] if arr.shape[-1] == 1 else arr, cmap="gray", vmin=0, vmax=255)
+    ax.set_xticks([])
+    ax.set_yticks([])
 
 
 def _orig_shape(cs, split: str) -> tuple[int, int]:
@@ -144,11 +151,7 @@ def compare_capture_sets(sets: dict[str, str | Path], out: str | Path, split: st
         for j, sid in enumerate(picks):
             ax = axes[r][j]
             i = index[key].get(sid)
-            if i is not None:
-                img = getattr(loaded[key], attr)[i].permute(1, 2, 0).numpy()
-                ax.imshow(img[..., 0] if img.shape[-1] == 1 else img, cmap="gray", vmin=0, vmax=255)
-            ax.set_xticks([])
-            ax.set_yticks([])
+            _draw(ax, getattr(loaded[key], attr)[i] if i is not None else None)
             if j == 0:
                 ax.set_ylabel(title, fontsize=8)
             if r == 0:

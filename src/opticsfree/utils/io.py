@@ -8,6 +8,7 @@ recognise and are ignored by every reader in this package.
 from __future__ import annotations
 
 import contextlib
+import functools
 import json
 import os
 import tempfile
@@ -30,8 +31,10 @@ def ensure_dir(path: str | os.PathLike) -> Path:
     return p
 
 
+@functools.lru_cache(maxsize=1)
 def _umask() -> int:
-    """The process's umask (read by setting and restoring it)."""
+    """The process's umask (read once, by setting and restoring it: not on every write, since
+    the brief umask of 0 would affect files other threads create meanwhile)."""
     mask = os.umask(0)
     os.umask(mask)
     return mask
