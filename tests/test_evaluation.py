@@ -436,6 +436,14 @@ def test_evaluate_run_head_classifier(tmp_path, monkeypatch):
     run2 = make_run(tmp_path / "h", monkeypatch, epochs=(15,), loss="ce", head=True)
     (r,) = report.evaluate_run(run2, classifier="head", figures=False)
     assert r["classifier"] == "head" and r["seed"] is None     # ce has no seed row
+    # ce never trains the original tower: distance classifiers are refused, head is the default
+    for clf in ("prototype", "knn", "threshold"):
+        with pytest.raises(ConfigError, match=f"--classifier {clf}: .*loss 'ce'.*--classifier head"):
+            report.evaluate_run(run2, classifier=clf, figures=False)
+    (d,) = report.evaluate_run(run2, figures=False)
+    assert d["classifier"] == "head" and d["accuracy"] == r["accuracy"]
+    assert json.loads((run2 / "eval_test_head.json").read_text())["classifier"] == "head"
+    assert report.default_classifier("triplet") == "prototype"
     model = report.load_trained(run2, 15)
     test = model.load_split("test")
     pred = model.logits(test.lensless).argmax(1).numpy()

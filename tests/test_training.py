@@ -12,6 +12,7 @@ import torch
 from typer.testing import CliRunner
 
 from opticsfree.captures.testing import make_capture_set
+from opticsfree.captures.tuples import read_tuples
 from opticsfree.errors import ConfigError, DataError
 from opticsfree.losses.criterion import Criterion
 from opticsfree.training import TrainConfig, TrainingError, list_checkpoints, load_trained, train
@@ -220,9 +221,37 @@ def test_seed_tuples_sampling_reads_files_and_skips_validation_scenes(captures, 
     r = json.loads((run / "config.json").read_text())["resolved"]
     assert r["mining"] == "fixed tuples" and 0 < r["n_tuples"] < 60
     val_ids = set(load_trained(run).load_split("val").ids)
-    text = (captures / "tuples_train.csv").read_text()
-    kept = [line for line in text.splitlines()[1:] if not any(f"/{v}." in line for v in val_ids)]
-    assert len(kept) == r["n_tuples"]
+    recs = read_tuples(captures / "tuples_train.csv")
+    # one row per training capture: rows anchored on validation scenes are dropped
+    anchored = [d for d in recs if not any(f"/{v}." in d["anchor_img"] for v in val_ids)]
+    assert len(anchored) == r["n_tuples"] < len(recs)
+
+
+def test_seed_tuples_redraw_references_inside_the_kept_scenes(captures):
+    from opticsfree.captures.format import open_capture_set
+    from opticsfree.training.sampling import load_tuple_rows
+
+    cs = open_capture_set(captures)
+    train_rows = [x for x in cs.rows if x.split == "train"]
+    keep = {x.id for x in train_rows[::3]}                  # a third of the scenes, as --limit does
+    rows, path = load_tuple_rows(captures, keep, seed=0)
+    assert len(rows) == sum(x.id in keep for x in train_rows)  # every kept scene keeps its row
+    by_path = {str(cs.path(x.original)): x for x in train_rows}
+    by_path.update({str(cs.path(x.lensless)): x for x in train_rows})
+    recs = {d["anchor_img"]: d for d in read_tuples(path)}
+    redrawn = 0
+    for t in rows:
+        a, p, c, n = (by_path[x] for x in (t.anchor, t.positive, t.close_positive, t.negative))
+        assert {a.id, p.id, c.id, n.id} <= keep and p.id == a.id != c.id
+        assert a.label == p.label == c.label == t.label != n.label == t.negative_label
+        d = recs[a.lensless]
+        redrawn += (d["close_positive_img"], d["negative_img"]) != (c.original, n.original)
+    assert redrawn > 0                                       # most references fell outside keep
+    again, _ = load_tuple_rows(captures, keep, seed=0)
+    assert again == rows                                     # deterministic
+    lone = {train_rows[0].id}                                # one scene: no close positive to draw
+    with pytest.raises(DataError, match="no kept train scene to draw a close positive"):
+        load_tuple_rows(captures, lone, seed=0)
 
 
 def test_multi_frame_sets_and_shared_encoder(tmp_path):

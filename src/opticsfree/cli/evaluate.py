@@ -4,6 +4,7 @@ from __future__ import annotations
 
 from enum import Enum
 from pathlib import Path
+from typing import Optional
 
 import typer
 
@@ -27,11 +28,12 @@ def _fmt(v: object, digits: int = 2) -> str:
 def evaluate(
     run: Path = typer.Argument(..., help="Run directory written by `opticsfree train`."),
     split: str = typer.Option("test", "--split", help="Split to score (test, or val)."),
-    classifier: ClassifierName = typer.Option(
-        ClassifierName.prototype, "--classifier",
+    classifier: Optional[ClassifierName] = typer.Option(
+        None, "--classifier",
         help="prototype: nearest class centroid of the train originals; knn: k nearest train "
              "originals (k chosen on val); threshold: the seed's distance threshold (chosen on "
-             "val); head: the classifier head (models trained with ce / ce+triplet)."),
+             "val); head: the classifier head (models trained with ce / ce+triplet). "
+             "Default: head for a ce run, prototype otherwise."),
     json_out: bool = typer.Option(False, "--json", help="Print a JSON list with one object per checkpoint, ordered by epoch."),
     figures: bool = typer.Option(True, "--figures/--no-figures",
                                  help="Write RUN/figures/*.png for the last checkpoint."),
@@ -41,9 +43,10 @@ def evaluate(
     from opticsfree.evaluation.report import CONVENTIONS, evaluate_run, summarize, table_paths
     from opticsfree.utils.threads import single_threaded_openmp
 
-    clf = classifier.value
     with single_threaded_openmp():  # torch + scikit-learn (t-SNE) + faiss in one process
-        results = evaluate_run(run, split=split, classifier=clf, figures=figures)
+        results = evaluate_run(run, split=split, classifier=classifier and classifier.value,
+                               figures=figures)
+    clf = results[0]["classifier"]
     if json_out:
         print_json([summarize(r) for r in results])
         return

@@ -51,6 +51,14 @@ from opticsfree.utils.io import write_json, write_text
 CLASSIFIERS = ("prototype", "knn", "threshold")
 #: Plus the classifier head of models trained with one.
 ALL_CLASSIFIERS = CLASSIFIERS + ("head",)
+#: losses that train only the lensless tower and its head: ``head`` is their only classifier
+HEAD_ONLY_LOSSES = ("ce",)
+
+
+def default_classifier(loss: str | None) -> str:
+    """The classifier to use when none is named: ``head`` for :data:`HEAD_ONLY_LOSSES`,
+    ``prototype`` otherwise."""
+    return "head" if loss in HEAD_ONLY_LOSSES else "prototype"
 #: Keys left out of the per-checkpoint summary printed by ``--json`` (they are in the file).
 DETAIL_KEYS = ("per_class", "confusion_matrix", "classes")
 
@@ -133,7 +141,8 @@ def evaluate_checkpoint(trained: Any, split: str = "test", classifier: str = "pr
         ``val_accuracy_by_k``; ``threshold``, ``verification_accuracy``, ``eer``, ...).
 
     Raises:
-        ConfigError: unknown classifier, or ``head`` for a model without a head.
+        ConfigError: unknown classifier, ``head`` for a model without a head, or a distance
+            classifier for a model trained with a :data:`HEAD_ONLY_LOSSES` loss.
     """
     if classifier not in ALL_CLASSIFIERS:
         raise ConfigError(f"--classifier: unknown {classifier!r}; expected one of "
@@ -141,6 +150,10 @@ def evaluate_checkpoint(trained: Any, split: str = "test", classifier: str = "pr
     if classifier == "head" and not getattr(trained, "has_head", False):
         raise ConfigError(f"--classifier head: the model (loss {trained.config.get('loss')!r}) "
                           f"has no classifier head; use one of {', '.join(CLASSIFIERS)}")
+    if classifier != "head" and trained.config.get("loss") in HEAD_ONLY_LOSSES:
+        raise ConfigError(f"--classifier {classifier}: the model was trained with loss "
+                          f"{trained.config.get('loss')!r}, which never trains the original "
+                          "tower, so distances to the originals mean nothing; use --classifier head")
     classes = list(trained.classes)
     n_classes = len(classes)
     data = trained.load_split(split)
@@ -351,7 +364,7 @@ def write_figures(run: Path, result: dict[str, Any], metrics_jsonl: Path | None 
     return paths
 
 
-def evaluate_run(run: str | Path, split: str = "test", classifier: str = "prototype", *,
+def evaluate_run(run: str | Path, split: str = "test", classifier: str | None = None, *,
                  figures: bool = True, seed: int = 0, n_resamples: int = 1000,
                  batch_size: int = 256) -> list[dict[str, Any]]:
     """Evaluate every checkpoint of a run, write the JSON, the tables and the figures.
@@ -359,7 +372,8 @@ def evaluate_run(run: str | Path, split: str = "test", classifier: str = "protot
     Args:
         run: the run directory (``config.json``, ``metrics.jsonl``, ``checkpoints/``).
         split: the split to score.
-        classifier: ``prototype``, ``knn``, ``threshold`` or ``head``.
+        classifier: ``prototype``, ``knn``, ``threshold`` or ``head``; None: the run's
+            :func:`default_classifier` (``head`` for a ``ce`` run, else ``prototype``).
         figures: write figures for the last checkpoint under ``run/figures``.
         seed: bootstrap and t-SNE seed.
         n_resamples: bootstrap resamples.
@@ -371,10 +385,10 @@ def evaluate_run(run: str | Path, split: str = "test", classifier: str = "protot
 
     Raises:
         DataError: the run directory is missing or has no checkpoints.
-        ConfigError: an unknown classifier.
+        ConfigError: an unknown classifier, or one the run's loss does not support.
     """
     run = Path(run)
-    if classifier not in ALL_CLASSIFIERS:
+    if classifier is not None and classifier not in ALL_CLASSIFIERS:
         raise ConfigError(f"--classifier: unknown {classifier!r}; expected one of "
                           f"{', '.join(ALL_CLASSIFIERS)}")
     epochs = _check_run(run)
@@ -384,6 +398,7 @@ def evaluate_run(run: str | Path, split: str = "test", classifier: str = "protot
     for i, epoch in enumerate(epochs):
         trained = load_trained(run, epoch)
         config = dict(trained.config)
+        classifier = classifier or default_classifier(config.get("loss"))
         captures = getattr(trained, "captures", None) or config.get("captures")
         images = str(config.get("images") or capture_set_facts(captures)["images"])
         last = i == len(epochs) - 1

@@ -264,17 +264,24 @@ def load_tuple_rows(root: str | Path, keep_ids: set[str], seed: int) -> tuple[li
     """Read ``root/tuples_train.csv`` (written by ``make_tuples`` when missing) for the scenes
     ``keep_ids``.
 
-    Rows whose anchor or any reference belongs to a scene outside ``keep_ids`` (the held-out
-    validation scenes, or scenes dropped by ``--limit``) are dropped, so validation stays
-    unseen.
+    Rows whose anchor belongs to a scene outside ``keep_ids`` (the held-out validation scenes,
+    or scenes dropped by ``--limit``) are dropped, so validation stays unseen. A kept row whose
+    close positive or negative lies outside ``keep_ids`` keeps its anchor and positive and gets
+    that reference drawn again, as ``make_tuples`` draws it, among the kept scenes: the close
+    positive uniformly from the other kept scenes of the anchor's class, the negative
+    uniformly from the kept scenes of the other classes (``numpy.random.default_rng`` seeded
+    from ``seed``, in file order). Every kept scene thus keeps its row, however small
+    ``keep_ids`` is.
 
     Returns:
         The kept rows (absolute paths) and the CSV path.
 
     Raises:
         DataError: an unknown file in the CSV, a label that disagrees with the index, or no
-            row left.
+            row left (or no kept scene to draw a reference from).
     """
+    import numpy as np
+
     from opticsfree.captures.format import open_capture_set
     from opticsfree.captures.tuples import make_tuples, read_tuples, tuples_path
 
@@ -283,8 +290,30 @@ def load_tuple_rows(root: str | Path, keep_ids: set[str], seed: int) -> tuple[li
     if not path.is_file():
         make_tuples(cs.root, "train", seed)
     recs = read_tuples(path)
-    lensless = {r.lensless: r for r in cs.rows if r.split == "train"}
-    original = {r.original: r for r in cs.rows if r.split == "train"}
+    train_rows = [r for r in cs.rows if r.split == "train"]
+    lensless = {r.lensless: r for r in train_rows}
+    original = {r.original: r for r in train_rows}
+    # kept scenes (one original each) by class, in index order: the pools of redrawn references
+    pools: dict[int, list] = {}
+    for r in {r.id: r for r in train_rows if r.id in keep_ids}.values():
+        pools.setdefault(r.label, []).append(r)
+    others = {c: [x for lab, xs in pools.items() if lab != c for x in xs] for c in pools}
+    position = {x.id: i for xs in pools.values() for i, x in enumerate(xs)}
+    rng = np.random.default_rng(derive_seed(seed, "tuples-redraw"))
+
+    def redraw(a, what: str):
+        same = pools.get(a.label, [])
+        if what == "negative":
+            pool, skip = others.get(a.label, []), None
+        else:  # the close positive: any other kept scene of the class (skip the anchor's own)
+            pool, skip = same, position.get(a.id)
+        n_choices = len(pool) - (skip is not None)
+        if n_choices < 1:
+            raise DataError(f"{path}: no kept train scene to draw a {what} for "
+                            f"{a.lensless} from (keep more scenes, e.g. a larger --limit)")
+        j = int(rng.integers(n_choices))
+        return pool[j + (skip is not None and j >= skip)]
+
     out = []
     for lineno, d in enumerate(recs, start=2):
         try:
@@ -296,9 +325,14 @@ def load_tuple_rows(root: str | Path, keep_ids: set[str], seed: int) -> tuple[li
         if d["label"] != a.label or p.label != a.label or c.label != a.label or n.label == a.label:
             raise DataError(f"{path}: line {lineno}: labels disagree with index.csv (anchor {a.label}, "
                             f"row {d['label']}, positive {p.label}, close {c.label}, negative {n.label})")
-        if all(x.id in keep_ids for x in (a, p, c, n)):
-            out.append(TupleRow(str(cs.path(a.lensless)), str(cs.path(p.original)),
-                                str(cs.path(c.original)), str(cs.path(n.original)), a.label, n.label))
+        if a.id not in keep_ids or p.id not in keep_ids:
+            continue
+        if c.id not in keep_ids:
+            c = redraw(a, "close positive")
+        if n.id not in keep_ids:
+            n = redraw(a, "negative")
+        out.append(TupleRow(str(cs.path(a.lensless)), str(cs.path(p.original)),
+                            str(cs.path(c.original)), str(cs.path(n.original)), a.label, n.label))
     if not out:
         raise DataError(f"{path}: no tuple left after removing validation/limited-out scenes")
     return out, path
