@@ -47,20 +47,21 @@ from opticsfree.evaluation.threshold_classifier import (UNKNOWN, ThresholdClassi
                                                         pair_distances)
 from opticsfree.utils.io import write_json, write_text
 
-#: The classifiers every model supports.
+#: The distance classifiers (every model but a :data:`HEAD_ONLY_LOSSES` one).
 CLASSIFIERS = ("prototype", "knn", "threshold")
 #: Plus the classifier head of models trained with one.
 ALL_CLASSIFIERS = CLASSIFIERS + ("head",)
 #: losses that train only the lensless tower and its head: ``head`` is their only classifier
 HEAD_ONLY_LOSSES = ("ce",)
+#: Keys left out of the per-checkpoint summary printed by ``--json`` (they are in the file).
+DETAIL_KEYS = ("per_class", "confusion_matrix", "classes")
 
 
 def default_classifier(loss: str | None) -> str:
     """The classifier to use when none is named: ``head`` for :data:`HEAD_ONLY_LOSSES`,
     ``prototype`` otherwise."""
     return "head" if loss in HEAD_ONLY_LOSSES else "prototype"
-#: Keys left out of the per-checkpoint summary printed by ``--json`` (they are in the file).
-DETAIL_KEYS = ("per_class", "confusion_matrix", "classes")
+
 
 CONVENTIONS = {
     "units": "percent (0-100)",

@@ -302,17 +302,16 @@ def load_tuple_rows(root: str | Path, keep_ids: set[str], seed: int) -> tuple[li
     rng = np.random.default_rng(derive_seed(seed, "tuples-redraw"))
 
     def redraw(a, what: str):
-        same = pools.get(a.label, [])
-        if what == "negative":
-            pool, skip = others.get(a.label, []), None
-        else:  # the close positive: any other kept scene of the class (skip the anchor's own)
-            pool, skip = same, position.get(a.id)
-        n_choices = len(pool) - (skip is not None)
+        # the negative: any kept scene of another class; the close positive: any other kept
+        # scene of the anchor's class (index j skips the anchor's own position, as make_tuples)
+        pool = others.get(a.label, []) if what == "negative" else pools.get(a.label, [])
+        own = None if what == "negative" else position[a.id]
+        n_choices = len(pool) - (own is not None)
         if n_choices < 1:
             raise DataError(f"{path}: no kept train scene to draw a {what} for "
                             f"{a.lensless} from (keep more scenes, e.g. a larger --limit)")
         j = int(rng.integers(n_choices))
-        return pool[j + (skip is not None and j >= skip)]
+        return pool[j + (own is not None and j >= own)]
 
     out = []
     for lineno, d in enumerate(recs, start=2):
