@@ -7,7 +7,8 @@ STAMP  := $(VENV)/.installed
 OPTICSFREE_DATA ?= $(HOME)/.cache/opticsfree
 export OPTICSFREE_DATA
 
-# make bench: simulation speed, then online-mining vs fixed-tuple training speed on a
+# make bench: simulation speed, `camera info --limit 5000` time, then online-mining vs
+# fixed-tuple training speed on a
 # 5,000-image `seed` capture set (simulated into BENCH_CAPTURES, resumable)
 BENCH_CAPTURES ?= runs/bench-seed
 
@@ -36,6 +37,7 @@ demo: $(STAMP)
 
 bench: $(STAMP)
 	$(PY) bench/bench_simulate.py
+	$(PY) bench/bench_camera_info.py
 	$(VENV)/bin/opticsfree simulate --dataset cifar10 --camera seed --split train --limit 5000 --out $(BENCH_CAPTURES)
 	$(PY) bench/bench_train.py $(BENCH_CAPTURES)
 

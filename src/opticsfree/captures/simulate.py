@@ -26,7 +26,7 @@ from opticsfree.captures.format import (
     write_index,
     write_manifest,
 )
-from opticsfree.captures.writer import ImageJob, _write_chunk
+from opticsfree.captures.writer import ImageJob, _write_chunk, encode_decode
 from opticsfree.data.base import ImageDataset, stratified_limit
 from opticsfree.errors import ConfigError, OpticsfreeError
 from opticsfree.optics import Camera, CameraConfig
@@ -55,6 +55,47 @@ def _check_out(out: Path, plan: dict) -> None:
                                   "use another --out or delete it")
     elif out.exists() and any(p for p in out.iterdir() if not p.name.startswith(".")):
         raise OpticsfreeError(f"{out} exists and is not an opticsfree simulation; use another --out")
+
+
+def capture_batch(cam: Camera, images: torch.Tensor, seed: int, split: str, batch_index: int,
+                  frame: int = 0) -> np.ndarray:
+    """The captures of one simulation batch, as a capture set stores them (before encoding).
+
+    Args:
+        cam: the camera.
+        images: uint8 (N, C, H, W) scenes of batch ``batch_index`` of ``split``.
+        seed, split, batch_index, frame: identify the batch; its noise generator is seeded
+            from them, so the same batch always gives the same captures.
+
+    Returns:
+        uint8 (N, Ho, Wo, C) captures.
+    """
+    g = torch.Generator().manual_seed(derive_seed(seed, split, batch_index, frame))
+    return cam.capture(images, g).permute(0, 2, 3, 1).contiguous().numpy()
+
+
+def capture_split(cam: Camera, images: np.ndarray, seed: int, split: str, batch: int = 1024) -> torch.Tensor:
+    """Captures of ``images`` in memory, pixel for pixel what :func:`simulate_capture_set` writes.
+
+    The same batches and noise seeds as a simulated set of these scenes (``frames = 1``), then
+    the camera's encoding (JPEG at ``cam.jpeg_quality``) and decoding, as the loader reads them.
+
+    Args:
+        cam: the camera.
+        images: uint8 (N, H, W, C) scenes, in the order a set of them would hold.
+        seed: the simulation seed.
+        split: split name (part of the noise seed).
+        batch: scenes per simulation batch (part of the noise seed).
+
+    Returns:
+        uint8 (N, C, Ho, Wo) captures.
+    """
+    out = []
+    for b0 in range(0, len(images), batch):
+        x = torch.from_numpy(np.ascontiguousarray(images[b0:b0 + batch])).permute(0, 3, 1, 2)
+        caps = encode_decode(capture_batch(cam, x, seed, split, b0 // batch), cam.jpeg_quality)
+        out.append(torch.from_numpy(caps).permute(0, 3, 1, 2))
+    return torch.cat(out) if out else torch.zeros(0, *cam.output_shape, dtype=torch.uint8)
 
 
 def simulate_capture_set(dataset: ImageDataset, camera: CameraConfig, out: str | Path,
@@ -136,8 +177,7 @@ def simulate_capture_set(dataset: ImageDataset, camera: CameraConfig, out: str |
                             continue
                         if images is None:
                             images = torch.from_numpy(np.ascontiguousarray(sp.images[bidx])).permute(0, 3, 1, 2)
-                        g = torch.Generator().manual_seed(derive_seed(seed, split, b0 // batch, f))
-                        caps = cam.capture(images, g).permute(0, 2, 3, 1).contiguous().numpy()
+                        caps = capture_batch(cam, images, seed, split, b0 // batch, f)
                         jobs.extend(ImageJob(str(out / r), caps[j], quality) for j, r in enumerate(rels)
                                     if not (out / r).exists())
                     submit(jobs)

@@ -98,8 +98,20 @@ def write_images(jobs: Sequence[ImageJob], workers: int = 0, chunk: int = 512,
     return done
 
 
-def read_image(path: str | Path) -> np.ndarray:
-    """Decode an image file to (H, W, C) uint8 (C = 1 for grayscale, else 3).
+def encode_decode(pixels: np.ndarray, quality: int | None) -> np.ndarray:
+    """What a stored image reads back as: (N, H, W, C) uint8 encoded and decoded in memory.
+
+    With ``quality`` None (PNG, lossless) the pixels come back unchanged; with a JPEG quality
+    they carry exactly the compression loss of a file written by :func:`write_images` and read
+    by :func:`read_image`.
+    """
+    if quality is None:
+        return pixels
+    return np.stack([read_image(io.BytesIO(encode_image(p, quality))) for p in pixels])
+
+
+def read_image(path: str | Path | io.BytesIO) -> np.ndarray:
+    """Decode an image file (or in-memory bytes) to (H, W, C) uint8 (C = 1 for grayscale, else 3).
 
     Raises:
         DataError: naming the file when it is missing, unreadable or truncated.

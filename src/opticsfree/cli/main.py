@@ -7,6 +7,7 @@ from opticsfree.cli import train as _train  # noqa: F401  train
 from opticsfree.cli import evaluate as _evaluate  # noqa: F401  evaluate
 from opticsfree.cli import bayes as _bayes  # noqa: F401  bayes
 from opticsfree.cli import reconstruct as _reconstruct  # noqa: F401  reconstruct train|apply, calibrate
+from opticsfree.cli import design as _design  # noqa: F401  camera info|fit|sweep
 from opticsfree.cli import run as _run  # noqa: F401  run (the whole study)
 
 __all__ = ["app"]

@@ -1,0 +1,89 @@
+"""Affine (ridge) estimators between captures and originals, the strength chosen on validation.
+
+Ridge regression on centred data,
+
+.. math::
+
+    \\hat A = \\arg\\min_A \\sum_i \\lVert y_i - \\bar y - A (x_i - \\bar x) \\rVert^2
+        + \\lambda \\lVert A \\rVert_F^2, \\qquad \\hat c = \\bar y - \\hat A \\bar x,
+
+with :math:`\\lambda = r\\,\\bar e` (:math:`\\bar e` the mean eigenvalue of the centred Gram
+matrix) and :math:`r` chosen from :data:`LAMBDA_GRID` by the relative error on validation pairs
+:math:`\\lVert Y - \\hat Y \\rVert_F / \\lVert Y - \\bar y \\rVert_F`. One eigendecomposition of
+the Gram matrix serves the whole sweep. Used by ``calibrate`` (captures from originals: the
+camera's forward model) and by ``camera info`` (originals from captures: the best linear
+reconstruction, a camera's recoverability).
+"""
+
+from __future__ import annotations
+
+import math
+from typing import Any
+
+import numpy as np
+import torch
+
+from opticsfree.errors import DataError
+
+#: Relative regularisation weights tried on validation: lambda = r * mean eigenvalue.
+LAMBDA_GRID = tuple(10.0 ** k for k in np.linspace(-8, 1, 19))
+
+
+def fit_affine(x: torch.Tensor, y: torch.Tensor, x_val: torch.Tensor, y_val: torch.Tensor,
+               grid: tuple[float, ...] = LAMBDA_GRID, chunk: int = 4096
+               ) -> tuple[torch.Tensor, torch.Tensor, dict[str, Any]]:
+    """Ridge regression :math:`y \\approx A x + c` with :math:`\\lambda` chosen on validation.
+
+    Args:
+        x: (N, Din) inputs; y: (N, Dout) targets (any float dtype; accumulated in float64).
+        x_val, y_val: validation pairs (at least one).
+        grid: relative :math:`\\lambda` values (times the mean eigenvalue of the centred Gram
+            matrix).
+
+    Returns:
+        ``(A (Dout, Din), c (Dout,), report)`` in float64; the report holds
+        ``lambda_relative``, ``lambda``, ``val_relative_error`` (Frobenius error over the
+        spread of the validation targets), ``val_rmse``, ``train_relative_error``, ``table``.
+    """
+    n, din = x.shape
+    if n < 2 or len(x_val) < 1:
+        raise DataError(f"calibration needs at least 2 training and 1 validation pairs, got {n} and {len(x_val)}")
+    x_mean = x.double().mean(0)
+    y_mean = y.double().mean(0)
+    gram = torch.zeros(din, din, dtype=torch.float64)
+    xty = torch.zeros(din, y.shape[1], dtype=torch.float64)
+    for i in range(0, n, chunk):
+        xc = x[i:i + chunk].double() - x_mean
+        gram += xc.T @ xc
+        xty += xc.T @ (y[i:i + chunk].double() - y_mean)
+    e, v = torch.linalg.eigh(gram)
+    e = e.clamp(min=0)
+    b = v.T @ xty                              # (Din, Dout)
+    xv = (x_val.double() - x_mean) @ v         # (Nv, Din)
+    yv = y_val.double() - y_mean
+    spread = float(((y_val.double() - y_val.double().mean(0)) ** 2).sum().sqrt().clamp(min=1e-12))
+    mean_e = float(e.mean()) or 1.0
+    table = []
+    best = (math.inf, grid[0])
+    for rel in grid:
+        pred = (xv / (e + rel * mean_e)) @ b
+        err = float(((pred - yv) ** 2).sum().sqrt()) / spread
+        table.append({"lambda_relative": float(rel), "val_relative_error": err})
+        if err < best[0]:
+            best = (err, rel)
+    lam = best[1] * mean_e
+    w = v @ (b / (e + lam)[:, None])           # (Din, Dout)
+    a = w.T.contiguous()
+    c = y_mean - a @ x_mean
+    pred_val = x_val.double() @ a.T + c
+    train_err = 0.0
+    train_spread = 0.0
+    for i in range(0, n, chunk):
+        yi = y[i:i + chunk].double()
+        train_err += float(((x[i:i + chunk].double() @ a.T + c - yi) ** 2).sum())
+        train_spread += float(((yi - y_mean) ** 2).sum())
+    report = {"lambda_relative": float(best[1]), "lambda": float(lam), "val_relative_error": float(best[0]),
+              "val_rmse": float(((pred_val - y_val.double()) ** 2).mean().sqrt()),
+              "train_relative_error": math.sqrt(train_err / max(train_spread, 1e-24)),
+              "n_train": int(n), "n_val": int(len(x_val)), "table": table}
+    return a, c, report

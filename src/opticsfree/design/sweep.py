@@ -1,0 +1,109 @@
+"""``camera sweep``: the ``camera info`` numbers over a grid of one or two camera parameters.
+
+Writes ``DIR/sweep.csv`` (one row per grid point: the parameter values, then every metric of
+:data:`~opticsfree.design.info.METRICS`), ``DIR/sweep.json`` (the settings) and heatmaps
+``DIR/<metric>.png`` of ``linear_psnr``, ``raw_psnr`` and ``linear_probe_accuracy`` (line plots
+for one parameter). The CSV is rewritten atomically after every point; rerunning the same
+command into the same folder skips the points already measured.
+"""
+
+from __future__ import annotations
+
+import csv
+import io
+import itertools
+from pathlib import Path
+from typing import Callable, Sequence
+
+from opticsfree.data.base import ImageDataset
+from opticsfree.design.info import METRICS, camera_info
+from opticsfree.design.params import Axis, set_values
+from opticsfree.errors import ConfigError, OpticsfreeError
+from opticsfree.optics import CameraConfig
+from opticsfree.utils.io import ensure_dir, read_json, write_json, write_text
+
+#: Metrics drawn as heatmaps.
+HEATMAPS = ("linear_psnr", "raw_psnr", "linear_probe_accuracy")
+SWEEP_VERSION = 1
+
+
+def sweep_settings(base: CameraConfig, axes: Sequence[Axis], dataset: ImageDataset, limit: int | None,
+                   seed: int, size: int) -> dict:
+    """What determines a sweep's content (compared when resuming)."""
+    return {"version": SWEEP_VERSION, "camera": base.to_dict(), "dataset": dataset.name,
+            "source": dataset.source, "limit": limit, "seed": seed, "size": size,
+            "axes": [{"path": a.path, "lo": a.lo, "hi": a.hi, "n": a.n} for a in axes]}
+
+
+def _read_rows(path: Path, columns: list[str]) -> list[dict]:
+    if not path.is_file():
+        return []
+    with open(path, newline="") as f:
+        reader = csv.DictReader(f)
+        if reader.fieldnames != columns:
+            return []
+        return [{k: float(v) if v != "" else None for k, v in r.items()} for r in reader]
+
+
+def _write_rows(path: Path, columns: list[str], rows: list[dict]) -> None:
+    buf = io.StringIO()
+    w = csv.DictWriter(buf, fieldnames=columns, lineterminator="\n")
+    w.writeheader()
+    for r in rows:
+        w.writerow({k: ("" if r.get(k) is None else f"{r[k]:.6g}") for k in columns})
+    write_text(path, buf.getvalue())
+
+
+def sweep_camera(base: CameraConfig, axes: Sequence[Axis], dataset: ImageDataset, out: str | Path,
+                 limit: int | None = 2000, seed: int = 0, size: int = 32,
+                 on_point: Callable[[int, int, dict], None] | None = None) -> list[dict]:
+    """Measure ``camera info`` at every grid point and write the CSV and the heatmaps.
+
+    Args:
+        base: the camera whose parameters are varied.
+        axes: one or two distinct parameters with their grids.
+        dataset: the dataset (train and test splits).
+        out: output folder (created; resumed when it holds the same sweep).
+        limit, seed, size: the dataset subset and comparison size of every point.
+        on_point: called after each point with (done, total, row).
+
+    Returns:
+        The rows, in grid order (first parameter slowest).
+    """
+    if not 1 <= len(axes) <= 2:
+        raise ConfigError(f"give one or two --param PATH=LO:HI:N, got {len(axes)}")
+    if len({a.path for a in axes}) != len(axes):
+        raise ConfigError("the two --param options name the same parameter")
+    out = Path(out)
+    if out.exists() and not out.is_dir():
+        raise OpticsfreeError(f"--out {out}: exists and is not a folder")
+    settings = sweep_settings(base, axes, dataset, limit, seed, size)
+    if (out / "sweep.json").is_file():
+        if read_json(out / "sweep.json") != settings:
+            raise OpticsfreeError(f"{out} holds a different sweep; use another --out or delete it")
+    elif out.exists() and any(out.iterdir()):
+        raise OpticsfreeError(f"{out} exists and is not a camera sweep; use another --out")
+    # every grid corner must be a valid camera before any work starts
+    for corner in itertools.product(*[(a.lo, a.hi) for a in axes]):
+        set_values(base, dict(zip([a.path for a in axes], corner)))
+    ensure_dir(out)
+    write_json(out / "sweep.json", settings)
+    columns = [a.path for a in axes] + list(METRICS)
+    done = {tuple(r[a.path] for a in axes): r for r in _read_rows(out / "sweep.csv", columns)}
+    grid = list(itertools.product(*[a.values() for a in axes]))
+    keys = [tuple(float(f"{v:.6g}") for v in point) for point in grid]
+    for i, (point, key) in enumerate(zip(grid, keys)):
+        if key not in done:
+            values = dict(zip([a.path for a in axes], point))
+            info = camera_info(set_values(base, values), dataset, limit=limit, seed=seed, size=size, cache=False)
+            done[key] = {**values, **info.metrics()}
+            _write_rows(out / "sweep.csv", columns, [done[k] for k in keys if k in done])
+        if on_point:
+            on_point(i + 1, len(grid), done[key])
+    rows = [done[k] for k in keys]
+    _write_rows(out / "sweep.csv", columns, rows)
+    from opticsfree.design.figures import draw_sweep
+
+    for metric in HEATMAPS:
+        draw_sweep(rows, axes, metric, out / f"{metric}.png")
+    return rows
