@@ -1,5 +1,6 @@
 # The two commands: `make test` and `make demo`. Each creates .venv if missing and installs
-# the package with its pinned dependencies (torch==2.13.0, CPU build) first.
+# the package first: torch pinned to 2.13.0 (CPU build; constraints.txt), then the package,
+# whose pyproject.toml states version ranges, under the same constraint.
 PYTHON ?= python3
 VENV   := .venv
 PY     := $(VENV)/bin/python
@@ -14,12 +15,13 @@ BENCH_CAPTURES ?= runs/bench-seed
 
 .PHONY: install test demo bench clean
 
-$(STAMP): pyproject.toml
+$(STAMP): pyproject.toml constraints.txt
 	test -x $(PY) || $(PYTHON) -m venv $(VENV)
 	$(PY) -m pip install --quiet --upgrade pip
-	# torch first, pinned, so nothing else can pull a different (CUDA) build
-	$(PY) -m pip install --quiet "torch==2.13.0"
-	$(PY) -m pip install --quiet -e ".[test]"
+	# torch first, pinned, so nothing else can pull a different (CUDA) build; the constraint
+	# keeps it pinned while the package and its dependencies are installed
+	$(PY) -m pip install --quiet -c constraints.txt torch
+	$(PY) -m pip install --quiet -c constraints.txt -e ".[test]"
 	touch $(STAMP)
 
 install: $(STAMP)

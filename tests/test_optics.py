@@ -42,7 +42,7 @@ def test_unknown_preset_and_bad_field(tmp_path):
     with pytest.raises(ConfigError, match="unknown camera preset 'nope'"):
         load_camera_config("nope")
     bad = tmp_path / "cam.toml"
-    text = (load_camera_config.__globals__["preset_path"]("seed")).read_text()
+    text = (load_camera_config.__globals__["preset_path"]("far-display")).read_text()
     bad.write_text(text.replace("gap_mm = 4.0", "gap_mm = -1.0"))
     with pytest.raises(ConfigError, match=r"cam.toml: field 'geometry.gap_mm'"):
         load_camera_config(bad)
@@ -214,3 +214,15 @@ def test_psf_camera(tmp_path):
     cam = Camera(cfg, (8, 8), 3)
     x = torch.rand(2, 3, 8, 8)
     torch.testing.assert_close(cam.irradiance(x), x, rtol=1e-5, atol=1e-5)  # delta PSF: identity
+
+
+@pytest.mark.parametrize("readout,dims", [("rotate-180", (-2, -1)), ("mirror-x", (-1,)), ("mirror-y", (-2,))])
+def test_readout_orientation_reverses_the_sensor_grid(readout, dims):
+    direct = Camera(tiny(), (8, 8), 3, cache=False)
+    turned = Camera(tiny(sensor={"readout": readout}), (8, 8), 3, cache=False)
+    x = torch.rand(2, 3, 8, 8, generator=torch.Generator().manual_seed(0))
+    torch.testing.assert_close(turned.irradiance(x), direct.irradiance(x).flip(dims))
+    # a lit display element in the top-left corner lands bottom-right after a 180-degree readout
+    if readout == "rotate-180":
+        r = turned.point_response(0, 0)
+        assert int(r.argmax()) == r.numel() - 1 - int(direct.point_response(0, 0).argmax())

@@ -299,7 +299,6 @@ def test_checkpoint_from_another_config_is_refused(base_run, tmp_path, captures)
 
 
 def _invoke(args):
-    import typer
 
     import opticsfree.cli.train  # noqa: F401 - registers the command
     from opticsfree.cli.common import app
@@ -337,7 +336,7 @@ def test_two_cpu_processes_match_one_process_on_the_same_global_batch(captures, 
               "--batch-size", "24", "--threads", "1", "--no-amp", "--set", "warmup_epochs=0.5",
               "--set", "augment=\"flip\"", "--set", "embedding_dim=16"]
     env = {**os.environ, "OMP_NUM_THREADS": "1"}
-    cmd = [str(torchrun), "--standalone", "--nproc_per_node", "2", "-m", "opticsfree.training.distributed",
+    cmd = [str(torchrun), "--standalone", "--nproc_per_node", "2", "-m", "opticsfree.cli.main", "train",
            str(captures), *common, "--out", str(tmp_path / "ddp")]
     res = subprocess.run(cmd, env=env, capture_output=True, text=True, timeout=300)
     assert res.returncode == 0, res.stderr[-3000:]

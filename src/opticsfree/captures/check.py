@@ -12,9 +12,9 @@ import csv
 import io
 import json
 import os
+import posixpath
 import re
 from collections import Counter, defaultdict
-from concurrent.futures import ProcessPoolExecutor
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Sequence
@@ -26,7 +26,9 @@ from opticsfree.captures.format import (
     INDEX_COLUMNS,
     REQUIRED_MANIFEST_KEYS,
     IndexRow,
+    class_folders,
 )
+from opticsfree.utils.parallel import process_pool
 
 #: Files decoded in-process below this count; above it a 2-process pool is used.
 POOL_THRESHOLD = 4000
@@ -277,7 +279,7 @@ def _inspect_all(paths: list[str], decode: bool, workers: int | None = None) -> 
                 out.extend(_inspect_chunk((c, decode)))
                 bar.advance(task, len(c))
         else:
-            with ProcessPoolExecutor(max_workers=workers) as pool:
+            with process_pool(workers) as pool:
                 for res in pool.map(_inspect_chunk, [(c, decode) for c in chunks]):
                     out.extend(res)
                     bar.advance(task, len(res))
@@ -299,7 +301,10 @@ def check_capture_set(root: str | Path, decode: bool = True, workers: int | None
     range of the manifest's classes and ``label_name == classes[label]``; one label and one
     original per scene; one image size within originals and one within lensless captures (the
     files that differ from the majority are named); scenes per split equal to
-    ``manifest["splits"]``; with ``frames`` > 1, frames ``0..frames-1`` for every scene.
+    ``manifest["splits"]``; with ``frames`` > 1, frames ``0..frames-1`` for every scene; every
+    file directly in its class folder, ``originals/<split>/<folder>/`` or
+    ``lensless/<split>/<folder>/``, ``<folder>`` being the folder that
+    :func:`~opticsfree.captures.format.class_folders` gives the row's class.
 
     Args:
         root: the capture set directory.
@@ -404,6 +409,23 @@ def check_capture_set(root: str | Path, decode: bool = True, workers: int | None
                     bad_paths.add(rel)
             else:
                 kinds[kind].append(rel)
+    # --- class folders: one rule turns class names into folder names (format.class_folders)
+    if classes is not None:
+        folders = class_folders(classes)
+        placed: set[str] = set()
+        for r in rows:
+            if not 0 <= r.label < len(classes):
+                continue
+            for kind, top in (("original", "originals"), ("lensless", "lensless")):
+                rel = getattr(r, kind)
+                if rel in bad_paths or rel in placed:
+                    continue
+                placed.add(rel)
+                want = f"{top}/{r.split}/{folders[r.label]}"
+                if posixpath.dirname(rel.replace("\\", "/")) != want:
+                    report.add(rel, f"not in the folder of its class {classes[r.label]!r} (label "
+                                    f"{r.label}): expected {want}/{posixpath.basename(rel)} (class "
+                                    f"folder names: docs/formats.md)")
     all_rel = list(dict.fromkeys(kinds["original"] + kinds["lensless"]))
     results = dict(zip(all_rel, _inspect_all([os.path.join(root, p) for p in all_rel], decode, workers)))
     for rel in all_rel:

@@ -4,20 +4,24 @@ Layout (paths in ``index.csv`` are relative to the set's root)::
 
     manifest.json                                   provenance: dataset, camera, seed, version
     index.csv                                       split,id,label,label_name,original,lensless[,frame]
-    originals/<split>/<label_name>/<id>.png         the image shown on the display
-    lensless/<split>/<label_name>/<id>.jpeg         the capture (``<id>_fNN.jpeg`` with K frames)
+    originals/<split>/<class folder>/<id>.png       the image shown on the display
+    lensless/<split>/<class folder>/<id>.jpeg       the capture (``<id>_fNN.jpeg`` with K frames)
 
+Class names are free text (``"T-shirt/top"``); their folders come from one rule,
+:func:`class_folders`, used by every command that writes, reads or checks class folders.
 See docs/formats.md for the full description.
 """
 
 from __future__ import annotations
 
 import csv
+import hashlib
 import io
+import re
 from dataclasses import dataclass
 from datetime import datetime, timezone
 from pathlib import Path
-from typing import Any, Iterable
+from typing import Any, Iterable, Sequence
 
 from opticsfree import __version__
 from opticsfree.errors import DataError
@@ -42,16 +46,90 @@ class IndexRow:
     frame: int = 0
 
 
-def original_relpath(split: str, label_name: str, id: str) -> str:
-    """Path of an original image relative to the set root."""
-    return f"originals/{split}/{label_name}/{id}.png"
+#: Characters replaced by ``_`` in class folder names: path separators, characters Windows
+#: forbids, and control characters.
+_UNSAFE_FOLDER_CHARS = re.compile(r'[\x00-\x1f\x7f<>:"/\\|?*]')
+#: Names Windows reserves (with or without an extension), compared case-insensitively.
+_RESERVED_FOLDER_NAMES = frozenset(
+    ["CON", "PRN", "AUX", "NUL"] + [f"COM{i}" for i in range(1, 10)] + [f"LPT{i}" for i in range(1, 10)])
+#: Longer folder names (in UTF-8 bytes) are shortened and get a hash of the class name.
+_MAX_FOLDER_BYTES = 120
 
 
-def lensless_relpath(split: str, label_name: str, id: str, frame: int | None = None,
+def class_folder(name: str) -> str:
+    """The folder name of one class name, on its own (no collision handling; see :func:`class_folders`).
+
+    The rule (docs/formats.md, "Class folders"): every path separator (``/``, ``\\``), character
+    Windows forbids (``<>:"|?*``) and control character becomes ``_``; a leading ``.`` becomes
+    ``_`` (no hidden folders, no ``.``/``..``); trailing dots and spaces become ``_``; a name
+    Windows reserves (``CON``, ``NUL``, ``COM1``, ...) gets a leading ``_``; an empty name is
+    ``_``; a name longer than 120 UTF-8 bytes is cut and ends in ``~`` plus 8 hex digits of its
+    SHA-256. A name that needs none of this is its own folder name, and applying the rule to a
+    folder name it produced gives the same name back.
+    """
+    s = _UNSAFE_FOLDER_CHARS.sub("_", str(name))
+    if s.startswith("."):
+        s = "_" + s[1:]
+    stripped = s.rstrip(". ")
+    s = stripped + "_" * (len(s) - len(stripped))
+    if not s:
+        s = "_"
+    if s.split(".")[0].upper() in _RESERVED_FOLDER_NAMES:
+        s = "_" + s
+    if len(s.encode("utf-8", "surrogateescape")) > _MAX_FOLDER_BYTES:
+        digest = hashlib.sha256(str(name).encode("utf-8", "surrogateescape")).hexdigest()[:8]
+        head = s.encode("utf-8", "surrogateescape")[:_MAX_FOLDER_BYTES - 9].decode("utf-8", "ignore")
+        s = f"{head}~{digest}"
+    return s
+
+
+def class_folders(classes: Sequence[str]) -> list[str]:
+    """Folder names of ``classes`` (in label order), distinct even on case-insensitive file systems.
+
+    Each name goes through :func:`class_folder`. First, in label order, every class whose name
+    is already its own folder name claims it, unless an earlier class claimed the same name up
+    to letter case. Then, in label order, every class still without a folder gets the first of
+    ``<folder>``, ``<folder>_2``, ``<folder>_3``, ... not taken (compared case-insensitively).
+    The result depends only on the list of names, so the same classes always give the same
+    folders.
+
+    Example: ``["T-shirt/top", "T-shirt_top"]`` gives ``["T-shirt_top_2", "T-shirt_top"]``.
+    """
+    base = [class_folder(c) for c in classes]
+    out: list[str | None] = [None] * len(base)
+    taken: set[str] = set()
+    for i, (c, b) in enumerate(zip(classes, base)):
+        if b == c and b.casefold() not in taken:
+            taken.add(b.casefold())
+            out[i] = b
+    for i, b in enumerate(base):
+        if out[i] is None:
+            cand, k = b, 1
+            while cand.casefold() in taken:
+                k += 1
+                cand = f"{b}_{k}"
+            taken.add(cand.casefold())
+            out[i] = cand
+    return [str(f) for f in out]
+
+
+def original_relpath(split: str, folder: str, id: str) -> str:
+    """Path of an original image relative to the set root.
+
+    ``folder`` is the class's folder from :func:`class_folders` (a class name is turned into
+    its folder by :func:`class_folder`, which leaves folder names unchanged).
+    """
+    return f"originals/{split}/{class_folder(folder)}/{id}.png"
+
+
+def lensless_relpath(split: str, folder: str, id: str, frame: int | None = None,
                      ext: str = "jpeg") -> str:
-    """Path of a lensless capture relative to the set root (``_fNN`` suffix for multi-frame)."""
+    """Path of a lensless capture relative to the set root (``_fNN`` suffix for multi-frame).
+
+    ``folder``: as for :func:`original_relpath`.
+    """
     stem = id if frame is None else f"{id}_f{frame:02d}"
-    return f"lensless/{split}/{label_name}/{stem}.{ext}"
+    return f"lensless/{split}/{class_folder(folder)}/{stem}.{ext}"
 
 
 def now_iso() -> str:
@@ -171,6 +249,11 @@ class CaptureSet:
     @property
     def classes(self) -> list[str]:
         return list(self.manifest["classes"])
+
+    @property
+    def class_folders(self) -> list[str]:
+        """The folder name of each class (label order), by :func:`class_folders`."""
+        return class_folders(self.classes)
 
     @property
     def splits(self) -> list[str]:

@@ -8,6 +8,12 @@ with columns ``id,label_name`` and optionally ``split``. Every file that cannot 
 capture without original, an original without capture, an id without label, an unreadable
 image) is listed in ``OUT/unmatched.txt`` and in the returned report.
 
+Class names may be any text (``T-shirt/top``); the set stores them in ``manifest["classes"]``
+and its folders follow :func:`~opticsfree.captures.format.class_folders`. When the originals
+directory belongs to a capture set (``manifest.json`` in it or one or two levels above, as in
+``SET/originals``), its class folders are read back with that rule: the labels get the set's
+class names, in the set's order.
+
 The set is built in a temporary directory next to ``OUT`` and renamed onto ``OUT`` at the end,
 so an interrupted import leaves no half-written set.
 """
@@ -16,10 +22,10 @@ from __future__ import annotations
 
 import contextlib
 import csv
+import io
 import os
 import shutil
 from collections import Counter, defaultdict
-from concurrent.futures import ProcessPoolExecutor
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -28,6 +34,7 @@ import numpy as np
 
 from opticsfree.captures.format import (
     IndexRow,
+    class_folders,
     lensless_relpath,
     make_manifest,
     original_relpath,
@@ -35,6 +42,7 @@ from opticsfree.captures.format import (
     write_manifest,
 )
 from opticsfree.captures.writer import encode_image, read_image
+from opticsfree.utils.parallel import process_pool
 from opticsfree.errors import DataError, OpticsfreeError
 from opticsfree.utils.io import read_json, write_text
 
@@ -126,9 +134,51 @@ def _scan(directory: Path, what: str) -> dict[str, Path]:
     return found
 
 
-def _folder_label(originals: Path, path: Path) -> tuple[str | None, str | None]:
-    """(label_name, split) from ``originals/[<split>/]<class>/<file>``; None when absent."""
+def _set_classes(originals: Path) -> tuple[Path, list[str]] | None:
+    """(manifest path, classes) of the capture set ``originals`` belongs to, or None.
+
+    Looks for ``manifest.json`` in ``originals`` and up to two levels above (``SET``,
+    ``SET/originals``, ``SET/originals/<split>``).
+    """
+    for d in [originals, *list(originals.parents)[:2]]:
+        m = d / "manifest.json"
+        if not m.is_file():
+            continue
+        try:
+            data = read_json(m)
+        except Exception:  # noqa: BLE001 - an unreadable manifest: not a capture set
+            return None
+        if not isinstance(data, dict) or "format_version" not in data:
+            return None
+        classes = data.get("classes")
+        if isinstance(classes, list) and classes and all(isinstance(c, str) for c in classes):
+            return m, list(classes)
+        return None
+    return None
+
+
+def _known_folders(classes: list[str]) -> dict[str, str]:
+    """``relative folder path -> class name`` for a capture set's classes: each class's folder
+    (:func:`class_folders`), and, for sets written before that rule, a name with separators as
+    the nested folders it made."""
+    known = {c: c for c in classes if "/" in c}
+    known.update(zip(class_folders(classes), classes))
+    return known
+
+
+def _folder_label(originals: Path, path: Path,
+                  known: dict[str, str] | None = None) -> tuple[str | None, str | None]:
+    """(label_name, split) from ``originals/[<split>/]<class>/<file>``; None when absent.
+
+    With ``known`` (from :func:`_known_folders`) the deepest folder path that names a class of
+    the set gives the label.
+    """
     dirs = path.relative_to(originals).parts[:-1]
+    if known:
+        for k in range(len(dirs) - 1, -1, -1):
+            cand = "/".join(dirs[k:])
+            if cand in known:
+                return known[cand], next((d for d in reversed(dirs[:k]) if d in SPLIT_NAMES), None)
     label = None
     if dirs and dirs[-1] not in SPLIT_NAMES:
         label = dirs[-1]
@@ -143,12 +193,34 @@ def _check_name(value: str, what: str, where: str) -> str:
     return v
 
 
+def _label_name(value: str, where: str) -> str:
+    """A class name from the labels CSV: any non-empty text (its folder follows class_folders)."""
+    v = value.strip()
+    if not v:
+        raise DataError(f"{where}: empty label_name")
+    return v
+
+
 def _read_labels_csv(path: Path) -> dict[str, tuple[str, str | None]]:
     """``id -> (label_name, split or None)`` from a CSV with columns id,label_name[,split]."""
     if not path.is_file():
         raise DataError(f"{path}: labels CSV not found")
+    try:
+        text = path.read_text(encoding="utf-8-sig")
+    except UnicodeDecodeError as e:
+        raise DataError(f"{path}: labels CSV is not UTF-8 text (byte {e.start}); save it as UTF-8 "
+                        f"with columns id,label_name[,split]") from None
+    except OSError as e:
+        raise DataError(f"{path}: cannot read the labels CSV ({e.strerror or e})") from None
+    try:
+        return _parse_labels_csv(path, text)
+    except csv.Error as e:
+        raise DataError(f"{path}: malformed CSV ({e}); expected columns id,label_name[,split]") from None
+
+
+def _parse_labels_csv(path: Path, text: str) -> dict[str, tuple[str, str | None]]:
     out: dict[str, tuple[str, str | None]] = {}
-    with open(path, newline="", encoding="utf-8-sig") as f:
+    with io.StringIO(text, newline="") as f:
         reader = csv.DictReader(f)
         header = [h.strip() for h in (reader.fieldnames or [])]
         reader.fieldnames = header
@@ -160,7 +232,7 @@ def _read_labels_csv(path: Path) -> dict[str, tuple[str, str | None]]:
             id_ = (r.get("id") or "").strip()
             if not id_:
                 raise DataError(f"{path}: line {lineno}: empty id")
-            name = _check_name(r.get("label_name") or "", "label_name", f"{path}: line {lineno}")
+            name = _label_name(r.get("label_name") or "", f"{path}: line {lineno}")
             split = None
             if has_split and (r.get("split") or "").strip():
                 split = _check_name(r["split"], "split", f"{path}: line {lineno}")
@@ -204,8 +276,9 @@ def _write_errors(where: Path):
     try:
         yield
     except OSError as e:
-        raise OpticsfreeError(f"cannot write the capture set in {where}: "
-                              f"{e.strerror or e} ({getattr(e, 'filename', '') or ''})") from None
+        name = getattr(e, "filename", None)
+        raise OpticsfreeError(f"cannot write the capture set in {where}: {e.strerror or e}"
+                              + (f" ({name})" if name else "")) from None
 
 
 def _lensless_target(src: Path) -> tuple[str, str]:
@@ -274,6 +347,8 @@ def import_captures(lensless_dir: str | Path, originals_dir: str | Path, out: st
     captures = _scan(lensless_dir, "lensless")
     originals = _scan(originals_dir, "originals")
     labels = _read_labels_csv(labels_path) if labels_path else None
+    from_set = _set_classes(originals_dir) if labels is None else None
+    known = _known_folders(from_set[1]) if from_set else None
 
     report = ImportReport(out=out)
     report.lensless_without_original = [str(p) for s, p in captures.items() if s not in originals]
@@ -293,11 +368,12 @@ def import_captures(lensless_dir: str | Path, originals_dir: str | Path, out: st
             _, fsplit = _folder_label(originals_dir, originals[stem])
             entries.append((csplit or fsplit or split, name, stem))
         else:
-            name, fsplit = _folder_label(originals_dir, originals[stem])
+            name, fsplit = _folder_label(originals_dir, originals[stem], known)
             if name is None:
                 report.unlabelled.append(str(originals[stem]))
                 continue
-            _check_name(name, "class folder", str(originals[stem]))
+            if not (known and name in known.values()):
+                _check_name(name, "class folder", str(originals[stem]))
             entries.append((fsplit or split, name, stem))
     if not entries:
         raise DataError(
@@ -305,20 +381,32 @@ def import_captures(lensless_dir: str | Path, originals_dir: str | Path, out: st
             f"{originals_dir} ({len(originals)} images) by file stem "
             f"({len(paired)} stem(s) in common, {len(report.unlabelled)} without label)")
 
+    def order(names: set[str]) -> list[str]:
+        """Class order: the capture set's (all its classes) when the originals come from one,
+        then the other names sorted."""
+        first = list(from_set[1]) if from_set else []
+        return first + sorted(names - set(first))
+
+    # Files are written into the folders of the classes of all entries; should a class lose
+    # all its pairs (unreadable), the folders are recomputed and files moved below.
+    folder_of = dict(zip(order({n for _, n, _ in entries}), class_folders(order({n for _, n, _ in entries}))))
+
     # Build in a temporary sibling directory, then rename onto `out`.
     tmp = out.parent / f".{out.name}.tmp-import"
-    if tmp.exists():
-        if not (tmp / MARKER).is_file():
-            raise DataError(f"{tmp}: exists and was not made by opticsfree import; remove it")
-        shutil.rmtree(tmp)
-    tmp.mkdir(parents=True)
-    (tmp / MARKER).write_text("temporary import directory\n", encoding="utf-8")
+    with _write_errors(out.parent):
+        if tmp.exists():
+            if not (tmp / MARKER).is_file():
+                raise DataError(f"{tmp}: exists and was not made by opticsfree import; remove it")
+            shutil.rmtree(tmp)
+        tmp.mkdir(parents=True)
+        (tmp / MARKER).write_text("temporary import directory\n", encoding="utf-8")
     try:
         tasks = []
         rel: list[tuple[str, str]] = []
         for sp, name, stem in entries:
             ext, mode = _lensless_target(captures[stem])
-            ro, rl = original_relpath(sp, name, stem), lensless_relpath(sp, name, stem, ext=ext)
+            ro = original_relpath(sp, folder_of[name], stem)
+            rl = lensless_relpath(sp, folder_of[name], stem, ext=ext)
             rel.append((ro, rl))
             tasks.append((str(originals[stem]), str(tmp / ro), str(captures[stem]), str(tmp / rl), mode))
         if workers is None:
@@ -333,7 +421,7 @@ def import_captures(lensless_dir: str | Path, originals_dir: str | Path, out: st
                     results.extend(_import_chunk(c))
                     bar.advance(t, len(c))
             else:
-                with ProcessPoolExecutor(max_workers=workers) as pool:
+                with process_pool(workers) as pool:
                     for res in pool.map(_import_chunk, chunks):
                         results.extend(res)
                         bar.advance(t, len(res))
@@ -358,8 +446,19 @@ def import_captures(lensless_dir: str | Path, originals_dir: str | Path, out: st
                     (tmp / k[3]).write_bytes(encode_image(np.repeat(px, 3, axis=-1), None))
         n_channels = 3 if len(channels) > 1 else next(iter(channels))
 
-        classes = sorted({k[1] for k in kept})
+        classes = order({k[1] for k in kept})
         label_of = {c: i for i, c in enumerate(classes)}
+        final = dict(zip(classes, class_folders(classes)))
+        with _write_errors(tmp):
+            for i, k in enumerate(kept):
+                if final[k[1]] != folder_of[k[1]]:  # a class was dropped: folders reassigned
+                    sp, name, stem, ro, rl, ch = k
+                    new_o = original_relpath(sp, final[name], stem)
+                    new_l = lensless_relpath(sp, final[name], stem, ext=rl.rsplit(".", 1)[-1])
+                    for a, b in ((ro, new_o), (rl, new_l)):
+                        os.makedirs(os.path.dirname(tmp / b), exist_ok=True)
+                        os.replace(tmp / a, tmp / b)
+                    kept[i] = (sp, name, stem, new_o, new_l, ch)
         split_order = {s: i for i, s in enumerate(SPLIT_NAMES)}
         kept.sort(key=lambda k: (split_order.get(k[0], len(SPLIT_NAMES)), k[0], label_of[k[1]], k[2]))
         rows = [IndexRow(split=sp, id=stem, label=label_of[name], label_name=name,
@@ -373,8 +472,11 @@ def import_captures(lensless_dir: str | Path, originals_dir: str | Path, out: st
 
         write_text(tmp / "unmatched.txt", report.unmatched_text())
         write_index(tmp, rows, frames=False)
+        source = {"dataset": "import", "copy": str(originals_dir)}
+        if from_set:
+            source["classes_from"] = str(from_set[0])
         manifest = make_manifest(
-            source={"dataset": "import", "copy": str(originals_dir)},
+            source=source,
             classes=classes, splits=dict(splits),
             camera={"type": "real", "notes": notes}, seed=None, frames=1,
             channels=n_channels, **{"import": inputs})
@@ -384,16 +486,17 @@ def import_captures(lensless_dir: str | Path, originals_dir: str | Path, out: st
         report.problems = check_capture_set(tmp, decode=False).problems
 
         # Swap into place.
-        if out.exists():
-            old = out.parent / f".{out.name}.old-import"
-            if old.exists():
+        with _write_errors(out.parent):
+            if out.exists():
+                old = out.parent / f".{out.name}.old-import"
+                if old.exists():
+                    shutil.rmtree(old)
+                os.replace(out, old)
+                os.replace(tmp, out)
                 shutil.rmtree(old)
-            os.replace(out, old)
-            os.replace(tmp, out)
-            shutil.rmtree(old)
-        else:
-            out.parent.mkdir(parents=True, exist_ok=True)
-            os.replace(tmp, out)
+            else:
+                out.parent.mkdir(parents=True, exist_ok=True)
+                os.replace(tmp, out)
     except BaseException:
         shutil.rmtree(tmp, ignore_errors=True)
         raise

@@ -1,15 +1,17 @@
 """Turn a capture set into in-memory uint8 tensors for training (decoded once, cached).
 
-The decoded arrays are cached under ``<set>/.cache/`` keyed by the hash of ``index.csv``,
-the split and the size, so a training run never decodes image files per epoch, and a changed
-index (e.g. an import or simulation that completed later) invalidates the cache.
+The decoded arrays are cached under ``<set>/.cache/``, keyed by what they were made from: the
+bytes of ``index.csv``, the split, the requested size, and the size, modification time
+(``mtime_ns``), change time and inode of every image file the split reads. A training run never
+decodes image files per epoch, and any changed file (a capture replaced, even by a copy that
+keeps the old modification time; a changed index) gives a new key, so the split is decoded
+again and the stale cache file of that split and size is removed.
 """
 
 from __future__ import annotations
 
 import hashlib
 import os
-from concurrent.futures import ProcessPoolExecutor
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Sequence
@@ -18,12 +20,13 @@ import numpy as np
 import torch
 import torch.nn.functional as F
 
-from opticsfree.captures.format import CaptureSet, open_capture_set
+from opticsfree.captures.format import CaptureSet, IndexRow, open_capture_set
 from opticsfree.captures.writer import read_image
+from opticsfree.utils.parallel import process_pool
 from opticsfree.errors import DataError
 from opticsfree.utils.io import atomic_path, ensure_dir
 
-CACHE_VERSION = 1
+CACHE_VERSION = 2
 
 
 @dataclass
@@ -67,7 +70,7 @@ def decode_images(paths: list[str], workers: int = 0) -> list[np.ndarray]:
         return _decode_many(paths)
     chunks = [paths[i:i + 1000] for i in range(0, len(paths), 1000)]
     out: list[np.ndarray] = []
-    with ProcessPoolExecutor(max_workers=workers) as pool:
+    with process_pool(workers) as pool:
         for part in pool.map(_decode_many, chunks):
             out.extend(part)
     return out
@@ -106,10 +109,24 @@ def resize_uint8(x: torch.Tensor, size: int | None) -> torch.Tensor:
     return torch.cat(out)
 
 
-def _cache_key(cs: CaptureSet, split: str, size: int | None) -> str:
+def _cache_key(cs: CaptureSet, split: str, size: int | None, rows: Sequence[IndexRow]) -> str | None:
+    """Hash of everything the cached split is made from; None when a file cannot be stat'ed
+    (then the split is decoded, which names the file)."""
     h = hashlib.sha256((cs.root / "index.csv").read_bytes())
     h.update(f"|{split}|{size}|v{CACHE_VERSION}".encode())
+    root = str(cs.root)
+    for rel in dict.fromkeys([r.lensless for r in rows] + [r.original for r in rows]):
+        try:
+            st = os.stat(os.path.join(root, rel))
+        except (OSError, ValueError):
+            return None
+        h.update(f"\n{rel}\x1f{st.st_size}\x1f{st.st_mtime_ns}\x1f{st.st_ctime_ns}\x1f{st.st_ino}"
+                 .encode("utf-8", "surrogateescape"))
     return h.hexdigest()[:20]
+
+
+def _cache_prefix(split: str, size: int | None) -> str:
+    return f"{split}-s{size if size is not None else 'native'}-"
 
 
 def load_captures(root: str | Path, split: str, size: int | None = None,
@@ -132,9 +149,9 @@ def load_captures(root: str | Path, split: str, size: int | None = None,
     cs = open_capture_set(root)
     rows = cs.rows_for(split)
     classes = cs.classes
-    key = _cache_key(cs, split, size)
-    cache_file = cs.root / ".cache" / f"{split}-{key}.pt"
-    if cache and cache_file.is_file():
+    key = _cache_key(cs, split, size, rows) if cache else None
+    cache_file = cs.root / ".cache" / f"{_cache_prefix(split, size)}{key}.pt"
+    if key is not None and cache_file.is_file():
         try:
             d = torch.load(cache_file, map_location="cpu", weights_only=True)
             return CaptureSplit(d["lensless"], d["original"], d["labels"], list(d["ids"]),
@@ -163,11 +180,17 @@ def load_captures(root: str | Path, split: str, size: int | None = None,
                        [r.id for r in rows], torch.tensor([r.frame for r in rows], dtype=torch.long),
                        classes)
     if cache:
-        try:
-            ensure_dir(cache_file.parent)
-            with atomic_path(cache_file) as tmp:
-                torch.save({"lensless": out.lensless, "original": out.original, "labels": out.labels,
-                            "ids": out.ids, "frames": out.frames}, tmp)
-        except Exception:  # noqa: BLE001 - a read-only set still loads, just without cache
-            pass
+        # Stored only when no file changed while it was decoded (else the next load decodes anew).
+        if key is not None and _cache_key(cs, split, size, rows) == key:
+            prefix = _cache_prefix(split, size)
+            try:
+                ensure_dir(cache_file.parent)
+                with atomic_path(cache_file) as tmp:
+                    torch.save({"lensless": out.lensless, "original": out.original, "labels": out.labels,
+                                "ids": out.ids, "frames": out.frames}, tmp)
+                for old in cache_file.parent.iterdir():
+                    if old.name.startswith(prefix) and old.suffix == ".pt" and old != cache_file:
+                        old.unlink(missing_ok=True)  # stale: made from files changed since
+            except Exception:  # noqa: BLE001 - a read-only set still loads, just without cache
+                pass
     return out

@@ -6,11 +6,28 @@ from __future__ import annotations
 from pathlib import Path
 
 import numpy as np
-import torch
 
 from opticsfree.captures.format import open_capture_set
 from opticsfree.captures.loader import load_captures
+from opticsfree.errors import ConfigError
 from opticsfree.utils.io import atomic_path
+
+
+def check_png_out(out: str | Path) -> Path:
+    """Check that the figure can be written to ``out`` before any drawing starts.
+
+    Raises:
+        ConfigError: ``out`` is a directory, or a parent of it is a file (named).
+    """
+    p = Path(out)
+    if p.is_dir():
+        raise ConfigError(f"--out {p}: is a directory; expected a PNG file path (e.g. {p / 'figure.png'})")
+    for parent in p.absolute().parents:
+        if parent.exists():
+            if not parent.is_dir():
+                raise ConfigError(f"--out {p}: {parent} is a file; expected a PNG file path in a directory")
+            break
+    return p
 
 
 def point_responses(camera_dict: dict, image_shape: tuple[int, int], channels: int):
@@ -35,11 +52,12 @@ def show_capture_set(root: str | Path, out: str | Path, split: str | None = None
 
     Args:
         root: capture set.
-        out: output PNG path (written atomically).
+        out: output PNG path (written atomically; ConfigError when it is a directory).
         split: split to sample from (default: test if present, else the first).
         n: number of examples.
         seed: which examples (random, class-spread).
     """
+    check_png_out(out)
     import matplotlib
 
     matplotlib.use("Agg")
@@ -128,6 +146,7 @@ def compare_capture_sets(sets: dict[str, str | Path], out: str | Path, split: st
 
     if not sets:
         raise ValueError("compare_capture_sets needs at least one capture set")
+    check_png_out(out)
     loaded = {k: load_captures(v, split, size) for k, v in sets.items()}
     base = next(iter(loaded.values()))
     first: dict[str, int] = {}

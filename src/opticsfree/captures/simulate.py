@@ -5,21 +5,25 @@ generator seeded from ``(seed, split, b, f)``, so a set is a deterministic funct
 settings, and a rerun after an interruption recomputes only batches with missing files and
 writes exactly the same pixels. Image encoding (PNG originals, JPEG captures) runs in a process
 pool while the main process simulates the next batch. ``manifest.json`` and ``index.csv`` are
-written last: a set without them is incomplete.
+written last: a set without them is incomplete. Everything is validated (settings, output
+directory, one trial capture) before the first file is written, so an invalid command leaves
+nothing behind.
 """
 
 from __future__ import annotations
 
+import logging
 import os
-from concurrent.futures import Future, ProcessPoolExecutor
+from concurrent.futures import Future
 from pathlib import Path
-from typing import Callable, Sequence
+from typing import Any, Callable, Sequence
 
 import numpy as np
 import torch
 
 from opticsfree.captures.format import (
     IndexRow,
+    class_folders,
     lensless_relpath,
     make_manifest,
     original_relpath,
@@ -27,8 +31,9 @@ from opticsfree.captures.format import (
     write_manifest,
 )
 from opticsfree.captures.writer import ImageJob, _write_chunk, encode_decode
+from opticsfree.utils.parallel import process_pool
 from opticsfree.data.base import ImageDataset, stratified_limit
-from opticsfree.errors import ConfigError, OpticsfreeError
+from opticsfree.errors import ConfigError, DataError, OpticsfreeError
 from opticsfree.optics import Camera, CameraConfig
 from opticsfree.utils.io import ensure_dir, read_json, write_json
 from opticsfree.utils.seeding import derive_seed
@@ -36,16 +41,39 @@ from opticsfree.utils.seeding import derive_seed
 SIMULATION_VERSION = 1
 PLAN_FILE = "simulation.json"
 
+log = logging.getLogger(__name__)
+
 
 def plan_for(dataset: ImageDataset, camera: CameraConfig, splits: Sequence[str], limit: int | None,
-             frames: int, seed: int, batch: int) -> dict:
-    """The settings that determine a simulated set's content (compared when resuming)."""
-    return {"version": SIMULATION_VERSION, "dataset": dataset.name, "source": dataset.source,
+             frames: int, seed: int, batch: int, skipped: Sequence[dict] | None = None) -> dict:
+    """The settings that determine a simulated set's content (compared when resuming).
+
+    ``skipped`` (unreadable source images left out) is part of the plan only when not empty.
+    """
+    plan = {"version": SIMULATION_VERSION, "dataset": dataset.name, "source": dataset.source,
             "splits": list(splits), "limit": limit, "frames": frames, "seed": seed, "batch": batch,
             "camera": camera.to_dict()}
+    if skipped:
+        plan["skipped"] = sorted(str(s["path"]) for s in skipped)
+    return plan
+
+
+def check_out_path(out: str | Path) -> Path:
+    """``out`` as a Path; OpticsfreeError when it exists and is not a directory (cheap, early)."""
+    out = Path(out)
+    if out.exists() and not out.is_dir():
+        raise OpticsfreeError(f"{out}: exists and is not a directory; --out must name a new "
+                              "directory or an earlier simulation")
+    for parent in out.parents:
+        if parent.exists():
+            if not parent.is_dir():
+                raise OpticsfreeError(f"{out}: {parent} is a file, not a directory")
+            break
+    return out
 
 
 def _check_out(out: Path, plan: dict) -> None:
+    check_out_path(out)
     plan_path = out / PLAN_FILE
     if plan_path.is_file():
         old = read_json(plan_path)
@@ -55,6 +83,74 @@ def _check_out(out: Path, plan: dict) -> None:
                                   "use another --out or delete it")
     elif out.exists() and any(p for p in out.iterdir() if not p.name.startswith(".")):
         raise OpticsfreeError(f"{out} exists and is not an opticsfree simulation; use another --out")
+
+
+def load_simulation_dataset(name: str, data: str | os.PathLike | None = None,
+                            splits: Sequence[str] = ("train", "test"),
+                            skip_bad: bool = False) -> tuple[ImageDataset, list[dict[str, str]]]:
+    """Load the dataset to simulate, optionally leaving out unreadable image files.
+
+    Args:
+        name: dataset name (:func:`opticsfree.data.load_dataset`).
+        data: its local copy.
+        splits: splits to load.
+        skip_bad: (``folder`` datasets: ImageFolder trees) leave out images that cannot be
+            decoded (empty, truncated, not an image) instead of stopping at the first one.
+            A tree that decodes completely is read through the decoded-dataset cache as usual;
+            one with unreadable files is decoded without it (the cache never holds a partial
+            tree).
+
+    Returns:
+        ``(dataset, skipped)``: ``skipped`` lists ``{"path", "reason"}`` per image left out
+        (always empty without ``skip_bad``). Pass it to :func:`simulate_capture_set`, which
+        records it as ``manifest["skipped"]``.
+
+    Raises:
+        ConfigError: ``skip_bad`` with a dataset other than ``folder``.
+        DataError: as :func:`~opticsfree.data.load_dataset`; without ``skip_bad`` an unreadable
+            image stops loading with an error naming the file.
+    """
+    from opticsfree.data import load_dataset
+
+    if not skip_bad:
+        return load_dataset(name, data=data, splits=splits), []
+    if str(name).strip().lower() != "folder":
+        raise ConfigError(f"--skip-bad applies to --dataset folder (ImageFolder trees), not {name!r}")
+    try:
+        return load_dataset(name, data=data, splits=splits), []
+    except DataError:
+        if data is None:
+            raise
+    return _load_folder_skipping_bad(Path(data), splits)
+
+
+def _load_folder_skipping_bad(data: Path, splits: Sequence[str]) -> tuple[ImageDataset, list[dict[str, str]]]:
+    """An ImageFolder dataset (as ``load_dataset("folder")`` reads it) without unreadable images."""
+    from opticsfree.data import folder
+    from opticsfree.data.archive import read_members
+    from opticsfree.data.imagefolder import decode_tree, is_image_path, scan_directory, tree_from_members
+    from opticsfree.data.locate import existing_path
+    from opticsfree.data.split import SPLIT_SEED, TEST_FRACTION
+
+    path = existing_path(data, folder.EXPECTED)
+    if path.is_dir():
+        tree, kind = scan_directory(path, allow_single=True), "directory"
+    else:
+        tree, kind = tree_from_members(path, read_members(path, is_image_path), allow_single=True), "archive"
+    if tree is None:
+        raise DataError(f"{path}: no images in an ImageFolder layout (expected {folder.EXPECTED})")
+    dec = decode_tree(tree, splits, rgb=False, desc=f"decoding {path.name}", skip_bad=True)
+    if tree.two_split:
+        form, notes = f"ImageFolder {kind}, train/test folders", []
+    else:
+        form = f"ImageFolder {kind}, single split"
+        notes = [f"no train/test folders: split {1 - TEST_FRACTION:.0%}/{TEST_FRACTION:.0%} per class "
+                 f"with seed {SPLIT_SEED}"]
+    if dec.skipped:
+        notes.append(f"{len(dec.skipped)} unreadable image(s) left out (--skip-bad), listed in "
+                     "the manifest's 'skipped'")
+    out = {s: dec.splits[s] for s in splits}
+    return ImageDataset(folder.NAME, f"{path} ({form})", dec.classes, out, notes), dec.skipped
 
 
 def capture_batch(cam: Camera, images: torch.Tensor, seed: int, split: str, batch_index: int,
@@ -98,10 +194,38 @@ def capture_split(cam: Camera, images: np.ndarray, seed: int, split: str, batch:
     return torch.cat(out) if out else torch.zeros(0, *cam.output_shape, dtype=torch.uint8)
 
 
+def empty_classes(dataset: ImageDataset, splits: Sequence[str], limit: int | None,
+                  seed: int) -> dict[str, list[str]]:
+    """``{split: [class names]}`` of the classes with no image in a simulated split (only
+    splits that miss some), e.g. when ``limit`` is smaller than the number of classes."""
+    out: dict[str, list[str]] = {}
+    for split in splits:
+        sp = dataset.splits[split]
+        idx = stratified_limit(sp.labels, limit, seed)
+        counts = np.bincount(np.asarray(sp.labels)[idx].astype(np.int64), minlength=len(dataset.classes))
+        missing = [dataset.classes[c] for c in range(len(dataset.classes)) if counts[c] == 0]
+        if missing:
+            out[split] = missing
+    return out
+
+
+def _empty_class_warnings(empty: dict[str, list[str]], n_classes: int, limit: int | None) -> list[str]:
+    msgs = []
+    for split, names in empty.items():
+        why = (f"--limit {limit} keeps at most {limit} images for {n_classes} classes"
+               if limit is not None and limit < n_classes else "the dataset has none")
+        msgs.append(f"split '{split}' has no images of {len(names)} of {n_classes} classes "
+                    f"({why}): {', '.join(repr(n) for n in names)}; "
+                    f"{'accuracy on it cannot' if split == 'test' else 'a model cannot'} cover them")
+    return msgs
+
+
 def simulate_capture_set(dataset: ImageDataset, camera: CameraConfig, out: str | Path,
                          splits: Sequence[str] | None = None, limit: int | None = None,
                          frames: int = 1, seed: int = 0, batch: int = 1024, workers: int = 0,
-                         on_progress: Callable[[str, int, int], None] | None = None) -> Path:
+                         on_progress: Callable[[str, int, int], None] | None = None,
+                         skipped: Sequence[dict[str, str]] | None = None,
+                         on_warning: Callable[[str], None] | None = None) -> Path:
     """Write a capture set of ``dataset`` seen through ``camera``.
 
     Args:
@@ -115,27 +239,57 @@ def simulate_capture_set(dataset: ImageDataset, camera: CameraConfig, out: str |
         batch: scenes simulated per matrix multiply (part of the set's identity).
         workers: encoding processes (0 = one per CPU).
         on_progress: callback ``f(split, done, total)`` in scenes.
+        skipped: source images left out as unreadable (``{"path", "reason"}``, from
+            :func:`load_simulation_dataset` with ``skip_bad``); stored as ``manifest["skipped"]``
+            (None: no such key).
+        on_warning: called with each warning (one line, e.g. a class without test images)
+            before the simulation starts; default: logged on this module's logger.
 
     Returns:
         The output directory.
+
+    Raises:
+        ConfigError, OpticsfreeError: invalid settings, camera or output directory; raised
+            before anything is written.
     """
     if frames < 1:
         raise ConfigError(f"--frames must be >= 1, got {frames}")
     if limit is not None and limit < 1:
         raise ConfigError(f"--limit must be >= 1, got {limit}")
+    if batch < 1:
+        raise ConfigError(f"batch must be >= 1, got {batch}")
+    if workers < 0:
+        raise ConfigError(f"--workers must be >= 0 (0: one per CPU), got {workers}")
     splits = list(splits or dataset.splits)
+    if not splits:
+        raise ConfigError(f"dataset {dataset.name} has no split to simulate")
     for s in splits:
         if s not in dataset.splits:
             raise ConfigError(f"dataset {dataset.name} has no split '{s}' (it has {', '.join(dataset.splits)})")
+    shapes = {s: dataset.splits[s].images.shape[1:] for s in splits}
+    if len(set(shapes.values())) > 1:
+        raise DataError(f"dataset {dataset.name}: splits have different image shapes (H, W, C): "
+                        + ", ".join(f"{s} {v}" for s, v in shapes.items()))
     out = Path(out)
-    plan = plan_for(dataset, camera, splits, limit, frames, seed, batch)
+    plan = plan_for(dataset, camera, splits, limit, frames, seed, batch, skipped)
     _check_out(out, plan)
-    ensure_dir(out)
-    write_json(out / PLAN_FILE, plan)
 
     first = dataset.splits[splits[0]]
     channels = first.images.shape[-1]
+    if channels not in (1, 3):
+        raise DataError(f"dataset {dataset.name}: images have {channels} channels, expected 1 or 3")
     cam = Camera(camera, first.images.shape[1:3], channels)
+    # A trial capture of one scene: an unusable camera fails here, before anything is written.
+    if len(first.images):
+        capture_batch(cam, torch.from_numpy(np.ascontiguousarray(first.images[:1])).permute(0, 3, 1, 2),
+                      seed, splits[0], 0, 0)
+    warn = on_warning or log.warning
+    for msg in _empty_class_warnings(empty_classes(dataset, splits, limit, seed), len(dataset.classes), limit):
+        warn(msg)
+    folders = class_folders(dataset.classes)
+
+    ensure_dir(out)
+    write_json(out / PLAN_FILE, plan)
     quality = cam.jpeg_quality
     ext = "jpeg" if quality is not None else "png"
     rows: list[IndexRow] = []
@@ -143,7 +297,7 @@ def simulate_capture_set(dataset: ImageDataset, camera: CameraConfig, out: str |
     workers = workers or os.cpu_count() or 1
     pending_futures: list[Future] = []
     try:
-        with ProcessPoolExecutor(max_workers=workers) as pool:
+        with process_pool(workers) as pool:
             def submit(jobs: list[ImageJob]) -> None:
                 for i in range(0, len(jobs), 256):
                     pending_futures.append(pool.submit(_write_chunk, jobs[i:i + 256]))
@@ -155,7 +309,8 @@ def simulate_capture_set(dataset: ImageDataset, camera: CameraConfig, out: str |
                 sp = dataset.splits[split]
                 idx = stratified_limit(sp.labels, limit, seed)
                 sizes[split] = len(idx)
-                names = [dataset.classes[int(sp.labels[i])] for i in idx]
+                labels = [int(sp.labels[i]) for i in idx]
+                names = [folders[lab] for lab in labels]  # class folders (format.class_folders)
                 for d in {(split, n) for n in names}:
                     ensure_dir(out / "originals" / d[0] / d[1])
                     ensure_dir(out / "lensless" / d[0] / d[1])
@@ -171,7 +326,8 @@ def simulate_capture_set(dataset: ImageDataset, camera: CameraConfig, out: str |
                         rels = [lensless_relpath(split, names[b0 + j], sp.ids[i], f if frames > 1 else None, ext)
                                 for j, i in enumerate(bidx)]
                         for j, i in enumerate(bidx):
-                            rows.append(IndexRow(split, sp.ids[i], int(sp.labels[i]), names[b0 + j],
+                            rows.append(IndexRow(split, sp.ids[i], labels[b0 + j],
+                                                 dataset.classes[labels[b0 + j]],
                                                  original_relpath(split, names[b0 + j], sp.ids[i]), rels[j], f))
                         if all((out / r).exists() for r in rels):
                             continue
@@ -189,9 +345,13 @@ def simulate_capture_set(dataset: ImageDataset, camera: CameraConfig, out: str |
         raise OpticsfreeError(f"cannot write {getattr(e, 'filename', None) or out}: {e.strerror}") from None
 
     src = {"dataset": dataset.name, "copy": dataset.source, "notes": list(dataset.notes)}
+    extra: dict[str, Any] = {}
+    if skipped is not None:
+        extra["skipped"] = [{"path": str(s["path"]), "reason": str(s["reason"])} for s in skipped]
     write_index(out, rows, frames=frames > 1)
     write_manifest(out, make_manifest(source=src, classes=dataset.classes, splits=sizes,
                                       camera=camera.to_dict(), seed=seed, frames=frames,
                                       channels=channels, limit=limit,
-                                      simulation={"batch": batch, "version": SIMULATION_VERSION}))
+                                      simulation={"batch": batch, "version": SIMULATION_VERSION},
+                                      **extra))
     return out

@@ -1,10 +1,11 @@
-"""Encode and write capture-set images, in parallel, atomically, skipping finished files."""
+"""Encode and write capture-set images, in parallel, atomically, skipping finished files; read
+them back (transparency composited onto white by :func:`opticsfree.utils.images.flatten_alpha`;
+worker pools from :func:`opticsfree.utils.parallel.process_pool`)."""
 
 from __future__ import annotations
 
 import io
 import os
-from concurrent.futures import ProcessPoolExecutor
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Iterable, Sequence
@@ -13,7 +14,8 @@ import numpy as np
 from PIL import Image
 
 from opticsfree.errors import OpticsfreeError
-
+from opticsfree.utils.images import flatten_alpha
+from opticsfree.utils.parallel import process_pool
 
 @dataclass(frozen=True)
 class ImageJob:
@@ -88,7 +90,7 @@ def write_images(jobs: Sequence[ImageJob], workers: int = 0, chunk: int = 512,
                 if on_progress:
                     on_progress(len(c))
         else:
-            with ProcessPoolExecutor(max_workers=workers) as pool:
+            with process_pool(workers) as pool:
                 for n in pool.map(_write_chunk, chunks):
                     done += n
                     if on_progress:
@@ -113,6 +115,9 @@ def encode_decode(pixels: np.ndarray, quality: int | None) -> np.ndarray:
 def read_image(path: str | Path | io.BytesIO) -> np.ndarray:
     """Decode an image file (or in-memory bytes) to (H, W, C) uint8 (C = 1 for grayscale, else 3).
 
+    Transparent pixels are composited onto white (:func:`flatten_alpha`); images with an alpha
+    band (``LA``, ``RGBA``, ...) give 3 channels.
+
     Raises:
         DataError: naming the file when it is missing, unreadable or truncated.
     """
@@ -122,10 +127,11 @@ def read_image(path: str | Path | io.BytesIO) -> np.ndarray:
         with Image.open(path) as img:
             img.load()
             mode = img.mode
+            flat = flatten_alpha(img)
             if mode in ("L", "I;16", "I", "F", "1"):
-                arr = np.asarray(img.convert("L"))[..., None]
+                arr = np.asarray(flat.convert("L"))[..., None]
             else:
-                arr = np.asarray(img.convert("RGB"))
+                arr = np.asarray(flat.convert("RGB"))
     except FileNotFoundError:
         raise DataError(f"{path}: file not found") from None
     except (OSError, SyntaxError, ValueError) as e:

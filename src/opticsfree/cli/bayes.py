@@ -7,10 +7,10 @@ from typing import Optional
 
 import typer
 
-from opticsfree.cli.common import command, print_json
+from opticsfree.cli.common import RERUN_TO_REDO, command, print_json
 
 
-@command("bayes")
+@command("bayes", resume_hint=RERUN_TO_REDO)
 def bayes(
     run: Path = typer.Argument(..., metavar="RUN", help="RUN directory of a trained model."),
     checkpoint: Optional[int] = typer.Option(None, "--checkpoint",

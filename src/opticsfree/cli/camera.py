@@ -23,22 +23,34 @@ def simulate(
     frames: int = typer.Option(1, "--frames", help="captures per scene (independent noise)"),
     seed: int = typer.Option(0, "--seed", help="random seed (subset and capture noise)"),
     workers: int = typer.Option(0, "--workers", help="encoding processes (0 = one per CPU)"),
+    skip_bad: bool = typer.Option(False, "--skip-bad",
+                                  help="(--dataset folder) skip image files that cannot be read "
+                                       "(empty, truncated) and list them in the manifest's "
+                                       "'skipped'; without it the first one stops the command"),
 ) -> None:
     """Simulate lensless captures of a dataset with a camera model into a capture set.
 
     Resumable: rerunning the same command completes an interrupted set without redoing files.
     """
-    from opticsfree.captures.simulate import simulate_capture_set
-    from opticsfree.data import load_dataset
+    from opticsfree.captures.simulate import check_out_path, load_simulation_dataset, simulate_capture_set
     from opticsfree.errors import ConfigError
     from opticsfree.optics import load_camera_config
 
     if split not in ("train", "test", "all"):
         raise ConfigError(f"--split must be train, test or all, got '{split}'")
+    if skip_bad and dataset.strip().lower() != "folder":
+        raise ConfigError(f"--skip-bad applies to --dataset folder (ImageFolder trees), not {dataset!r}")
     cam = load_camera_config(camera)
+    check_out_path(out)
     splits = ("train", "test") if split == "all" else (split,)
     with console.status(f"loading {dataset}"):
-        ds = load_dataset(dataset, data=data, splits=splits)
+        ds, skipped = load_simulation_dataset(dataset, data=data, splits=splits, skip_bad=skip_bad)
+    for s in skipped:
+        typer.echo(f"warning: skipped unreadable image {s['path']}: {s['reason']}", err=True)
+
+    def on_warning(message: str) -> None:
+        typer.echo(f"warning: {message}", err=True)
+
     with progress() as bar:
         tasks: dict[str, int] = {}
 
@@ -48,7 +60,11 @@ def simulate(
             bar.update(tasks[s], completed=done)
 
         simulate_capture_set(ds, cam, out, splits=splits, limit=limit, frames=frames, seed=seed,
-                             workers=workers, on_progress=on_progress)
+                             workers=workers, on_progress=on_progress,
+                             skipped=skipped if skip_bad else None, on_warning=on_warning)
+    if skipped:
+        typer.echo(f"warning: {len(skipped)} unreadable image(s) skipped, listed in "
+                   f"{out / 'manifest.json'} ('skipped')", err=True)
     console.print(f"wrote capture set {out} (camera {cam.name}, dataset {ds.name}: {ds.source})")
 
 

@@ -2,19 +2,24 @@
 
 Commands are registered with :func:`command`, which wraps them so that a user error
 (:class:`~opticsfree.errors.OpticsfreeError`) prints a single line ``error: ...`` on stderr and
-exits with status 2: no traceback. A command is a thin wrapper over a library function.
+exits with status 2: no traceback, and Ctrl-C prints ``error: interrupted; <how to resume>`` and
+exits with status 130 (each command states how it resumes: ``resume_hint``). A command is a thin
+wrapper over a library function. :func:`check_out_dir` and :func:`check_out_file` check an
+output path before a command starts any work.
 """
 
 from __future__ import annotations
 
 import functools
 import json
+import os
 import sys
+from pathlib import Path
 from typing import Any, Callable
 
 import typer
 
-from opticsfree.errors import OpticsfreeError
+from opticsfree.errors import ConfigError, OpticsfreeError
 
 app = typer.Typer(
     name="opticsfree",
@@ -32,8 +37,22 @@ def fail(message: str, code: int = 2) -> None:
     raise typer.Exit(code)
 
 
-def handle_errors(fn: Callable[..., Any]) -> Callable[..., Any]:
-    """Turn user errors into a one-line message and exit status 2."""
+#: How a command resumes after Ctrl-C unless it says otherwise (its ``resume_hint``).
+RERUN_TO_RESUME = "rerun the same command to resume"
+#: The ``resume_hint`` of commands that continue an earlier run only when given ``--resume``.
+RERUN_WITH_RESUME = "rerun the same command with --resume to continue where it stopped"
+#: The ``resume_hint`` of short commands that do not resume but start over.
+RERUN_TO_REDO = "rerun the same command (it starts over)"
+
+
+def handle_errors(fn: Callable[..., Any], resume_hint: str = RERUN_TO_RESUME) -> Callable[..., Any]:
+    """Turn user errors into a one-line message and exit status 2.
+
+    Args:
+        fn: the command function.
+        resume_hint: what to do after Ctrl-C; printed as ``error: interrupted; <resume_hint>``
+            (exit status 130).
+    """
 
     @functools.wraps(fn)
     def wrapper(*args: Any, **kwargs: Any) -> Any:
@@ -42,19 +61,70 @@ def handle_errors(fn: Callable[..., Any]) -> Callable[..., Any]:
         except OpticsfreeError as e:
             fail(str(e))
         except KeyboardInterrupt:
-            fail("interrupted; rerun the same command to resume", code=130)
+            fail(f"interrupted; {resume_hint}", code=130)
 
     return wrapper
 
 
-def command(name: str | None = None, parent: typer.Typer | None = None, **kwargs: Any):
-    """Register a command on ``parent`` (default: the top-level app) with error handling."""
+def command(name: str | None = None, parent: typer.Typer | None = None,
+            resume_hint: str = RERUN_TO_RESUME, **kwargs: Any):
+    """Register a command on ``parent`` (default: the top-level app) with error handling.
+
+    Args:
+        name: the command's name.
+        parent: the typer app (group) it belongs to.
+        resume_hint: how the command resumes after Ctrl-C (see :func:`handle_errors`); the
+            default suits commands that resume by rerunning them unchanged, commands that need a
+            flag say so (e.g. :data:`RERUN_WITH_RESUME`).
+        **kwargs: passed to ``typer.Typer.command``.
+    """
 
     def deco(fn: Callable[..., Any]) -> Callable[..., Any]:
-        (parent or app).command(name, **kwargs)(handle_errors(fn))
+        (parent or app).command(name, **kwargs)(handle_errors(fn, resume_hint))
         return fn
 
     return deco
+
+
+def _blocking_ancestor(path: Path) -> Path | None:
+    """The nearest existing ancestor of ``path`` when it is not a directory (else None)."""
+    for parent in path.absolute().parents:
+        if parent.exists():
+            return None if parent.is_dir() else parent
+    return None
+
+
+def check_out_dir(path: str | os.PathLike, option: str = "--out", what: str = "a directory") -> Path:
+    """Check that ``path`` can be an output directory before any work starts.
+
+    Raises:
+        ConfigError: ``path`` (or a parent of it) exists and is not a directory; the message
+            names the option and what was expected.
+    """
+    p = Path(path)
+    if p.exists() and not p.is_dir():
+        raise ConfigError(f"{option} {p}: is a file; expected {what}")
+    blocker = _blocking_ancestor(p)
+    if blocker is not None:
+        raise ConfigError(f"{option} {p}: {blocker} is a file; expected {what} (its parent must "
+                          "be a directory)")
+    return p
+
+
+def check_out_file(path: str | os.PathLike, option: str = "--out", what: str = "a file") -> Path:
+    """Check that ``path`` can be an output file before any work starts.
+
+    Raises:
+        ConfigError: ``path`` is an existing directory, or a parent of it is a file; the
+            message names the option and what was expected.
+    """
+    p = Path(path)
+    if p.is_dir():
+        raise ConfigError(f"{option} {p}: is a directory; expected {what}")
+    blocker = _blocking_ancestor(p)
+    if blocker is not None:
+        raise ConfigError(f"{option} {p}: {blocker} is a file; expected {what} in a directory")
+    return p
 
 
 def print_json(obj: Any) -> None:

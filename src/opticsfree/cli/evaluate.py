@@ -8,7 +8,7 @@ from typing import Optional
 
 import typer
 
-from opticsfree.cli.common import command, print_json
+from opticsfree.cli.common import RERUN_TO_REDO, command, print_json
 
 
 class ClassifierName(str, Enum):
@@ -24,7 +24,7 @@ def _fmt(v: object, digits: int = 2) -> str:
     return "-" if v is None else f"{v:.{digits}f}"
 
 
-@command("evaluate")
+@command("evaluate", resume_hint=RERUN_TO_REDO)
 def evaluate(
     run: Path = typer.Argument(..., help="Run directory written by `opticsfree train`."),
     split: str = typer.Option("test", "--split", help="Split to score (test, or val)."),

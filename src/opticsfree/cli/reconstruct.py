@@ -7,7 +7,8 @@ from typing import List, Optional
 
 import typer
 
-from opticsfree.cli.common import app, command, print_json
+from opticsfree.cli.common import (RERUN_TO_REDO, RERUN_WITH_RESUME, app, check_out_dir,
+                                   check_out_file, command, print_json)
 from opticsfree.utils.progress import console, progress
 
 reconstruct_app = typer.Typer(
@@ -18,7 +19,7 @@ reconstruct_app = typer.Typer(
 app.add_typer(reconstruct_app, name="reconstruct")
 
 
-@command("train", parent=reconstruct_app)
+@command("train", parent=reconstruct_app, resume_hint=RERUN_WITH_RESUME)
 def train(
     captures: Path = typer.Argument(..., help="capture set (its train split is used)"),
     method: str = typer.Option(..., "--method", help="cyclegan, unet, bijective or tikhonov"),
@@ -42,6 +43,7 @@ def train(
                                                help="method option KEY=VALUE (repeatable)"),
 ) -> None:
     """Train a reconstruction method; checkpoints, metrics and sample images go to MODEL."""
+    check_out_dir(out, what="a MODEL directory")
     from opticsfree.reconstruction.base import parse_key_values
     from opticsfree.reconstruction.train import train_reconstruction
 
@@ -70,6 +72,7 @@ def apply(
     threads: Optional[int] = typer.Option(None, "--threads", help="CPU threads (default: all)"),
 ) -> None:
     """Write a capture set whose lensless images are the reconstructions (originals linked)."""
+    check_out_dir(out, what="a directory (the derived capture set)")
     from opticsfree.reconstruction.apply import apply_reconstruction
 
     with progress() as bar:
@@ -85,7 +88,7 @@ def apply(
     console.print(f"wrote derived capture set {out}")
 
 
-@command("calibrate")
+@command("calibrate", resume_hint=RERUN_TO_REDO)
 def calibrate(
     captures: Path = typer.Argument(..., help="capture set with (capture, original) train pairs"),
     out: Path = typer.Option(..., "--out", help="camera.npz to write"),
@@ -99,6 +102,7 @@ def calibrate(
     as_json: bool = typer.Option(False, "--json", help="print the fit report as JSON"),
 ) -> None:
     """Fit an affine camera model (H and offset) by ridge regression; report its error on val."""
+    check_out_file(out, what="a .npz file (the camera model to write)")
     from opticsfree.reconstruction.tikhonov import calibrate as run
 
     with console.status("fitting the camera model"):

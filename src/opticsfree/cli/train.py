@@ -1,4 +1,8 @@
-"""``opticsfree train``: train a lensless/original embedding model (deep metric learning)."""
+"""``opticsfree train``: train a lensless/original embedding model (deep metric learning).
+
+Several processes (DDP): ``torchrun --standalone --nproc_per_node N -m opticsfree.cli.main train
+CAPTURES --loss LOSS --out RUN ...``; the trainer joins the torchrun process group itself.
+"""
 
 from __future__ import annotations
 
@@ -9,7 +13,7 @@ from typing import Any, List, Optional
 
 import typer
 
-from opticsfree.cli.common import command, print_json
+from opticsfree.cli.common import RERUN_WITH_RESUME, command, print_json
 from opticsfree.errors import ConfigError
 
 
@@ -26,6 +30,7 @@ def _parse_set(items: list[str]) -> dict[str, Any]:
     return out
 
 
+@command("train", resume_hint=RERUN_WITH_RESUME)
 def train_command(
     captures: Path = typer.Argument(..., help="capture-set directory (with a train split)"),
     loss: str = typer.Option(..., "--loss", help="triplet | quadruplet | quadruplet-chen | ce | ce+triplet"),
@@ -72,6 +77,3 @@ def train_command(
     summary = train(cfg, out, resume=resume)
     if os.environ.get("RANK", "0") == "0":  # under torchrun only rank 0 prints
         print_json(summary)
-
-
-command("train")(train_command)

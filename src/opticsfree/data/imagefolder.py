@@ -10,16 +10,21 @@ relative paths of image files (hidden files and ``__MACOSX`` are ignored):
 
 Files may sit in subfolders of a class folder. Samples are ordered by label, then by path,
 and get ids ``<class>_<path within the class folder, without extension>`` made file-name-safe
-and unique. Decoding uses Pillow, in two worker processes for large trees.
+and unique. Decoding uses Pillow, in two worker processes for large trees. Transparent pixels
+(an alpha band, or a transparent palette entry / colour key) are composited onto a white
+background before the image is converted to grayscale or RGB
+(:func:`opticsfree.utils.images.flatten_alpha`). An unreadable file stops decoding with
+an error naming it, unless the caller asks to skip such files (``skip_bad``), which are then
+listed in :attr:`DecodedTree.skipped`.
 """
 
 from __future__ import annotations
 
+import contextlib
 import io
 import os
 import posixpath
-from concurrent.futures import ProcessPoolExecutor
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from itertools import repeat
 from pathlib import Path
 from typing import Sequence
@@ -27,6 +32,8 @@ from typing import Sequence
 import numpy as np
 from PIL import Image
 
+from opticsfree.utils.images import flatten_alpha
+from opticsfree.utils.parallel import process_pool
 from opticsfree.data.base import Split
 from opticsfree.data.classes import folder_class_order
 from opticsfree.data.ids import unique_ids
@@ -156,6 +163,7 @@ def _decode_one(payload: bytes | str, rgb: bool) -> tuple[np.ndarray, str]:
     with Image.open(src) as im:
         im.load()
         fmt = im.format or "?"
+        im = flatten_alpha(im)  # transparency composited onto white: L or RGB
         mode = im.mode
         if mode in ("1", "L", "LA", "La"):
             arr = np.asarray(im.convert("L"))
@@ -172,22 +180,32 @@ def _decode_one(payload: bytes | str, rgb: bool) -> tuple[np.ndarray, str]:
     return np.ascontiguousarray(arr, dtype=np.uint8), fmt
 
 
-def _decode_chunk(chunk: Sequence[tuple[str, bytes | str]], rgb: bool):
-    """Decode a chunk; returns (arrays, formats, None) or (arrays so far, formats, (i, message))."""
+def _decode_chunk(chunk: Sequence[tuple[str, bytes | str]], rgb: bool, skip_bad: bool = False):
+    """Decode a chunk; returns (arrays, formats, errors), errors a list of (i, message).
+
+    Without ``skip_bad`` decoding stops at the first bad file (then ``arrays`` are the images
+    before it); with it, every readable image is returned (in order) and every bad one listed.
+    """
     arrays: list[np.ndarray] = []
     formats: set[str] = set()
+    errors: list[tuple[int, str]] = []
     for i, (_, payload) in enumerate(chunk):
         try:
             arr, fmt = _decode_one(payload, rgb)
         except Exception as e:  # noqa: BLE001 - any decoder failure means a bad image file
-            return arrays, formats, (i, f"{type(e).__name__}: {e}".splitlines()[0])
+            errors.append((i, (f"{type(e).__name__}: {e}".splitlines() or [type(e).__name__])[0]))
+            if not skip_bad:
+                break
+            continue
         arrays.append(arr)
         formats.add(fmt)
-    return arrays, formats, None
+    return arrays, formats, errors
 
 
 def decode_images(items: Sequence[tuple[str, bytes | str]], rgb: bool, desc: str = "decoding",
-                  workers: int | None = None, parallel_min: int = PARALLEL_MIN) -> tuple[np.ndarray, set[str]]:
+                  workers: int | None = None, parallel_min: int = PARALLEL_MIN,
+                  skip_bad: bool = False,
+                  skipped: list[tuple[int, str, str]] | None = None) -> tuple[np.ndarray, set[str]]:
     """Decode image files into one uint8 (N, H, W, C) array.
 
     Args:
@@ -199,13 +217,19 @@ def decode_images(items: Sequence[tuple[str, bytes | str]], rgb: bool, desc: str
         workers: worker processes; None = :data:`WORKERS` when there are at least
             ``parallel_min`` images (and more than one CPU), else in-process.
         parallel_min: see ``workers``.
+        skip_bad: leave out the images that cannot be decoded (empty, truncated, not an image)
+            instead of stopping; each is appended to ``skipped``.
+        skipped: with ``skip_bad``, receives ``(index in items, display name, reason)`` per image
+            left out.
 
     Returns:
-        ``(images, formats)``: the array in input order and the set of Pillow format names seen.
+        ``(images, formats)``: the array in input order (without skipped images) and the set of
+        Pillow format names seen.
 
     Raises:
-        DataError: an image cannot be decoded, or its size differs from the first image's
-            (the message names the file).
+        DataError: an image cannot be decoded (unless ``skip_bad``), no image can (with
+            ``skip_bad``), or an image's size differs from the first image's (the message names
+            the file).
     """
     n = len(items)
     if n == 0:
@@ -216,30 +240,38 @@ def decode_images(items: Sequence[tuple[str, bytes | str]], rgb: bool, desc: str
     arrays: list[np.ndarray] = []
     formats: set[str] = set()
     ref: tuple[int, int] | None = None
-    pool = ProcessPoolExecutor(workers) if workers > 1 else None
-    try:
-        results = pool.map(_decode_chunk, chunks, repeat(rgb)) if pool else map(_decode_chunk, chunks, repeat(rgb))
-        with progress(transient=True) as bar:
-            task = bar.add_task(desc, total=n)
-            for chunk, (arrs, fmts, err) in zip(chunks, results):
-                for j, a in enumerate(arrs):
-                    if ref is None:
-                        ref = a.shape[:2]
-                    elif a.shape[:2] != ref:
-                        raise DataError(
-                            f"{chunk[j][0]}: image size {a.shape[1]}x{a.shape[0]} differs from "
-                            f"{items[0][0]} ({ref[1]}x{ref[0]}); all images must share a size")
-                if err is not None:
-                    raise DataError(f"{chunk[err[0]][0]}: cannot decode image ({err[1]})")
-                arrays.extend(arrs)
-                formats |= fmts
-                bar.update(task, advance=len(arrs))
-    finally:
-        if pool is not None:
-            pool.shutdown(wait=True, cancel_futures=True)
+    ref_name = ""
+    bad: list[tuple[int, str, str]] = []
+    with contextlib.ExitStack() as stack:
+        pool = stack.enter_context(process_pool(workers)) if workers > 1 else None
+        args = (chunks, repeat(rgb), repeat(skip_bad))
+        results = pool.map(_decode_chunk, *args) if pool else map(_decode_chunk, *args)
+        bar = stack.enter_context(progress(transient=True))
+        task = bar.add_task(desc, total=n)
+        for c, (chunk, (arrs, fmts, errs)) in enumerate(zip(chunks, results)):
+            failed = {i for i, _ in errs}
+            good = [j for j in range(len(chunk)) if j not in failed][:len(arrs)]
+            for j, a in zip(good, arrs):
+                if ref is None:
+                    ref, ref_name = a.shape[:2], chunk[j][0]
+                elif a.shape[:2] != ref:
+                    raise DataError(
+                        f"{chunk[j][0]}: image size {a.shape[1]}x{a.shape[0]} differs from "
+                        f"{ref_name} ({ref[1]}x{ref[0]}); all images must share a size")
+            if errs and not skip_bad:
+                i, msg = errs[0]
+                raise DataError(f"{chunk[i][0]}: cannot decode image ({msg}); remove or replace "
+                                f"the file (simulate --skip-bad skips unreadable images)")
+            bad += [(c * _CHUNK + i, chunk[i][0], msg) for i, msg in errs]
+            arrays.extend(arrs)
+            formats |= fmts
+            bar.update(task, advance=len(chunk))
+    if skipped is not None:
+        skipped.extend(bad)
+    if ref is None:
+        raise DataError(f"none of the {n} images could be decoded; first: {bad[0][1]} ({bad[0][2]})")
     channels = 3 if rgb or any(a.shape[2] == 3 for a in arrays) else 1
-    assert ref is not None
-    out = np.empty((n, ref[0], ref[1], channels), dtype=np.uint8)
+    out = np.empty((len(arrays), ref[0], ref[1], channels), dtype=np.uint8)
     for i, a in enumerate(arrays):
         out[i] = a  # (H, W, 1) broadcasts to 3 channels when mixed
     return out, formats
@@ -247,18 +279,23 @@ def decode_images(items: Sequence[tuple[str, bytes | str]], rgb: bool, desc: str
 
 @dataclass
 class DecodedTree:
-    """The decoded splits of a tree, its classes and the image formats it contained."""
+    """The decoded splits of a tree, its classes and the image formats it contained.
+
+    ``skipped``: ``{"path", "reason"}`` of every unreadable image left out (``skip_bad``).
+    """
 
     classes: list[str]
     splits: dict[str, Split]
     formats: set[str]
+    skipped: list[dict[str, str]] = field(default_factory=list)
 
 
 def _ids(entries: Sequence[Entry]) -> list[str]:
     return unique_ids(f"{e.cls}_{posixpath.splitext(e.rel)[0]}" for e in entries)
 
 
-def decode_tree(tree: Tree, splits: Sequence[str], rgb: bool, desc: str = "decoding") -> DecodedTree:
+def decode_tree(tree: Tree, splits: Sequence[str], rgb: bool, desc: str = "decoding",
+                skip_bad: bool = False) -> DecodedTree:
     """Decode the images of ``splits`` of a tree.
 
     For a two-split tree, only the requested splits are decoded. A single-split tree is
@@ -269,12 +306,16 @@ def decode_tree(tree: Tree, splits: Sequence[str], rgb: bool, desc: str = "decod
         splits: split names wanted (``"train"``, ``"test"``).
         rgb: see :func:`decode_images`.
         desc: progress bar label.
+        skip_bad: leave out unreadable images (listed in ``DecodedTree.skipped``) instead of
+            stopping at the first. Ids are those the files have in the whole tree, so they do
+            not change when a file is skipped.
 
     Returns:
         A :class:`DecodedTree`; labels index ``tree.classes``.
 
     Raises:
-        DataError: a requested split has no images, an image is corrupt, or sizes differ.
+        DataError: a requested split has no images (or, with ``skip_bad``, no readable ones),
+            an image is corrupt (without ``skip_bad``), or sizes differ.
     """
     classes = tree.classes
     index = {c: i for i, c in enumerate(classes)}
@@ -291,21 +332,41 @@ def decode_tree(tree: Tree, splits: Sequence[str], rgb: bool, desc: str = "decod
                                 f"(expected {LAYOUTS})")
             groups[s] = g
         flat = [e for s in splits for e in groups[s]]
-        images, formats = decode_images([(e.display, e.payload) for e in flat], rgb, desc)
-        out, start = {}, 0
+        bad: list[tuple[int, str, str]] = []
+        images, formats = decode_images([(e.display, e.payload) for e in flat], rgb, desc,
+                                        skip_bad=skip_bad, skipped=bad)
+        keep = np.ones(len(flat), dtype=bool)
+        keep[[i for i, _, _ in bad]] = False
+        out, start, kstart = {}, 0, 0
         for s in splits:
             g = groups[s]
-            labels = np.fromiter((index[e.cls] for e in g), dtype=np.int64, count=len(g))
-            out[s] = Split(images[start:start + len(g)], labels, _ids(g))
+            k = keep[start:start + len(g)]
+            if not k.any():
+                raise DataError(f"{tree.source}: none of the {len(g)} images of {s}/<class>/ could be "
+                                f"decoded (skipped as unreadable)")
+            labels = np.fromiter((index[e.cls] for e in g), dtype=np.int64, count=len(g))[k]
+            ids = [i for i, ok in zip(_ids(g), k) if ok]
+            n_kept = int(k.sum())
+            out[s] = Split(images[kstart:kstart + n_kept], labels, ids)
             start += len(g)
-        return DecodedTree(classes, out, formats)
+            kstart += n_kept
+        return DecodedTree(classes, out, formats, _skipped(bad))
 
     flat = ordered(list(tree.entries))
-    images, formats = decode_images([(e.display, e.payload) for e in flat], rgb, desc)
-    labels = np.fromiter((index[e.cls] for e in flat), dtype=np.int64, count=len(flat))
-    whole = Split(images, labels, _ids(flat))
+    bad = []
+    images, formats = decode_images([(e.display, e.payload) for e in flat], rgb, desc,
+                                    skip_bad=skip_bad, skipped=bad)
+    keep = np.ones(len(flat), dtype=bool)
+    keep[[i for i, _, _ in bad]] = False
+    labels = np.fromiter((index[e.cls] for e in flat), dtype=np.int64, count=len(flat))[keep]
+    whole = Split(images, labels, [i for i, ok in zip(_ids(flat), keep) if ok])
     train_idx, test_idx = stratified_split(labels)
     if len(test_idx) == 0:
         raise DataError(f"{tree.source}: too few images to split into train and test "
                         "(each class needs at least 2)")
-    return DecodedTree(classes, {"train": whole.subset(train_idx), "test": whole.subset(test_idx)}, formats)
+    return DecodedTree(classes, {"train": whole.subset(train_idx), "test": whole.subset(test_idx)}, formats,
+                       _skipped(bad))
+
+
+def _skipped(bad: Sequence[tuple[int, str, str]]) -> list[dict[str, str]]:
+    return [{"path": name, "reason": reason} for _, name, reason in bad]

@@ -20,6 +20,7 @@ values it reaches.
 from __future__ import annotations
 
 import math
+import re
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Callable, Mapping, Sequence
@@ -193,7 +194,11 @@ def camera_toml(camera: CameraConfig, header: Sequence[str] = ()) -> str:
             return [clean(v) for v in x]
         return x
 
-    body = tomli_w.dumps(clean(d))
+    # tomli-w writes every array over several lines; keep arrays of numbers on one line, as a
+    # person writes them (``offset_mm = [0.0, 0.0]``)
+    body = re.sub(r"\[\s*([-+0-9.eE]+(?:\s*,\s*[-+0-9.eE]+)*)\s*,?\s*\]",
+                  lambda m: "[" + ", ".join(x.strip() for x in m.group(1).split(",")) + "]",
+                  tomli_w.dumps(clean(d)))
     lines = [f"# {h}" if h else "#" for h in header]
     return "\n".join(lines) + ("\n" if lines else "") + body
 

@@ -19,6 +19,11 @@ from opticsfree.optics.sensor import FixedPattern, exposure_time, read_out, sens
 from opticsfree.optics.transfer import area_resample_matrix, transfer_matrix
 
 
+#: Axes (0: rows, 1: columns of the sensor grid) reversed by each ``sensor.readout``.
+READOUT_FLIPS: dict[str, tuple[int, ...]] = {"direct": (), "rotate-180": (0, 1), "mirror-x": (1,),
+                                             "mirror-y": (0,)}
+
+
 class Camera:
     """A simulated camera for images of one shape.
 
@@ -52,9 +57,15 @@ class Camera:
 
     # -- light transport -------------------------------------------------------------------
     def transfer_matrix(self) -> torch.Tensor:
-        """H (Ho*Wo, H*W), normalised so a uniform white display gives a mean response of 1."""
+        """H (Ho*Wo, H*W), normalised so a uniform white display gives a mean response of 1,
+        its rows in read-out order (``sensor.readout``)."""
         if self._H is None:
-            self._H = transfer_matrix(self.config, self.image_shape, cache=self._cache)
+            H = transfer_matrix(self.config, self.image_shape, cache=self._cache)
+            dims = READOUT_FLIPS[self.config.sensor.readout]
+            if dims:
+                ho, wo = self.config.sensor.output_size
+                H = H.view(ho, wo, -1).flip(dims).reshape(ho * wo, -1).contiguous()
+            self._H = H
         return self._H
 
     def _psf_kernel(self) -> torch.Tensor:
@@ -72,7 +83,9 @@ class Camera:
             y = fft_convolve(lum, self._psf_kernel())
             ay = area_resample_matrix(ho, y.shape[-2]).float()
             ax = area_resample_matrix(wo, y.shape[-1]).float()
-            return torch.einsum("oh,nchw,pw->ncop", ay, y, ax)
+            y = torch.einsum("oh,nchw,pw->ncop", ay, y, ax)
+            dims = READOUT_FLIPS[self.config.sensor.readout]
+            return y.flip([d + 2 for d in dims]) if dims else y
         H = self.transfer_matrix()
         return (lum.reshape(n * c, -1) @ H.T).reshape(n, c, ho, wo)
 

@@ -95,6 +95,17 @@ class SensorConfig(_Strict):
     adc_bits: int = Field(10, ge=1, le=16)
     output_gamma: float = Field(2.2, gt=0)
     jpeg_quality: int | None = Field(85, ge=1, le=100, description="JPEG quality of captures; None = PNG")
+    readout: Literal["direct", "rotate-180", "mirror-x", "mirror-y"] = Field(
+        "direct", description="orientation of the read-out image relative to the display as seen from the "
+                              "sensor: a module whose readout assumes an inverting lens gives 'rotate-180' "
+                              "without it")
+
+    @field_validator("output_size")
+    @classmethod
+    def _positive_size(cls, v: tuple[int, int]) -> tuple[int, int]:
+        if any(int(x) < 1 for x in v):
+            raise ValueError(f"each dimension (rows, cols) must be >= 1, got {list(v)}")
+        return v
 
     @field_validator("colour_matrix")
     @classmethod

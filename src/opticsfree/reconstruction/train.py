@@ -56,6 +56,22 @@ def _config_path(out: Path) -> Path:
     return out / "config.json"
 
 
+def check_out_dir(out: Path, what: str) -> None:
+    """Check that ``out`` can be the output directory before any work starts.
+
+    Raises:
+        ConfigError: ``out`` or a parent of it exists and is not a directory (the message
+            names the path and says ``what`` was expected).
+    """
+    if out.exists() and not out.is_dir():
+        raise ConfigError(f"--out {out}: is a file; expected {what}")
+    for parent in out.absolute().parents:
+        if parent.exists():
+            if not parent.is_dir():
+                raise ConfigError(f"--out {out}: {parent} is a file; expected {what}")
+            break
+
+
 def _check_out(out: Path, config: dict[str, Any], resume: bool) -> None:
     existing = _config_path(out)
     if existing.is_file():
@@ -169,6 +185,7 @@ def train_reconstruction(captures: str | Path, method: str, out: str | Path, epo
         raise ConfigError(f"--limit must be >= 1, got {limit}")
     captures = Path(captures).resolve()
     out = Path(out)
+    check_out_dir(out, "a MODEL directory (to write the reconstruction model in)")
     open_capture_set(captures)  # validates manifest and index (DataError naming the file)
     dev = resolve_device(device)
     opts = dict(options or {})

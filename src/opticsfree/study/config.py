@@ -2,7 +2,10 @@
 
 Every table and key is checked: an unknown key, a wrong type or a value outside the allowed set
 raises :class:`~opticsfree.errors.ConfigError` with one line naming the file, the key (as
-``[table] key``) and the allowed values. Relative paths (a camera TOML, a local dataset copy, an
+``[table] key``) and the allowed values. Types are strict: an integer key takes only a TOML
+integer (``epochs = 1.0`` and ``epochs = true`` are errors), a boolean key only ``true`` or
+``false``, a string key only a string; a float key takes a float or an integer. A local dataset
+copy (``[data] data``) and an existing capture set (``[captures] path``) must exist. Relative paths (a camera TOML, a local dataset copy, an
 existing capture set) are resolved against the directory of the config file; ``$VARS`` and
 ``~`` are expanded. See docs/study.md for every key.
 
@@ -60,7 +63,9 @@ _Classifier = Literal["prototype", "knn", "threshold"]
 
 
 class _Section(BaseModel):
-    model_config = ConfigDict(extra="forbid", validate_assignment=True)
+    # strict: no coercion (1.0 or true for an int, 1 for a bool, "1" for a number); a float
+    # field still takes an int
+    model_config = ConfigDict(extra="forbid", validate_assignment=True, strict=True)
 
 
 class StudySection(_Section):
@@ -381,11 +386,38 @@ def _is_file_like(camera: str) -> bool:
     return camera.endswith(".toml") or "/" in camera or os.sep in camera
 
 
+def _check_option_types(options: dict[str, Any], model: type[BaseModel], source: str) -> None:
+    """Strict types for the int, float and bool fields of ``[train.options]`` (as for every
+    other key: ``width = 4.0`` or ``shared = 1`` is an error; a float field takes an int)."""
+    import types
+    import typing
+
+    from pydantic import TypeAdapter
+
+    for key, value in options.items():
+        field = model.model_fields.get(key)
+        if field is None:
+            continue  # unknown keys are reported by the full validation
+        ann = field.annotation
+        if typing.get_origin(ann) not in (None, typing.Union, types.UnionType):
+            continue  # Literal, tuple, list, ...: validated as before
+        kinds = [a for a in (typing.get_args(ann) or (ann,)) if a is not type(None)]
+        if not kinds or not all(k in (int, float, bool) for k in kinds):
+            continue
+        try:
+            TypeAdapter(ann).validate_python(value, strict=True)
+        except ValidationError as e:
+            msg = str(e.errors()[0].get("msg", "invalid"))
+            raise ConfigError(f"{source}: [train.options] {key}: {msg} (got {value!r})") from None
+
+
 def validate_train_options(cfg: StudyConfig, source: str) -> None:
     """Check ``[train.options]`` (and every loss) against the trainer's TrainConfig."""
     from pydantic import ValidationError as VE
 
     from opticsfree.training.config import TrainConfig
+
+    _check_option_types(cfg.train.options, TrainConfig, source)
 
     losses = list(dict.fromkeys(cfg.train.losses + cfg.upper_bound_losses()
                                 + (["ce"] if cfg.baselines.ce else [])))
@@ -443,6 +475,12 @@ def study_config_from_dict(d: dict[str, Any], source: str = "config", base: Path
         raise ConfigError(f"{source}: [data] data: required for dataset 'folder' (an ImageFolder tree)")
     if cfg.data.dataset == "digits" and cfg.data.data:
         raise ConfigError(f"{source}: [data] data: dataset 'digits' is bundled; remove data")
+    if cfg.captures.source == "simulate" and cfg.data.data and not Path(cfg.data.data).exists():
+        raise ConfigError(f"{source}: [data] data: {cfg.data.data} not found (expected a local copy "
+                          f"of {cfg.data.dataset}: a file or folder)")
+    if cfg.captures.source == "path" and not Path(str(cfg.captures.path)).is_dir():
+        raise ConfigError(f"{source}: [captures] path: {cfg.captures.path} is not a directory "
+                          "(expected an existing capture set)")
     for key, cam in (("[captures] camera", cfg.captures.camera),
                      ("[baselines] upper_bound_camera", cfg.baselines.upper_bound_camera)):
         if key.startswith("[baselines]") and not cfg.baselines.upper_bound:

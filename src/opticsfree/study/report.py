@@ -26,7 +26,7 @@ from typing import Any
 
 from opticsfree import __version__
 from opticsfree.study.config import LENSLESS
-from opticsfree.study.stages import TEST, UPPER_BOUND, StageContext, _jsonable, run_label
+from opticsfree.study.base import TEST, UPPER_BOUND, StageContext, jsonable
 from opticsfree.utils.io import write_json, write_text
 
 #: The seed study's capture degradation (lensless vs original, CIFAR-10 test; as published).
@@ -301,7 +301,7 @@ def collect(ctx: StageContext) -> dict[str, Any]:
                  "KL(label distribution||mean posterior); accuracy in %; temperature fitted on val",
     }
     res["provenance"] = provenance(ctx)
-    return _jsonable(res)
+    return jsonable(res)
 
 
 def _set_info(o: dict[str, Any]) -> dict[str, Any]:

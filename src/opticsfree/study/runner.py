@@ -24,7 +24,8 @@ from opticsfree import __version__
 from opticsfree.errors import ConfigError
 from opticsfree.study.config import StudyConfig, load_study_config
 from opticsfree.study.report import publish
-from opticsfree.study.stages import StageContext, execute_stage, plan_study, read_done
+from opticsfree.study.base import StageContext
+from opticsfree.study.stages import execute_stage, plan_study, read_done
 from opticsfree.utils.io import ensure_dir, write_json, write_text
 
 
@@ -56,7 +57,8 @@ def run_study(config_path: str | os.PathLike, out: str | os.PathLike | None = No
         "status" ("ran" | "skipped"), "wall_s"}], "wall_s"}``.
 
     Raises:
-        ConfigError: an invalid config or device.
+        ConfigError: an invalid config, device or ``out`` (nothing is written).
+        DataError: the dataset cannot be found (nothing is written).
         StageError: a stage failed (named in the message; finished stages are kept).
     """
     log = log or _stderr
@@ -70,8 +72,12 @@ def run_study(config_path: str | os.PathLike, out: str | os.PathLike | None = No
         if not torch.cuda.is_available():
             raise ConfigError("--device cuda: torch sees no CUDA device (use --device cpu)")
     out_dir = Path(out) if out is not None else default_out(cfg)
-    out_dir = ensure_dir(out_dir).resolve()
+    if out_dir.exists() and not out_dir.is_dir():
+        raise ConfigError(f"--out {out_dir}: is a file; expected a study directory")
+    # plan first (it finds the dataset and checks the cameras): a config that cannot run leaves
+    # no (empty) study directory behind
     stages = plan_study(cfg)
+    out_dir = ensure_dir(out_dir).resolve()
     t0 = time.perf_counter()
 
     src = Path(config_path)

@@ -17,7 +17,11 @@ exists and whose output files are present, and re-enters an unfinished one, whic
 (simulation, training and reconstruction training are resumable; the other stages are cheap).
 
 Every call into the rest of the library is made from this module (``_api_*`` helpers and the
-``run_*`` stage functions), so that API changes elsewhere are adapted here only.
+``run_*`` stage functions), so that API changes elsewhere are adapted here only. The names
+the report shares with the stages (:class:`Stage`, :class:`StageContext`, ``TEST``,
+``UPPER_BOUND``, :func:`run_label`, :func:`jsonable`) live in :mod:`opticsfree.study.base`
+(imported here, so ``opticsfree.study.stages.Stage`` still works): the report never imports
+this module, and this module imports the report only to run the report stage.
 """
 
 from __future__ import annotations
@@ -30,12 +34,12 @@ import os
 import shutil
 import time
 import traceback
-from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any, Callable, Iterator
+from typing import Any, Callable
 
 from opticsfree.utils.threads import single_threaded_openmp
 from opticsfree.errors import ConfigError, DataError, OpticsfreeError
+from opticsfree.study.base import TEST, UPPER_BOUND, Stage, StageContext, jsonable, run_label
 from opticsfree.study.config import LENSLESS, StudyConfig
 from opticsfree.utils.io import ensure_dir, file_sha256, read_json, write_json
 
@@ -45,14 +49,10 @@ DONE = "DONE.json"
 ATTEMPTS = "ATTEMPTS.json"
 #: The last failure of a stage (message and traceback).
 FAILED = "FAILED.json"
-#: Image kind of the clean-image upper bound (captures through a lens).
-UPPER_BOUND = "upper-bound"
 #: Bump a kind's version when its outputs change meaning: its stages (and downstream) re-run.
 STAGE_VERSIONS: dict[str, int] = {"data": 1, "simulate": 1, "external": 1, "tuples": 1,
                                   "recon-train": 1, "recon-apply": 1, "train": 1, "evaluate": 1,
                                   "bayes": 1, "report": 1}
-#: Split evaluated everywhere.
-TEST = "test"
 
 
 class StageError(OpticsfreeError):
@@ -61,34 +61,6 @@ class StageError(OpticsfreeError):
 
 # ----------------------------------------------------------------------------------------------
 # stages and hashing
-
-
-@dataclass
-class Stage:
-    """One step of the study.
-
-    Attributes:
-        name: unique name, e.g. ``train/triplet/lensless``.
-        kind: what it does (a key of :data:`STAGE_VERSIONS`).
-        params: the JSON-ready part of the config the stage depends on.
-        deps: names of the upstream stages whose outputs it reads.
-        key: hash of kind, params and upstream keys (set by :func:`assign_keys`).
-    """
-
-    name: str
-    kind: str
-    params: dict[str, Any]
-    deps: list[str] = field(default_factory=list)
-    key: str = ""
-
-    @property
-    def slug(self) -> str:
-        """File-system name: ``train-triplet-lensless``."""
-        return self.name.replace("/", "-")
-
-    def directory(self, out: str | os.PathLike) -> Path:
-        """``OUT/stages/<slug>-<key>``."""
-        return Path(out) / "stages" / f"{self.slug}-{self.key}"
 
 
 def canonical_json(obj: Any) -> str:
@@ -163,11 +135,6 @@ def _file_or_name(value: str) -> dict[str, Any]:
     if value in ("uniform", "train"):
         return {"name": value}
     return {"file": value, "sha256": file_sha256(value) if Path(value).is_file() else None}
-
-
-def run_label(loss: str, images: str) -> str:
-    """``triplet/lensless``: the loss/images part of train/evaluate/bayes stage names."""
-    return f"{loss}/{images}"
 
 
 def plan_study(cfg: StudyConfig) -> list[Stage]:
@@ -311,28 +278,6 @@ def _files_in(outputs: Any, out: Path) -> list[str]:
 
     walk(outputs)
     return sorted(set(found))
-
-
-@dataclass
-class StageContext:
-    """What a stage function gets besides its own directory.
-
-    Attributes:
-        cfg: the study config.
-        out: the study directory.
-        device: ``cpu`` or ``cuda``.
-        outputs: outputs of the finished stages, by name.
-        stages: every stage of the plan, by name.
-        log: a function printing one progress line.
-    """
-
-    cfg: StudyConfig
-    out: Path
-    device: str
-    outputs: dict[str, dict[str, Any]]
-    stages: dict[str, Stage]
-    log: Callable[[str], None]
-    done: dict[str, dict[str, Any]] = field(default_factory=dict)
 
 
 def execute_stage(stage: Stage, ctx: StageContext) -> tuple[dict[str, Any], str]:
@@ -579,7 +524,7 @@ def run_recon_train(stage: Stage, d: Path, ctx: StageContext) -> dict[str, Any]:
 
         metrics = list_metrics(model)
     return {"model": str(model), "method": p["method"], "config": str(model / "config.json"),
-            "metrics": _jsonable(metrics)}
+            "metrics": jsonable(metrics)}
 
 
 def run_recon_apply(stage: Stage, d: Path, ctx: StageContext) -> dict[str, Any]:
@@ -614,7 +559,7 @@ def run_train(stage: Stage, d: Path, ctx: StageContext) -> dict[str, Any]:
     resume = (run / "config.json").is_file()
     summary = train(config, run, resume=resume, show_progress=_show_progress())
     return {"run": str(run), "loss": p["loss"], "images": images, "role": role,
-            "summary": _jsonable(summary), "config": str(run / "config.json"),
+            "summary": jsonable(summary), "config": str(run / "config.json"),
             "metrics": str(run / "metrics.jsonl")}
 
 
@@ -673,8 +618,3 @@ STAGE_FUNCTIONS: dict[str, Callable[[Stage, Path, StageContext], dict[str, Any]]
     "recon-train": run_recon_train, "recon-apply": run_recon_apply, "train": run_train,
     "evaluate": run_evaluate, "bayes": run_bayes, "report": run_report,
 }
-
-
-def _jsonable(x: Any) -> Any:
-    """A JSON round trip of ``x`` (paths and other objects as strings)."""
-    return json.loads(json.dumps(x, default=str))

@@ -1,15 +1,15 @@
 """Multi-process training with torchrun and DistributedDataParallel (gloo on CPU, nccl on GPU).
 
-Launch::
+Launch with the command line, which detects the torchrun environment::
 
-    torchrun --nproc_per_node 2 -m opticsfree.training.distributed CAPTURES --loss triplet --out RUN
+    torchrun --standalone --nproc_per_node 2 -m opticsfree.cli.main train CAPTURES --loss triplet --out RUN
 
-(the arguments are those of ``opticsfree train``; ``opticsfree train`` itself also detects a
-torchrun environment). Every process draws the same *global* class-balanced batch and embeds
-its own slice; the slices' embeddings are gathered so that mining and the loss see the whole
-global batch, exactly as a single process would. Each process back-propagates
-:math:`W \\cdot L` through its own slice (the other slices are constants), and DDP averages the
-gradients over the :math:`W` processes, which gives :math:`\\sum_r \\partial L / \\partial
+(a library module never imports :mod:`opticsfree.cli`, so this module has no entry point of its
+own; running it with ``-m`` says which command to use). Every process draws the same *global*
+class-balanced batch and embeds its own slice; the slices' embeddings are gathered so that
+mining and the loss see the whole global batch, exactly as a single process would. Each process
+back-propagates :math:`W \\cdot L` through its own slice (the other slices are constants), and
+DDP averages the gradients over the :math:`W` processes, which gives :math:`\\sum_r \\partial L / \\partial
 \\theta|_r = \\partial L / \\partial \\theta`: the single-process gradient. Batch-norm
 statistics are synchronised across processes (``SyncBatchNorm`` on GPU; :class:`SyncBatchNormCPU`
 on CPU, where PyTorch's has no implementation), so the forward pass matches too.
@@ -161,17 +161,12 @@ def convert_sync_batchnorm(module: nn.Module, info: DistInfo, device: str) -> nn
     return module
 
 
-def main(argv: list[str] | None = None) -> None:
-    """Entry point of ``python -m opticsfree.training.distributed`` (the ``train`` arguments)."""
-    import typer
-
-    from opticsfree.cli.common import handle_errors
-    from opticsfree.cli.train import train_command
-
-    app = typer.Typer(add_completion=False, pretty_exceptions_enable=False)
-    app.command()(handle_errors(train_command))
-    app(args=sys.argv[1:] if argv is None else argv, prog_name="opticsfree.training.distributed")
+#: What ``python -m opticsfree.training.distributed`` (the former entry point) prints.
+LAUNCH_HINT = ("error: opticsfree.training.distributed is a library module; launch DDP training "
+               "with `torchrun --standalone --nproc_per_node N -m opticsfree.cli.main train CAPTURES "
+               "--loss LOSS --out RUN ...`")
 
 
 if __name__ == "__main__":
-    main()
+    sys.stderr.write(LAUNCH_HINT + "\n")
+    sys.exit(2)
