@@ -501,7 +501,7 @@ def test_calibrate_out_that_is_a_folder(small, tmp_path):
 
 
 def test_cli_out_checks_accept_new_and_existing_paths(tmp_path):
-    from opticsfree.cli.common import check_out_dir, check_out_file
+    from opticsfree.utils.io import check_out_dir, check_out_file
 
     (tmp_path / "dir").mkdir()
     assert check_out_dir(tmp_path / "dir") == tmp_path / "dir"

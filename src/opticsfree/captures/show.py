@@ -9,8 +9,7 @@ import numpy as np
 
 from opticsfree.captures.format import open_capture_set
 from opticsfree.captures.loader import load_captures
-from opticsfree.errors import ConfigError
-from opticsfree.utils.io import atomic_path
+from opticsfree.utils.io import atomic_path, check_out_file
 
 
 def check_png_out(out: str | Path) -> Path:
@@ -19,15 +18,7 @@ def check_png_out(out: str | Path) -> Path:
     Raises:
         ConfigError: ``out`` is a directory, or a parent of it is a file (named).
     """
-    p = Path(out)
-    if p.is_dir():
-        raise ConfigError(f"--out {p}: is a directory; expected a PNG file path (e.g. {p / 'figure.png'})")
-    for parent in p.absolute().parents:
-        if parent.exists():
-            if not parent.is_dir():
-                raise ConfigError(f"--out {p}: {parent} is a file; expected a PNG file path in a directory")
-            break
-    return p
+    return check_out_file(out, "a PNG file path")
 
 
 def point_responses(camera_dict: dict, image_shape: tuple[int, int], channels: int):

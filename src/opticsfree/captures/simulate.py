@@ -35,7 +35,7 @@ from opticsfree.utils.parallel import process_pool
 from opticsfree.data.base import ImageDataset, stratified_limit
 from opticsfree.errors import ConfigError, DataError, OpticsfreeError
 from opticsfree.optics import Camera, CameraConfig
-from opticsfree.utils.io import ensure_dir, read_json, write_json
+from opticsfree.utils.io import check_out_dir, ensure_dir, read_json, write_json
 from opticsfree.utils.seeding import derive_seed
 
 SIMULATION_VERSION = 1
@@ -59,17 +59,8 @@ def plan_for(dataset: ImageDataset, camera: CameraConfig, splits: Sequence[str],
 
 
 def check_out_path(out: str | Path) -> Path:
-    """``out`` as a Path; OpticsfreeError when it exists and is not a directory (cheap, early)."""
-    out = Path(out)
-    if out.exists() and not out.is_dir():
-        raise OpticsfreeError(f"{out}: exists and is not a directory; --out must name a new "
-                              "directory or an earlier simulation")
-    for parent in out.parents:
-        if parent.exists():
-            if not parent.is_dir():
-                raise OpticsfreeError(f"{out}: {parent} is a file, not a directory")
-            break
-    return out
+    """``out`` as a Path; ConfigError when it (or a parent) exists and is not a directory."""
+    return check_out_dir(out, "a new directory or an earlier simulation")
 
 
 def _check_out(out: Path, plan: dict) -> None:

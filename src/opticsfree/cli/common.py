@@ -4,22 +4,20 @@ Commands are registered with :func:`command`, which wraps them so that a user er
 (:class:`~opticsfree.errors.OpticsfreeError`) prints a single line ``error: ...`` on stderr and
 exits with status 2: no traceback, and Ctrl-C prints ``error: interrupted; <how to resume>`` and
 exits with status 130 (each command states how it resumes: ``resume_hint``). A command is a thin
-wrapper over a library function. :func:`check_out_dir` and :func:`check_out_file` check an
-output path before a command starts any work.
+wrapper over a library function; output paths are checked before any work starts by
+:func:`opticsfree.utils.io.check_out_dir` and :func:`~opticsfree.utils.io.check_out_file`.
 """
 
 from __future__ import annotations
 
 import functools
 import json
-import os
 import sys
-from pathlib import Path
 from typing import Any, Callable
 
 import typer
 
-from opticsfree.errors import ConfigError, OpticsfreeError
+from opticsfree.errors import OpticsfreeError
 
 app = typer.Typer(
     name="opticsfree",
@@ -84,47 +82,6 @@ def command(name: str | None = None, parent: typer.Typer | None = None,
         return fn
 
     return deco
-
-
-def _blocking_ancestor(path: Path) -> Path | None:
-    """The nearest existing ancestor of ``path`` when it is not a directory (else None)."""
-    for parent in path.absolute().parents:
-        if parent.exists():
-            return None if parent.is_dir() else parent
-    return None
-
-
-def check_out_dir(path: str | os.PathLike, option: str = "--out", what: str = "a directory") -> Path:
-    """Check that ``path`` can be an output directory before any work starts.
-
-    Raises:
-        ConfigError: ``path`` (or a parent of it) exists and is not a directory; the message
-            names the option and what was expected.
-    """
-    p = Path(path)
-    if p.exists() and not p.is_dir():
-        raise ConfigError(f"{option} {p}: is a file; expected {what}")
-    blocker = _blocking_ancestor(p)
-    if blocker is not None:
-        raise ConfigError(f"{option} {p}: {blocker} is a file; expected {what} (its parent must "
-                          "be a directory)")
-    return p
-
-
-def check_out_file(path: str | os.PathLike, option: str = "--out", what: str = "a file") -> Path:
-    """Check that ``path`` can be an output file before any work starts.
-
-    Raises:
-        ConfigError: ``path`` is an existing directory, or a parent of it is a file; the
-            message names the option and what was expected.
-    """
-    p = Path(path)
-    if p.is_dir():
-        raise ConfigError(f"{option} {p}: is a directory; expected {what}")
-    blocker = _blocking_ancestor(p)
-    if blocker is not None:
-        raise ConfigError(f"{option} {p}: {blocker} is a file; expected {what} in a directory")
-    return p
 
 
 def print_json(obj: Any) -> None:

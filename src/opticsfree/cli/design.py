@@ -6,12 +6,13 @@ from __future__ import annotations
 import shlex
 import sys
 from pathlib import Path
-from typing import List, Optional
+from typing import Annotated, List, Optional
 
 import typer
 
 from opticsfree.cli.common import app, command, print_json
-from opticsfree.errors import ConfigError, OpticsfreeError
+from opticsfree.errors import ConfigError
+from opticsfree.utils.io import check_out_dir, check_out_file
 from opticsfree.utils.progress import console, progress
 
 camera_app = typer.Typer(
@@ -21,7 +22,11 @@ camera_app = typer.Typer(
 )
 app.add_typer(camera_app, name="camera")
 
-DATASET_HELP = "cifar10, fashion-mnist, digits or folder"
+# options shared by info, fit and sweep
+Dataset = Annotated[str, typer.Option("--dataset", help="cifar10, fashion-mnist, digits or folder")]
+Data = Annotated[Optional[Path], typer.Option("--data", help="local copy of the dataset (file or directory)")]
+Seed = Annotated[int, typer.Option("--seed", help="subset, capture-noise and validation seed")]
+Size = Annotated[int, typer.Option("--size", help="compare at size x size")]
 
 
 def _dataset(name: str, data: Optional[Path]):
@@ -54,11 +59,11 @@ def info(
                                                       "or TOML file"),
     captures: Optional[Path] = typer.Option(None, "--captures", help="measure an existing capture set "
                                             "instead (simulated or real; the numbers that need H are omitted)"),
-    dataset: str = typer.Option("cifar10", "--dataset", help=DATASET_HELP),
-    data: Optional[Path] = typer.Option(None, "--data", help="local copy of the dataset (file or directory)"),
+    dataset: Dataset = "cifar10",
+    data: Data = None,
     limit: Optional[int] = typer.Option(None, "--limit", help="at most N scenes per split, class-stratified"),
-    seed: int = typer.Option(0, "--seed", help="subset, capture-noise and validation seed"),
-    size: int = typer.Option(32, "--size", help="compare at size x size"),
+    seed: Seed = 0,
+    size: Size = 32,
     as_json: bool = typer.Option(False, "--json", help="print JSON"),
     out: Optional[Path] = typer.Option(None, "--out", help="folder for the figures (footprints, "
                                        "singular spectrum, linear reconstructions)"),
@@ -69,8 +74,8 @@ def info(
 
     if (camera is None) == (captures is None):
         raise ConfigError("give either a CAMERA (preset or TOML file) or --captures DIR, not both")
-    if out is not None and out.exists() and not out.is_dir():
-        raise OpticsfreeError(f"--out {out}: exists and is not a folder")
+    if out is not None:
+        check_out_dir(out, "a folder for the figures")
     art = InfoArtifacts() if out is not None else None
     H = None
     with console.status("camera info") as status:
@@ -108,11 +113,11 @@ def fit(
                                    help="a parameter to search within bounds, repeatable "
                                         "(e.g. geometry.gap_mm=0.3:3)"),
     out: Path = typer.Option(..., "--out", help="camera TOML file to write"),
-    dataset: str = typer.Option("cifar10", "--dataset", help=DATASET_HELP),
-    data: Optional[Path] = typer.Option(None, "--data", help="local copy of the dataset (file or directory)"),
+    dataset: Dataset = "cifar10",
+    data: Data = None,
     limit: int = typer.Option(2000, "--limit", help="scenes per split of every evaluation (class-stratified)"),
-    seed: int = typer.Option(0, "--seed", help="subset and capture-noise seed"),
-    size: int = typer.Option(32, "--size", help="compare at size x size"),
+    seed: Seed = 0,
+    size: Size = 32,
     max_evals: int = typer.Option(60, "--max-evals", help="evaluation budget of the optimiser"),
     tolerance: float = typer.Option(0.05, "--tolerance", help="relative error within which a target is reached"),
     name: Optional[str] = typer.Option(None, "--name", help="name of the fitted camera (default: the file's stem)"),
@@ -127,8 +132,7 @@ def fit(
 
     if out.suffix != ".toml":
         raise ConfigError(f"--out {out}: the camera file must end in .toml")
-    if out.is_dir():
-        raise OpticsfreeError(f"--out {out}: is a folder; give a .toml file")
+    check_out_file(out, "a camera .toml file")
     cam = load_camera_config(base)
     targets = parse_targets(target)
     bounds = [parse_bound(s, cam) for s in free]
@@ -175,11 +179,11 @@ def sweep(
                                     help="a parameter and its grid, once or twice "
                                          "(e.g. geometry.gap_mm=0.25:4:8)"),
     out: Path = typer.Option(..., "--out", help="output folder (sweep.csv, heatmaps)"),
-    dataset: str = typer.Option("cifar10", "--dataset", help=DATASET_HELP),
-    data: Optional[Path] = typer.Option(None, "--data", help="local copy of the dataset (file or directory)"),
+    dataset: Dataset = "cifar10",
+    data: Data = None,
     limit: int = typer.Option(2000, "--limit", help="scenes per split at every grid point (class-stratified)"),
-    seed: int = typer.Option(0, "--seed", help="subset and capture-noise seed"),
-    size: int = typer.Option(32, "--size", help="compare at size x size"),
+    seed: Seed = 0,
+    size: Size = 32,
 ) -> None:
     """The `camera info` numbers over a grid of one or two camera parameters: sweep.csv and
     heatmaps of linear_psnr, raw_psnr and linear_probe_accuracy. Resumable."""

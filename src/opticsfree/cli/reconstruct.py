@@ -7,8 +7,8 @@ from typing import List, Optional
 
 import typer
 
-from opticsfree.cli.common import (RERUN_TO_REDO, RERUN_WITH_RESUME, app, check_out_dir,
-                                   check_out_file, command, print_json)
+from opticsfree.cli.common import RERUN_TO_REDO, RERUN_WITH_RESUME, app, command, print_json
+from opticsfree.utils.io import check_out_dir, check_out_file
 from opticsfree.utils.progress import console, progress
 
 reconstruct_app = typer.Typer(

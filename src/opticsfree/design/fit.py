@@ -19,7 +19,6 @@ values it reaches.
 
 from __future__ import annotations
 
-import math
 import re
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -29,7 +28,7 @@ import numpy as np
 
 from opticsfree.data.base import ImageDataset
 from opticsfree.design.info import METRICS, camera_info, relative_errors
-from opticsfree.design.params import Bound, get_value, set_values
+from opticsfree.design.params import Bound, get_value, parse_number, set_values
 from opticsfree.errors import ConfigError
 from opticsfree.optics import CameraConfig
 
@@ -81,12 +80,7 @@ def parse_targets(specs: Sequence[str]) -> dict[str, float]:
             raise ConfigError(f"--target {spec!r}: expected KEY=VALUE, e.g. raw_psnr=10.74")
         if key not in METRICS:
             raise ConfigError(f"--target {spec!r}: unknown key {key!r}; expected one of: {', '.join(METRICS)}")
-        try:
-            v = float(value)
-        except ValueError:
-            raise ConfigError(f"--target {spec!r}: {value!r} is not a number") from None
-        if not math.isfinite(v):
-            raise ConfigError(f"--target {spec!r}: {value!r} is not a finite number")
+        v = parse_number(value, spec, "--target")
         if key in out:
             raise ConfigError(f"--target {key} given twice")
         out[key] = v

@@ -31,11 +31,11 @@ def numeric_paths(camera: CameraConfig) -> list[str]:
     for section, value in camera.to_dict().items():
         if isinstance(value, dict):
             for k, v in value.items():
-                if _is_number(v):
+                if _isparse_number(v):
                     out.append(f"{section}.{k}")
-                elif isinstance(v, list) and v and all(_is_number(x) for x in v):
+                elif isinstance(v, list) and v and all(_isparse_number(x) for x in v):
                     out.extend(f"{section}.{k}.{i}" for i in range(len(v)))
-        elif _is_number(value):
+        elif _isparse_number(value):
             out.append(section)
     return sorted(out)
 
@@ -59,7 +59,7 @@ def _locate(d: dict, path: str) -> tuple[object, object] | None:
     return None
 
 
-def _is_number(v: object) -> bool:
+def _isparse_number(v: object) -> bool:
     return isinstance(v, (int, float)) and not isinstance(v, bool)
 
 
@@ -67,7 +67,7 @@ def get_value(camera: CameraConfig, path: str) -> float:
     """The value at ``path``; ConfigError for a path that is not a numeric field."""
     loc = _locate(camera.to_dict(), path)
     v = loc[0][loc[1]] if loc else None  # type: ignore[index]
-    if not _is_number(v):
+    if not _isparse_number(v):
         raise ConfigError(f"unknown camera parameter {path!r}; numeric parameters of {camera.name}: "
                           f"{', '.join(numeric_paths(camera))}")
     return float(v)
@@ -129,7 +129,8 @@ def _split(spec: str, option: str, form: str) -> tuple[str, list[str]]:
     return path.strip(), rng.split(":")
 
 
-def _number(text: str, spec: str, option: str) -> float:
+def parse_number(text: str, spec: str, option: str) -> float:
+    """``text`` as a finite float; ConfigError naming the option and spec otherwise."""
     try:
         v = float(text)
     except ValueError:
@@ -145,7 +146,7 @@ def parse_bound(spec: str, camera: CameraConfig) -> Bound:
     path, parts = _split(spec, "--free", form)
     if len(parts) != 2:
         raise ConfigError(f"--free {spec!r}: expected {form}")
-    lo, hi = (_number(p, spec, "--free") for p in parts)
+    lo, hi = (parse_number(p, spec, "--free") for p in parts)
     if not lo < hi:
         raise ConfigError(f"--free {spec!r}: the lower bound must be below the upper bound")
     get_value(camera, path)
@@ -158,7 +159,7 @@ def parse_axis(spec: str, camera: CameraConfig) -> Axis:
     path, parts = _split(spec, "--param", form)
     if len(parts) != 3:
         raise ConfigError(f"--param {spec!r}: expected {form}")
-    lo, hi = (_number(p, spec, "--param") for p in parts[:2])
+    lo, hi = (parse_number(p, spec, "--param") for p in parts[:2])
     try:
         n = int(parts[2])
     except ValueError:

@@ -20,7 +20,7 @@ from opticsfree.design.info import METRICS, camera_info
 from opticsfree.design.params import Axis, set_values
 from opticsfree.errors import ConfigError, OpticsfreeError
 from opticsfree.optics import CameraConfig
-from opticsfree.utils.io import ensure_dir, read_json, write_json, write_text
+from opticsfree.utils.io import check_out_dir, ensure_dir, read_json, write_json, write_text
 
 #: Metrics drawn as heatmaps.
 HEATMAPS = ("linear_psnr", "raw_psnr", "linear_probe_accuracy")
@@ -75,8 +75,7 @@ def sweep_camera(base: CameraConfig, axes: Sequence[Axis], dataset: ImageDataset
     if len({a.path for a in axes}) != len(axes):
         raise ConfigError("the two --param options name the same parameter")
     out = Path(out)
-    if out.exists() and not out.is_dir():
-        raise OpticsfreeError(f"--out {out}: exists and is not a folder")
+    check_out_dir(out, "a folder (the sweep to write or resume)")
     settings = sweep_settings(base, axes, dataset, limit, seed, size)
     if (out / "sweep.json").is_file():
         if read_json(out / "sweep.json") != settings:

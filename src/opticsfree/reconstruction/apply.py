@@ -152,7 +152,7 @@ def apply_reconstruction(model_dir: str | Path, captures: str | Path, out: str |
 
 def _apply(model_dir: str | Path, captures: str | Path, out: Path, device: str, batch_size: int,
            workers: int, on_progress) -> Path:
-    from opticsfree.reconstruction.train import check_out_dir
+    from opticsfree.utils.io import check_out_dir
 
     check_out_dir(out, "a directory (the derived capture set to write)")
     rec = load_reconstructor(model_dir, device)

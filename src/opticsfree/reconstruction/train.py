@@ -43,7 +43,7 @@ from opticsfree.reconstruction.base import (
 from opticsfree.reconstruction.bijective import BijectiveMethod
 from opticsfree.reconstruction.cyclegan import CycleGANMethod, unpaired_batches
 from opticsfree.reconstruction.unet import UNetMethod
-from opticsfree.utils.io import ensure_dir, load_torch, read_json, save_torch, write_json, write_text
+from opticsfree.utils.io import check_out_dir, ensure_dir, load_torch, read_json, save_torch, write_json, write_text
 from opticsfree.utils.seeding import derive_seed, seed_everything
 
 DEEP_METHODS = {"cyclegan": CycleGANMethod, "unet": UNetMethod, "bijective": BijectiveMethod}
@@ -54,22 +54,6 @@ RESUME_KEYS = ("method", "captures", "size", "limit", "seed", "val_fraction", "o
 
 def _config_path(out: Path) -> Path:
     return out / "config.json"
-
-
-def check_out_dir(out: Path, what: str) -> None:
-    """Check that ``out`` can be the output directory before any work starts.
-
-    Raises:
-        ConfigError: ``out`` or a parent of it exists and is not a directory (the message
-            names the path and says ``what`` was expected).
-    """
-    if out.exists() and not out.is_dir():
-        raise ConfigError(f"--out {out}: is a file; expected {what}")
-    for parent in out.absolute().parents:
-        if parent.exists():
-            if not parent.is_dir():
-                raise ConfigError(f"--out {out}: {parent} is a file; expected {what}")
-            break
 
 
 def _check_out(out: Path, config: dict[str, Any], resume: bool) -> None:

@@ -26,7 +26,7 @@ from opticsfree.study.config import StudyConfig, load_study_config
 from opticsfree.study.report import publish
 from opticsfree.study.base import StageContext
 from opticsfree.study.stages import execute_stage, plan_study, read_done
-from opticsfree.utils.io import ensure_dir, write_json, write_text
+from opticsfree.utils.io import check_out_dir, ensure_dir, write_json, write_text
 
 
 def _stderr(msg: str) -> None:
@@ -72,8 +72,7 @@ def run_study(config_path: str | os.PathLike, out: str | os.PathLike | None = No
         if not torch.cuda.is_available():
             raise ConfigError("--device cuda: torch sees no CUDA device (use --device cpu)")
     out_dir = Path(out) if out is not None else default_out(cfg)
-    if out_dir.exists() and not out_dir.is_dir():
-        raise ConfigError(f"--out {out_dir}: is a file; expected a study directory")
+    check_out_dir(out_dir, "a study directory")
     # plan first (it finds the dataset and checks the cameras): a config that cannot run leaves
     # no (empty) study directory behind
     stages = plan_study(cfg)

@@ -144,3 +144,45 @@ def file_sha256(path: str | os.PathLike, chunk: int = 1 << 20) -> str:
         while block := f.read(chunk):
             h.update(block)
     return h.hexdigest()
+
+
+def _blocking_ancestor(path: Path) -> Path | None:
+    """The nearest existing ancestor of ``path`` when it is not a directory (else None)."""
+    for parent in path.absolute().parents:
+        if parent.exists():
+            return None if parent.is_dir() else parent
+    return None
+
+
+def check_out_dir(path: str | os.PathLike, what: str = "a directory", option: str = "--out") -> Path:
+    """Check that ``path`` can be an output directory before any work starts.
+
+    Raises:
+        ConfigError: ``path`` (or a parent of it) exists and is not a directory; the message
+            names the option and what was expected.
+    """
+    p = Path(path)
+    if p.exists() and not p.is_dir():
+        raise ConfigError(f"{option} {p}: is a file; expected {what}")
+    blocker = _blocking_ancestor(p)
+    if blocker is not None:
+        raise ConfigError(f"{option} {p}: {blocker} is a file; expected {what} (its parent must "
+                          "be a directory)")
+    return p
+
+
+def check_out_file(path: str | os.PathLike, what: str = "a file", option: str = "--out") -> Path:
+    """Check that ``path`` can be an output file before any work starts.
+
+    Raises:
+        ConfigError: ``path`` is an existing directory, or a parent of it is a file; the
+            message names the option and what was expected.
+    """
+    p = Path(path)
+    if p.is_dir():
+        raise ConfigError(f"{option} {p}: is a directory; expected {what}")
+    blocker = _blocking_ancestor(p)
+    if blocker is not None:
+        raise ConfigError(f"{option} {p}: {blocker} is a file; expected {what} in a directory")
+    return p
+
