@@ -20,6 +20,7 @@ from opticsfree.captures.testing import make_capture_set
 from opticsfree.cli.common import app
 from opticsfree.data import load_dataset
 from opticsfree.data.base import ImageDataset, Split
+from opticsfree.data.split import split_scenes
 from opticsfree.errors import ConfigError, OpticsfreeError
 from opticsfree.optics import Camera, load_camera_config
 from opticsfree.optics.config import CameraConfig
@@ -34,7 +35,6 @@ from opticsfree.reconstruction import (
     calibrate,
     camera_operator,
     fit_affine,
-    holdout_split,
     list_metrics,
     load_calibration,
     load_reconstructor,
@@ -217,12 +217,12 @@ def test_unpaired_batches_are_independent_permutations():
 def test_holdout_is_stratified_by_scene():
     ids = [f"s{i // 2}" for i in range(60)]                             # 30 scenes x 2 frames
     labels = np.array([(i // 2) % 3 for i in range(60)])
-    tr, va = holdout_split(ids, labels, 0.2, seed=1)
+    tr, va = split_scenes(ids, labels, 0.2, seed=1)
     assert not {ids[i] for i in tr} & {ids[i] for i in va}
     assert len(va) == 12 and np.bincount(labels[va]).tolist() == [4, 4, 4]
-    tr2, va2 = holdout_split(ids, labels, 0.2, seed=1)
+    tr2, va2 = split_scenes(ids, labels, 0.2, seed=1)
     assert np.array_equal(tr, tr2) and np.array_equal(va, va2)
-    tr3, va3 = holdout_split(ids, labels, 0.2, seed=1, limit=9)
+    tr3, va3 = split_scenes(ids, labels, 0.2, seed=1, limit=9)
     assert len({ids[i] for i in np.concatenate([tr3, va3])}) == 9 and len(va3) == 6
 
 

@@ -17,7 +17,7 @@ from opticsfree.errors import ConfigError, DataError
 from opticsfree.losses.criterion import Criterion
 from opticsfree.training import TrainConfig, TrainingError, list_checkpoints, load_trained, train
 from opticsfree.training import trainer as trainer_mod
-from opticsfree.training.data import split_scenes
+from opticsfree.data.split import split_scenes
 from opticsfree.training.sampling import ClassBalancedBatchSampler, SceneTable, auto_batch
 
 TINY = {"backbone": "cnn4", "width": 4, "embedding_dim": 16, "batch_size": 24, "warmup_epochs": 0.5,
@@ -83,12 +83,17 @@ def test_sampler_rejects_classes_smaller_than_m():
 def test_validation_split_is_stratified_disjoint_and_keeps_frames_together():
     ids = [f"s{i:02d}" for i in range(40) for _ in range(3)]
     labels = torch.tensor([i % 4 for i in range(40) for _ in range(3)]).numpy()
-    tr, va = split_scenes(ids, labels, 0.2, seed=0)
+
+    def scenes(seed, f=0.2, limit=None):
+        tr, va = split_scenes(ids, labels, f, seed=seed, limit=limit)
+        return sorted({ids[i] for i in tr}), sorted({ids[i] for i in va})
+
+    tr, va = scenes(0)
     assert len(va) == 8 and len(tr) == 32 and not set(tr) & set(va)
     assert sorted(int(s[1:]) % 4 for s in va) == [0, 0, 1, 1, 2, 2, 3, 3]
-    assert split_scenes(ids, labels, 0.2, seed=0) == (tr, va)
-    assert split_scenes(ids, labels, 0.2, seed=1)[1] != va
-    tr_l, va_l = split_scenes(ids, labels, 0.25, seed=0, limit=20)
+    assert scenes(0) == (tr, va)
+    assert scenes(1)[1] != va
+    tr_l, va_l = scenes(0, 0.25, limit=20)
     assert len(tr_l) + len(va_l) == 20 and len(va_l) == 4
 
 

@@ -28,6 +28,7 @@ from opticsfree.captures.format import (
     IndexRow,
     class_folders,
 )
+from opticsfree.utils.images import decoded_channels, image_array
 from opticsfree.utils.parallel import process_pool
 
 #: Files decoded in-process below this count; above it a 2-process pool is used.
@@ -227,8 +228,9 @@ def inspect_image(path: str, decode: bool = True) -> tuple[tuple[int, int, int] 
             the header and the end-of-image marker are read.
 
     Returns:
-        ``((H, W, C), None)`` for a good file, ``(None, problem)`` otherwise. ``C`` is 1 for
-        grayscale modes, 4 for modes with alpha, else 3.
+        ``((H, W, C), None)`` for a good file, ``(None, problem)`` otherwise. ``C`` is the
+        channel count the loader's decoder gives (1 or 3,
+        :func:`opticsfree.utils.images.decoded_channels`).
     """
     try:
         with open(path, "rb") as f:
@@ -246,13 +248,12 @@ def inspect_image(path: str, decode: bool = True) -> tuple[tuple[int, int, int] 
         return None, bad
     try:
         with Image.open(io.BytesIO(data)) as img:
-            if decode:
-                img.load()
             w, h = img.size
-            mode = img.mode
+            # decode: the loader's own decoding (opticsfree.utils.images.image_array), so a set
+            # that passes is a set the loader reads; else the channel count from the header
+            c = image_array(img).shape[2] if decode else decoded_channels(img)
     except (OSError, SyntaxError, ValueError, Image.DecompressionBombError) as e:
         return None, f"unreadable or truncated image ({str(e).splitlines()[0] if str(e) else type(e).__name__})"
-    c = 1 if mode in ("L", "I;16", "I", "F", "1") else (4 if mode in ("RGBA", "LA", "PA") else 3)
     return (h, w, c), None
 
 

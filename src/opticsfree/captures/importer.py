@@ -41,7 +41,8 @@ from opticsfree.captures.format import (
     write_index,
     write_manifest,
 )
-from opticsfree.captures.writer import encode_image, read_image
+from opticsfree.captures.writer import encode_image
+from opticsfree.utils.images import decode_image
 from opticsfree.utils.parallel import process_pool
 from opticsfree.errors import DataError, OpticsfreeError
 from opticsfree.utils.io import read_json, write_text
@@ -247,11 +248,11 @@ def _import_one(task: tuple[str, str, str, str, str]) -> tuple[int | None, str |
     """Decode and write one pair; returns (original channels, None) or (None, "path: reason")."""
     src_o, dst_o, src_l, dst_l, mode = task
     try:
-        read_image(src_l)  # validate the capture fully
+        decode_image(src_l)  # validate the capture fully
     except DataError as e:
         return None, str(e)
     try:
-        px = read_image(src_o)
+        px = decode_image(src_o)
     except DataError as e:
         return None, str(e)
     os.makedirs(os.path.dirname(dst_o), exist_ok=True)
@@ -262,7 +263,7 @@ def _import_one(task: tuple[str, str, str, str, str]) -> tuple[int | None, str |
         shutil.copyfile(src_l, dst_l)
     else:  # other formats: lossless PNG
         with open(dst_l, "wb") as f:
-            f.write(encode_image(read_image(src_l), None))
+            f.write(encode_image(decode_image(src_l), None))
     return px.shape[-1], None
 
 
@@ -442,7 +443,7 @@ def import_captures(lensless_dir: str | Path, originals_dir: str | Path, out: st
         if len(channels) > 1:  # mixed grayscale/colour originals: store all as RGB
             for k in kept:
                 if k[5] == 1:
-                    px = read_image(tmp / k[3])
+                    px = decode_image(tmp / k[3])
                     (tmp / k[3]).write_bytes(encode_image(np.repeat(px, 3, axis=-1), None))
         n_channels = 3 if len(channels) > 1 else next(iter(channels))
 

@@ -21,12 +21,13 @@ import torch
 import torch.nn.functional as F
 
 from opticsfree.captures.format import CaptureSet, IndexRow, open_capture_set
-from opticsfree.captures.writer import read_image
+from opticsfree.utils.images import decode_image
 from opticsfree.utils.parallel import process_pool
 from opticsfree.errors import DataError
 from opticsfree.utils.io import atomic_path, ensure_dir
 
-CACHE_VERSION = 2
+#: Part of the cache key; bumped whenever decoding changes (3: one decoder, utils.images.decode_image).
+CACHE_VERSION = 3
 
 
 @dataclass
@@ -60,7 +61,7 @@ class CaptureSplit:
 
 
 def _decode_many(paths: list[str]) -> list[np.ndarray]:
-    return [read_image(p) for p in paths]
+    return [decode_image(p) for p in paths]
 
 
 def decode_images(paths: list[str], workers: int = 0) -> list[np.ndarray]:
@@ -84,7 +85,7 @@ def stack_images(arrays: list[np.ndarray], paths: list[str], what: str) -> torch
     if len(shapes) > 1:
         common = max(shapes, key=shapes.get)
         bad = next(p for a, p in zip(arrays, paths) if a.shape != common)
-        raise DataError(f"{bad}: {what} image has shape {read_image(bad).shape}, the others "
+        raise DataError(f"{bad}: {what} image has shape {decode_image(bad).shape}, the others "
                         f"{common} (H, W, C); run `opticsfree check` on the set")
     return torch.from_numpy(np.stack(arrays)).permute(0, 3, 1, 2).contiguous()
 

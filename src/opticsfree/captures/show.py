@@ -99,10 +99,10 @@ def _draw(ax, img) -> None:
 
 
 def _orig_shape(cs, split: str) -> tuple[int, int]:
-    from opticsfree.captures.writer import read_image
+    from opticsfree.utils.images import decode_image
 
     row = cs.rows_for(split)[0]
-    a = read_image(cs.path(row.original))
+    a = decode_image(cs.path(row.original))
     return a.shape[0], a.shape[1]
 
 

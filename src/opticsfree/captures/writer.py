@@ -1,5 +1,5 @@
 """Encode and write capture-set images, in parallel, atomically, skipping finished files; read
-them back (transparency composited onto white by :func:`opticsfree.utils.images.flatten_alpha`;
+them back with the package's one decoder (:func:`opticsfree.utils.images.decode_image`;
 worker pools from :func:`opticsfree.utils.parallel.process_pool`)."""
 
 from __future__ import annotations
@@ -14,7 +14,7 @@ import numpy as np
 from PIL import Image
 
 from opticsfree.errors import OpticsfreeError
-from opticsfree.utils.images import flatten_alpha
+from opticsfree.utils.images import decode_image
 from opticsfree.utils.parallel import process_pool
 
 @dataclass(frozen=True)
@@ -113,27 +113,13 @@ def encode_decode(pixels: np.ndarray, quality: int | None) -> np.ndarray:
 
 
 def read_image(path: str | Path | io.BytesIO) -> np.ndarray:
-    """Decode an image file (or in-memory bytes) to (H, W, C) uint8 (C = 1 for grayscale, else 3).
+    """Decode an image file (or in-memory bytes) to (H, W, C) uint8, C = 1 or 3.
 
-    Transparent pixels are composited onto white (:func:`flatten_alpha`); images with an alpha
-    band (``LA``, ``RGBA``, ...) give 3 channels.
+    The package's one decoder, :func:`opticsfree.utils.images.decode_image` (its pixel-mode
+    rule: transparency composited onto white, grayscale modes one channel, 16-bit images
+    scaled by their full range, never 4 channels).
 
     Raises:
         DataError: naming the file when it is missing, unreadable or truncated.
     """
-    from opticsfree.errors import DataError
-
-    try:
-        with Image.open(path) as img:
-            img.load()
-            mode = img.mode
-            flat = flatten_alpha(img)
-            if mode in ("L", "I;16", "I", "F", "1"):
-                arr = np.asarray(flat.convert("L"))[..., None]
-            else:
-                arr = np.asarray(flat.convert("RGB"))
-    except FileNotFoundError:
-        raise DataError(f"{path}: file not found") from None
-    except (OSError, SyntaxError, ValueError) as e:
-        raise DataError(f"{path}: unreadable or truncated image ({e})") from None
-    return arr
+    return decode_image(path)

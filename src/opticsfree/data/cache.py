@@ -29,7 +29,7 @@ from opticsfree.utils.io import atomic_path, file_sha256
 from opticsfree.utils.paths import cache_dir
 
 #: Version of the decoded-cache format and of the decoders; part of every key.
-CACHE_VERSION = 1
+CACHE_VERSION = 2  # 2: one decoder (utils.images.decode_image): I;16 rounded, I and F decoded
 
 
 @dataclass

@@ -10,18 +10,16 @@ relative paths of image files (hidden files and ``__MACOSX`` are ignored):
 
 Files may sit in subfolders of a class folder. Samples are ordered by label, then by path,
 and get ids ``<class>_<path within the class folder, without extension>`` made file-name-safe
-and unique. Decoding uses Pillow, in two worker processes for large trees. Transparent pixels
-(an alpha band, or a transparent palette entry / colour key) are composited onto a white
-background before the image is converted to grayscale or RGB
-(:func:`opticsfree.utils.images.flatten_alpha`). An unreadable file stops decoding with
-an error naming it, unless the caller asks to skip such files (``skip_bad``), which are then
-listed in :attr:`DecodedTree.skipped`.
+and unique. Decoding uses the package's one decoder (:func:`opticsfree.utils.images.decode_image`:
+transparency composited onto white, grayscale modes one channel, 16-bit images scaled by their
+full range, everything else RGB), in two worker processes for large trees. An unreadable file
+stops decoding with an error naming it, unless the caller asks to skip such files
+(``skip_bad``), which are then listed in :attr:`DecodedTree.skipped`.
 """
 
 from __future__ import annotations
 
 import contextlib
-import io
 import os
 import posixpath
 from dataclasses import dataclass, field
@@ -30,9 +28,8 @@ from pathlib import Path
 from typing import Sequence
 
 import numpy as np
-from PIL import Image
 
-from opticsfree.utils.images import flatten_alpha
+from opticsfree.utils.images import ImageDecodeError, decode_image_format
 from opticsfree.utils.parallel import process_pool
 from opticsfree.data.base import Split
 from opticsfree.data.classes import folder_class_order
@@ -158,26 +155,13 @@ def tree_from_members(archive: str | Path, members: dict[str, bytes], allow_sing
     return _entries(archive, items, allow_single)
 
 
-def _decode_one(payload: bytes | str, rgb: bool) -> tuple[np.ndarray, str]:
-    src = io.BytesIO(payload) if isinstance(payload, bytes) else payload
-    with Image.open(src) as im:
-        im.load()
-        fmt = im.format or "?"
-        im = flatten_alpha(im)  # transparency composited onto white: L or RGB
-        mode = im.mode
-        if mode in ("1", "L", "LA", "La"):
-            arr = np.asarray(im.convert("L"))
-        elif mode.startswith("I;16"):
-            arr = (np.asarray(im).astype(np.uint32) >> 8).astype(np.uint8)
-        elif mode in ("I", "F"):
-            raise ValueError(f"unsupported pixel mode {mode} (expected 8-bit grayscale or colour)")
-        else:
-            arr = np.asarray(im.convert("RGB"))
-    if arr.ndim == 2:
-        arr = arr[:, :, None]
-        if rgb:
-            arr = np.repeat(arr, 3, axis=2)
-    return np.ascontiguousarray(arr, dtype=np.uint8), fmt
+def _decode_one(payload: bytes | str, rgb: bool, name: str | None = None) -> tuple[np.ndarray, str]:
+    """Decode one file with :func:`opticsfree.utils.images.decode_image_format`; with ``rgb``
+    a grayscale image is replicated to three channels. Returns (array, Pillow format)."""
+    arr, fmt = decode_image_format(payload, name=name)
+    if rgb and arr.shape[2] == 1:
+        arr = np.repeat(arr, 3, axis=2)
+    return arr, fmt
 
 
 def _decode_chunk(chunk: Sequence[tuple[str, bytes | str]], rgb: bool, skip_bad: bool = False):
@@ -189,9 +173,14 @@ def _decode_chunk(chunk: Sequence[tuple[str, bytes | str]], rgb: bool, skip_bad:
     arrays: list[np.ndarray] = []
     formats: set[str] = set()
     errors: list[tuple[int, str]] = []
-    for i, (_, payload) in enumerate(chunk):
+    for i, (name, payload) in enumerate(chunk):
         try:
-            arr, fmt = _decode_one(payload, rgb)
+            arr, fmt = _decode_one(payload, rgb, name)
+        except ImageDecodeError as e:
+            errors.append((i, e.reason))
+            if not skip_bad:
+                break
+            continue
         except Exception as e:  # noqa: BLE001 - any decoder failure means a bad image file
             errors.append((i, (f"{type(e).__name__}: {e}".splitlines() or [type(e).__name__])[0]))
             if not skip_bad:
@@ -210,9 +199,10 @@ def decode_images(items: Sequence[tuple[str, bytes | str]], rgb: bool, desc: str
 
     Args:
         items: ``(display name, payload)`` per image; payload is the file's bytes or its path.
-        rgb: convert every image to RGB (C = 3). Otherwise 1-bit/8-bit grayscale images stay
-            one channel, and when grayscale and colour images are mixed, the grayscale ones
-            are replicated to three channels.
+        rgb: convert every image to RGB (C = 3). Otherwise grayscale images (the one-channel
+            modes of :func:`opticsfree.utils.images.decode_image`) stay one channel, and
+            when grayscale and colour images are mixed, the grayscale ones are replicated to
+            three channels.
         desc: progress bar label.
         workers: worker processes; None = :data:`WORKERS` when there are at least
             ``parallel_min`` images (and more than one CPU), else in-process.

@@ -13,7 +13,7 @@ whose lensless images are the reconstructions (:mod:`.apply`). See docs/reconstr
 """
 
 from opticsfree.reconstruction.apply import Reconstructor, apply_reconstruction, load_reconstructor
-from opticsfree.reconstruction.base import METHODS, holdout_split
+from opticsfree.reconstruction.base import METHODS
 from opticsfree.reconstruction.discriminators import PatchDiscriminator, patch_layers_for, receptive_field
 from opticsfree.reconstruction.generators import ResnetGenerator
 from opticsfree.reconstruction.image_pool import ImagePool
@@ -33,7 +33,7 @@ from opticsfree.reconstruction.unet import UNet
 
 __all__ = [
     "METHODS", "train_reconstruction", "apply_reconstruction", "load_reconstructor", "Reconstructor",
-    "list_metrics", "holdout_split", "ResnetGenerator", "PatchDiscriminator", "patch_layers_for",
+    "list_metrics", "ResnetGenerator", "PatchDiscriminator", "patch_layers_for",
     "receptive_field", "UNet", "ImagePool", "ConstantThenLinearDecay", "AffineOperator", "SensorModel",
     "TikhonovModel", "Calibration", "calibrate", "camera_operator", "fit_affine", "load_calibration",
 ]

@@ -1,5 +1,6 @@
-"""Shared pieces of the reconstruction methods: image scaling, the validation hold-out,
-method options, devices and mixed precision, and sample-image grids.
+"""Shared pieces of the reconstruction methods: image scaling, method options, devices and
+mixed precision, and sample-image grids (the validation hold-out is
+:func:`opticsfree.data.split.split_scenes`, shared with the embedding training).
 
 Networks see images in [-1, 1] (``x / 127.5 - 1``), the range of a ``tanh`` output; captures
 and reconstructions on disk and in memory are uint8.
@@ -16,9 +17,7 @@ from typing import Any, Iterator
 import numpy as np
 import torch
 
-from opticsfree.data.base import stratified_limit
 from opticsfree.errors import ConfigError
-from opticsfree.utils.seeding import derive_seed
 
 METHODS = ("cyclegan", "unet", "bijective", "tikhonov")
 
@@ -36,54 +35,6 @@ def to_model(x: torch.Tensor, device: torch.device | str | None = None,
 def to_uint8(y: torch.Tensor) -> torch.Tensor:
     """Float images in [-1, 1] -> uint8 (rounded, clipped), on the CPU."""
     return ((y.detach().float().cpu() + 1.0) * 127.5).round_().clamp_(0, 255).to(torch.uint8)
-
-
-# --------------------------------------------------------------------------- hold-out
-
-def holdout_split(ids: list[str], labels: torch.Tensor | np.ndarray, val_fraction: float, seed: int,
-                  limit: int | None = None) -> tuple[np.ndarray, np.ndarray]:
-    """Rows for training and validation: a class-stratified hold-out of the scenes.
-
-    Scenes are the distinct ``ids`` (all frames of a scene stay together). ``limit`` first keeps
-    at most that many scenes (class-stratified, seeded). Each class then gives
-    :math:`\\mathrm{round}(f\\,n_c)` of its :math:`n_c` scenes to validation, at least one and
-    at most :math:`n_c - 1` when :math:`f > 0` and :math:`n_c \\ge 2`.
-
-    Args:
-        ids: scene id of every row.
-        labels: label of every row.
-        val_fraction: :math:`f` in [0, 1).
-        seed: random seed of the choice.
-        limit: optional cap on the number of scenes.
-
-    Returns:
-        ``(train_rows, val_rows)``: sorted int64 row indices.
-    """
-    if not 0 <= val_fraction < 1:
-        raise ConfigError(f"val_fraction must be in [0, 1), got {val_fraction}")
-    labels = np.asarray(labels)
-    first: dict[str, int] = {}
-    for i, s in enumerate(ids):
-        first.setdefault(s, i)
-    scenes = list(first)
-    scene_labels = np.array([labels[first[s]] for s in scenes], dtype=np.int64)
-    keep = stratified_limit(scene_labels, limit, derive_seed(seed, "limit"))
-    rng = np.random.default_rng(derive_seed(seed, "holdout"))
-    val: set[str] = set()
-    if val_fraction > 0:
-        for c in np.unique(scene_labels[keep]):
-            members = keep[scene_labels[keep] == c]
-            n = len(members)
-            k = int(round(val_fraction * n))
-            if n >= 2:
-                k = min(max(k, 1), n - 1)
-            else:
-                k = 0
-            val.update(scenes[j] for j in rng.choice(members, size=k, replace=False))
-    kept = {scenes[j] for j in keep}
-    train_rows = np.array([i for i, s in enumerate(ids) if s in kept and s not in val], dtype=np.int64)
-    val_rows = np.array([i for i, s in enumerate(ids) if s in val], dtype=np.int64)
-    return train_rows, val_rows
 
 
 # --------------------------------------------------------------------------- options

@@ -630,7 +630,7 @@ def calibrate(captures: str | Path, out: str | Path, size: int | None = None, li
     from opticsfree.captures.format import open_capture_set
     from opticsfree.captures.loader import load_captures
     from opticsfree.errors import ConfigError
-    from opticsfree.reconstruction.base import holdout_split
+    from opticsfree.data.split import split_scenes
 
     captures = Path(captures).resolve()
     if not str(out).endswith(".npz"):
@@ -644,7 +644,7 @@ def calibrate(captures: str | Path, out: str | Path, size: int | None = None, li
     if dg <= 0 or og <= 0:
         raise ConfigError("gammas must be positive")
     data = load_captures(captures, "train", size=size)
-    tr, va = holdout_split(data.ids, data.labels, val_fraction, seed, limit)
+    tr, va = split_scenes(data.ids, data.labels, val_fraction, seed, limit)
     if len(va) == 0:
         raise DataError(f"{captures}: no validation scenes (val_fraction {val_fraction}); calibration "
                         "needs a hold-out to choose lambda and report its error")

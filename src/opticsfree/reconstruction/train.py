@@ -12,7 +12,8 @@ A MODEL directory holds::
 
 Every file is written atomically, so an interrupted run leaves the previous epoch intact.
 The validation hold-out is a class-stratified share of the train split's scenes
-(:func:`~opticsfree.reconstruction.base.holdout_split`); the test split is never read.
+(:func:`opticsfree.data.split.split_scenes`, the embedding training's hold-out: for the same
+seed, val_fraction and limit both hold out the same scenes); the test split is never read.
 """
 
 from __future__ import annotations
@@ -27,12 +28,12 @@ import torch
 from opticsfree import __version__
 from opticsfree.captures.format import open_capture_set
 from opticsfree.captures.loader import CaptureSplit, load_captures
+from opticsfree.data.split import split_scenes
 from opticsfree.errors import ConfigError, DataError, OpticsfreeError
 from opticsfree.reconstruction.base import (
     METHODS,
     autocast,
     torch_threads,
-    holdout_split,
     parse_options,
     resolve_amp,
     resolve_device,
@@ -80,7 +81,7 @@ def _load_data(captures: Path, size: int | None, val_fraction: float, seed: int,
     if data.lensless.shape[-2:] != data.original.shape[-2:]:
         raise DataError(f"{captures}: captures {tuple(data.lensless.shape[-2:])} and originals "
                         f"{tuple(data.original.shape[-2:])} differ in size; pass --size")
-    tr, va = holdout_split(data.ids, data.labels, val_fraction, seed, limit)
+    tr, va = split_scenes(data.ids, data.labels, val_fraction, seed, limit)
     if len(tr) == 0:
         raise DataError(f"{captures}: no training scenes left after the validation hold-out")
     return data.subset(tr), data.subset(va)

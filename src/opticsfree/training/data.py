@@ -1,8 +1,10 @@
 """Training data in memory: the train split, its validation hold-out and input statistics.
 
 The validation split is a class-stratified hold-out of the *scenes* of the train split (all
-frames of a held-out scene go to validation, so no displayed image is seen in both); it is a
-pure function of the scene ids, their labels, ``val_fraction``, ``limit`` and ``seed``, so
+frames of a held-out scene go to validation, so no displayed image is seen in both), chosen by
+:func:`opticsfree.data.split.split_scenes` (the one the reconstruction methods use too, so both
+hold out the same scenes); it is a pure function of the scene ids, their labels,
+``val_fraction``, ``limit`` and ``seed``, so
 ``TrainedModel.load_split("val")`` rebuilds it from ``config.json`` (and checks it against
 the recorded hash of the held-out ids).
 """
@@ -17,8 +19,8 @@ import torch
 
 from opticsfree.captures.loader import CaptureSplit, load_captures
 from opticsfree.data.base import stratified_limit
+from opticsfree.data.split import split_scenes
 from opticsfree.errors import DataError
-from opticsfree.training.sampling import generator
 from opticsfree.utils.seeding import derive_seed
 
 
@@ -45,44 +47,6 @@ def ids_sha256(ids: list[str]) -> str:
     return hashlib.sha256("\n".join(sorted(set(ids))).encode()).hexdigest()
 
 
-def split_scenes(ids: list[str], labels: np.ndarray, val_fraction: float, seed: int,
-                 limit: int | None = None) -> tuple[list[str], list[str]]:
-    """Choose training and validation scenes.
-
-    Scenes are the distinct ``ids`` (first-seen order). ``limit`` first keeps at most that many
-    scenes (class-stratified, :func:`opticsfree.data.base.stratified_limit`); then each class
-    gives :math:`\\mathrm{round}(f\\, n_c)` of its :math:`n_c` scenes to validation (at least
-    one and at most :math:`n_c - 1` when :math:`f > 0` and :math:`n_c \\ge 2`).
-
-    Returns:
-        ``(train_ids, val_ids)``, each sorted by first appearance.
-    """
-    first: dict[str, int] = {}
-    for i, s in enumerate(ids):
-        first.setdefault(s, i)
-    scenes = list(first)
-    slab = np.asarray([int(labels[first[s]]) for s in scenes], dtype=np.int64)
-    keep = stratified_limit(slab, limit, seed=derive_seed("limit", seed) % (2**32))
-    scenes = [scenes[i] for i in keep]
-    slab = slab[keep]
-    val: set[str] = set()
-    if val_fraction > 0:
-        g = generator("val-split", seed)
-        for c in np.unique(slab):
-            members = np.flatnonzero(slab == c)
-            n = len(members)
-            k = min(max(int(round(val_fraction * n)), 1), n - 1) if n >= 2 else 0
-            perm = torch.randperm(n, generator=g).numpy()
-            val.update(scenes[j] for j in members[perm[:k]])
-    return [s for s in scenes if s not in val], [s for s in scenes if s in val]
-
-
-def rows_of(split: CaptureSplit, scene_ids: list[str]) -> np.ndarray:
-    """Row indices of ``split`` whose scene is in ``scene_ids`` (index order)."""
-    want = set(scene_ids)
-    return np.asarray([i for i, s in enumerate(split.ids) if s in want], dtype=np.int64)
-
-
 def train_val(captures: str, size: int | None, val_fraction: float, seed: int,
               limit: int | None = None) -> TrainVal:
     """Load the train split of ``captures`` and split it into training and validation rows.
@@ -91,15 +55,15 @@ def train_val(captures: str, size: int | None, val_fraction: float, seed: int,
         DataError: no train split, or a class of the manifest with no training scene.
     """
     full = load_captures(captures, "train", size)
-    train_ids, val_ids = split_scenes(full.ids, full.labels.numpy(), val_fraction, seed, limit)
-    tr = full.subset(rows_of(full, train_ids))
-    va = full.subset(rows_of(full, val_ids))
+    train_rows, val_rows = split_scenes(full.ids, full.labels.numpy(), val_fraction, seed, limit)
+    tr = full.subset(train_rows)
+    va = full.subset(val_rows)
     present = set(tr.labels.tolist())
     missing = [c for i, c in enumerate(full.classes) if i not in present]
     if missing:
         raise DataError(f"{captures}: class(es) {', '.join(map(repr, missing))} have no training "
                         f"scene in the train split (every class of the manifest needs some)")
-    return TrainVal(tr, va, ids_sha256(val_ids), len(train_ids), len(val_ids))
+    return TrainVal(tr, va, ids_sha256(va.ids), len(set(tr.ids)), len(set(va.ids)))
 
 
 def channel_stats(x: torch.Tensor, chunk: int = 4096) -> tuple[list[float], list[float]]:

@@ -24,7 +24,7 @@ from torch import Tensor
 from torch.utils.data import Dataset
 
 from opticsfree.captures.loader import resize_uint8
-from opticsfree.captures.writer import read_image
+from opticsfree.utils.images import decode_image
 from opticsfree.errors import ConfigError, DataError
 from opticsfree.utils.seeding import derive_seed
 
@@ -246,7 +246,7 @@ class TupleDataset(Dataset):
         return len(self.rows)
 
     def _read(self, path: str) -> Tensor:
-        x = torch.tensor(read_image(path)).permute(2, 0, 1)[None]
+        x = torch.tensor(decode_image(path)).permute(2, 0, 1)[None]
         return resize_uint8(x, self.size)[0]
 
     def __getitem__(self, i: int):
