@@ -112,36 +112,9 @@ def load_simulation_dataset(name: str, data: str | os.PathLike | None = None,
     except DataError:
         if data is None:
             raise
-    return _load_folder_skipping_bad(Path(data), splits)
+    from opticsfree.data.folder import load_folder_skipping_bad
 
-
-def _load_folder_skipping_bad(data: Path, splits: Sequence[str]) -> tuple[ImageDataset, list[dict[str, str]]]:
-    """An ImageFolder dataset (as ``load_dataset("folder")`` reads it) without unreadable images."""
-    from opticsfree.data import folder
-    from opticsfree.data.archive import read_members
-    from opticsfree.data.imagefolder import decode_tree, is_image_path, scan_directory, tree_from_members
-    from opticsfree.data.locate import existing_path
-    from opticsfree.data.split import SPLIT_SEED, TEST_FRACTION
-
-    path = existing_path(data, folder.EXPECTED)
-    if path.is_dir():
-        tree, kind = scan_directory(path, allow_single=True), "directory"
-    else:
-        tree, kind = tree_from_members(path, read_members(path, is_image_path), allow_single=True), "archive"
-    if tree is None:
-        raise DataError(f"{path}: no images in an ImageFolder layout (expected {folder.EXPECTED})")
-    dec = decode_tree(tree, splits, rgb=False, desc=f"decoding {path.name}", skip_bad=True)
-    if tree.two_split:
-        form, notes = f"ImageFolder {kind}, train/test folders", []
-    else:
-        form = f"ImageFolder {kind}, single split"
-        notes = [f"no train/test folders: split {1 - TEST_FRACTION:.0%}/{TEST_FRACTION:.0%} per class "
-                 f"with seed {SPLIT_SEED}"]
-    if dec.skipped:
-        notes.append(f"{len(dec.skipped)} unreadable image(s) left out (--skip-bad), listed in "
-                     "the manifest's 'skipped'")
-    out = {s: dec.splits[s] for s in splits}
-    return ImageDataset(folder.NAME, f"{path} ({form})", dec.classes, out, notes), dec.skipped
+    return load_folder_skipping_bad(data, splits)
 
 
 def capture_batch(cam: Camera, images: torch.Tensor, seed: int, split: str, batch_index: int,

@@ -28,19 +28,35 @@ EXPECTED = ("an ImageFolder tree train/<class>/<image>, test/<class>/<image> or 
             "(a directory or a .tar.gz of one)")
 
 
-def _decode(path: Path, splits: Sequence[str]) -> Decoded:
+def decode_folder(path: Path, splits: Sequence[str], skip_bad: bool = False) -> tuple[Decoded, list[dict[str, str]]]:
+    """Decode the ImageFolder tree at ``path``; with ``skip_bad``, unreadable images are left out
+    and returned as ``[{path, reason}, ...]`` (else the first one stops decoding, named)."""
     if path.is_dir():
         tree, kind = scan_directory(path, allow_single=True), "directory"
     else:
         tree, kind = tree_from_members(path, read_members(path, is_image_path), allow_single=True), "archive"
     if tree is None:
         raise DataError(f"{path}: no images in an ImageFolder layout (expected {EXPECTED})")
-    dec = decode_tree(tree, splits, rgb=False, desc=f"decoding {path.name}")
+    dec = decode_tree(tree, splits, rgb=False, desc=f"decoding {path.name}", skip_bad=skip_bad)
+    skipped = list(dec.skipped) if skip_bad else []
     if tree.two_split:
-        return Decoded(dec.classes, dec.splits, f"ImageFolder {kind}, train/test folders", [])
-    note = (f"no train/test folders: split {1 - TEST_FRACTION:.0%}/{TEST_FRACTION:.0%} per class "
-            f"with seed {SPLIT_SEED}")
-    return Decoded(dec.classes, dec.splits, f"ImageFolder {kind}, single split", [note])
+        form, notes = f"ImageFolder {kind}, train/test folders", []
+    else:
+        form = f"ImageFolder {kind}, single split"
+        notes = [f"no train/test folders: split {1 - TEST_FRACTION:.0%}/{TEST_FRACTION:.0%} per class "
+                 f"with seed {SPLIT_SEED}"]
+    if skipped:
+        notes.append(f"{len(skipped)} unreadable image(s) left out (--skip-bad), listed in the "
+                     "manifest's 'skipped'")
+    return Decoded(dec.classes, {s: dec.splits[s] for s in splits}, form, notes), skipped
+
+
+def load_folder_skipping_bad(data: str | os.PathLike, splits: Sequence[str] = ("train", "test")
+                             ) -> tuple[ImageDataset, list[dict[str, str]]]:
+    """:func:`load_folder` without the unreadable images (never cached), and the list of them."""
+    path = existing_path(data, EXPECTED)
+    dec, skipped = decode_folder(path, splits, skip_bad=True)
+    return ImageDataset(NAME, f"{path} ({dec.form})", dec.classes, dec.splits, dec.notes), skipped
 
 
 def load_folder(data: str | os.PathLike | None, splits: Sequence[str] = ("train", "test")) -> ImageDataset:
@@ -62,5 +78,5 @@ def load_folder(data: str | os.PathLike | None, splits: Sequence[str] = ("train"
     if data is None:
         raise ConfigError(f"dataset 'folder' needs a path (--data PATH): {EXPECTED}")
     path = existing_path(data, EXPECTED)
-    dec = cached_decode(NAME, source_fingerprint(path), splits, lambda missing: _decode(path, missing))
+    dec = cached_decode(NAME, source_fingerprint(path), splits, lambda missing: decode_folder(path, missing)[0])
     return ImageDataset(NAME, f"{path} ({dec.form})", dec.classes, dec.splits, dec.notes)

@@ -51,7 +51,7 @@ from opticsfree.captures.loader import load_captures, resize_uint8
 from opticsfree.captures.quality import CONVENTION, image_quality
 from opticsfree.captures.simulate import capture_split
 from opticsfree.data.base import ImageDataset, stratified_limit
-from opticsfree.data.split import stratified_split
+from opticsfree.data.split import split_scenes
 from opticsfree.errors import ConfigError, DataError
 from opticsfree.optics import Camera, CameraConfig
 
@@ -191,18 +191,19 @@ def _flat(x: torch.Tensor) -> torch.Tensor:
 
 
 def linear_probe_accuracy(train_x: torch.Tensor, train_y: np.ndarray, test_x: torch.Tensor,
-                          test_y: np.ndarray, val_fraction: float = VAL_FRACTION,
-                          seed: int = 0) -> tuple[float, float]:
+                          test_y: np.ndarray, train_ids: list[str] | None = None,
+                          val_fraction: float = VAL_FRACTION, seed: int = 0) -> tuple[float, float]:
     """Test accuracy (%) of a linear classifier on capture pixels, and its chosen strength.
 
     scikit-learn's ``RidgeClassifier`` (ridge regression on +/-1 class indicators, the class
     of the largest output) on standardised pixels. Its strength is chosen from
-    :data:`PROBE_ALPHAS` by accuracy on a class-stratified validation part of train
-    (``val_fraction``, ``seed``); the classifier is then refitted on the whole train split and
-    scored once on test.
+    :data:`PROBE_ALPHAS` by accuracy on the validation scenes of train (the package's one
+    hold-out, :func:`opticsfree.data.split.split_scenes` with ``val_fraction`` and ``seed``); the
+    classifier is then refitted on the whole train split and scored once on test.
 
     Args:
         train_x, test_x: (N, ...) uint8 or float captures; train_y, test_y: (N,) labels.
+        train_ids: scene id of every train row (default: every row its own scene).
     """
     import warnings
 
@@ -214,7 +215,8 @@ def linear_probe_accuracy(train_x: torch.Tensor, train_y: np.ndarray, test_x: to
     if len(np.unique(train_y)) < 2:
         raise DataError("the linear probe needs at least two classes in the train split")
     x, xt = _flat(train_x).numpy(), _flat(test_x).numpy()
-    tr, va = stratified_split(train_y, val_fraction, seed)
+    ids = train_ids if train_ids is not None else [str(i) for i in range(len(train_y))]
+    tr, va = split_scenes(ids, train_y, val_fraction, seed)
 
     def probe(alpha: float):
         return make_pipeline(StandardScaler(), RidgeClassifier(alpha=alpha, solver="cholesky"))
@@ -292,6 +294,7 @@ class SceneData:
     test_captures: torch.Tensor
     test_originals: torch.Tensor
     test_labels: np.ndarray
+    train_ids: list[str]
 
 
 def _check_metrics(metrics: Iterable[str] | None) -> tuple[str, ...]:
@@ -314,7 +317,7 @@ def scene_metrics(data: SceneData, info: CameraInfo, metrics: tuple[str, ...], s
         info.raw_psnr, info.raw_ssim = float(q["psnr"].mean()), float(q["ssim"].mean())
     if {"linear_psnr", "linear_ssim"} & set(metrics):
         say("linear estimator")
-        tr, va = stratified_split(data.train_labels, VAL_FRACTION, seed)
+        tr, va = split_scenes(data.train_ids, data.train_labels, VAL_FRACTION, seed)
         if len(va) == 0 or len(tr) < 2:
             raise DataError(f"the linear estimator needs train scenes for fitting and validation; "
                             f"got {len(data.train_labels)} (use a larger --limit)")
@@ -330,7 +333,8 @@ def scene_metrics(data: SceneData, info: CameraInfo, metrics: tuple[str, ...], s
     if "linear_probe_accuracy" in metrics:
         say("linear probe")
         info.linear_probe_accuracy, info.probe_alpha = linear_probe_accuracy(
-            data.train_captures, data.train_labels, data.test_captures, data.test_labels, VAL_FRACTION, seed)
+            data.train_captures, data.train_labels, data.test_captures, data.test_labels, data.train_ids,
+            VAL_FRACTION, seed)
     if artifacts is not None:
         artifacts.originals, artifacts.captures = data.test_originals[:8], data.test_captures[:8]
 
@@ -383,14 +387,15 @@ def camera_info(camera: CameraConfig, dataset: ImageDataset, limit: int | None =
         parts = {}
         for name, sp in (("train", tr), ("test", te)):
             if name == "train" and not set(metrics) & {"linear_psnr", "linear_ssim", "linear_probe_accuracy"}:
-                parts[name] = (torch.zeros(0, dtype=torch.uint8),) * 2 + (np.zeros(0, np.int64),)
+                parts[name] = (torch.zeros(0, dtype=torch.uint8),) * 2 + (np.zeros(0, np.int64), [])
                 continue
             say(f"capture {name}")
             idx = stratified_limit(sp.labels, limit, seed)
             caps = capture_split(cam, sp.images[idx], seed, name)
             orig = torch.from_numpy(np.ascontiguousarray(sp.images[idx])).permute(0, 3, 1, 2)
-            parts[name] = (resize_uint8(caps, size), resize_uint8(orig, size), sp.labels[idx].astype(np.int64))
-        data = SceneData(*parts["train"], *parts["test"])
+            parts[name] = (resize_uint8(caps, size), resize_uint8(orig, size), sp.labels[idx].astype(np.int64),
+                           [sp.ids[i] for i in idx])
+        data = SceneData(*parts["train"][:3], *parts["test"][:3], train_ids=parts["train"][3])
         info.n_train, info.n_test = len(data.train_labels), len(data.test_labels)
         scene_metrics(data, info, metrics, seed, artifacts, on_progress)
     info.seconds = time.perf_counter() - start
@@ -424,8 +429,8 @@ def captures_info(root: str | Path, limit: int | None = None, seed: int = 0, siz
         labels = sp.labels.numpy()[first]
         keep = first[stratified_limit(labels, limit, seed)]
         parts[name] = (resize_uint8(sp.lensless[keep], size), resize_uint8(sp.original[keep], size),
-                       sp.labels.numpy()[keep].astype(np.int64))
-    data = SceneData(*parts["train"], *parts["test"])
+                       sp.labels.numpy()[keep].astype(np.int64), [sp.ids[i] for i in keep])
+    data = SceneData(*parts["train"][:3], *parts["test"][:3], train_ids=parts["train"][3])
     source = cs.manifest.get("source", {}) if isinstance(cs.manifest.get("source"), dict) else {}
     info = CameraInfo(source=f"captures {root}", dataset=str(source.get("dataset", "?")),
                       n_train=len(data.train_labels), n_val=0, n_test=len(data.test_labels), size=size,
