@@ -125,6 +125,35 @@ def psnr(a: torch.Tensor, b: torch.Tensor) -> torch.Tensor:
 
 # --------------------------------------------------------------------------- building blocks
 
+def old_psnr(pred: torch.Tensor, target: torch.Tensor) -> torch.Tensor:
+    """The hand-written per-image PSNR that torchmetrics replaced (reference values)."""
+    mse = ((pred.double() - target.double()) ** 2).flatten(1).mean(1).clamp(min=1e-12)
+    return 10 * torch.log10(1.0 / mse)
+
+
+def test_psnr_is_per_image_and_equals_the_old_formula():
+    from opticsfree.captures.quality import image_quality, summarise
+
+    g = torch.Generator().manual_seed(0)
+    x = torch.randint(0, 256, (5, 3, 8, 8), dtype=torch.uint8, generator=g)
+    noise = torch.randn(x.shape, generator=g) * torch.tensor([2.0, 10, 30, 80, 0]).view(-1, 1, 1, 1)
+    y = (x.float() + noise).round().clamp(0, 255).to(torch.uint8)   # last image: identical
+    ref = old_psnr(y.float() / 255, x.float() / 255)
+    got = tk.psnr(y.float() / 255, x.float() / 255)
+    assert got.dtype == torch.float64 and got.shape == (5,)
+    torch.testing.assert_close(got, ref, rtol=1e-7, atol=1e-6)
+    assert got[-1].item() == pytest.approx(120.0)                       # MSE floor 1e-12, not inf
+    q = image_quality(y, x)
+    torch.testing.assert_close(q["psnr"], ref, rtol=1e-6, atol=1e-5)
+    # a split's PSNR is the mean of the per-image values, not the PSNR of the mean MSE
+    s = summarise(q)
+    assert s["psnr"] == pytest.approx(float(ref.mean()), rel=1e-6)
+    pooled = 10 * np.log10(1.0 / float(((y.double() - x.double()) / 255).pow(2).mean()))
+    assert abs(s["psnr"] - pooled) > 1
+    # grayscale against RGB (expanded) and 1-channel inputs keep the per-image shape
+    assert tk.psnr(torch.rand(4, 1, 5, 5), torch.rand(4, 1, 5, 5)).shape == (4,)
+
+
 def test_image_pool_returns_inputs_until_full_then_mixes_history():
     g = torch.Generator().manual_seed(0)
     pool = ImagePool(size=4, generator=g)
