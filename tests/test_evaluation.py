@@ -149,7 +149,24 @@ def brute_force_knn(gallery, gallery_labels, queries, k, n_classes):
     return majority_vote(gallery_labels[idx], n_classes), idx
 
 
-def test_knn_faiss_matches_numpy_brute_force():
+def test_exact_knn_chunks_equal_numpy_brute_force():
+    from opticsfree.evaluation.knn_classifier import exact_knn
+
+    rng = np.random.default_rng(1)
+    gallery = rng.normal(size=(300, 16)).astype(np.float32)
+    queries = rng.normal(size=(53, 16)).astype(np.float32)
+    d = ((queries[:, None, :].astype(np.float64) - gallery[None]) ** 2).sum(-1)
+    want = np.argsort(d, axis=1, kind="stable")[:, :20]
+    for chunk in (1, 7, 53, 1024):             # the chunking must not change the answer
+        dist, idx = exact_knn(torch.from_numpy(queries), torch.from_numpy(gallery), 20, chunk)
+        assert dist.dtype == torch.float32 and idx.dtype == torch.int64
+        np.testing.assert_array_equal(idx.numpy(), want)
+        np.testing.assert_allclose(dist.numpy(), np.take_along_axis(d, want, 1), rtol=1e-4, atol=1e-4)
+    dist, idx = exact_knn(torch.zeros(0, 16), torch.from_numpy(gallery), 5)
+    assert dist.shape == idx.shape == (0, 5)
+
+
+def test_knn_matches_numpy_brute_force():
     rng = np.random.default_rng(0)
     gallery = rng.normal(size=(60, 8)).astype(np.float32)
     labels = rng.integers(0, 4, size=60)
