@@ -149,7 +149,24 @@ def brute_force_knn(gallery, gallery_labels, queries, k, n_classes):
     return majority_vote(gallery_labels[idx], n_classes), idx
 
 
-def test_knn_faiss_matches_numpy_brute_force():
+def test_exact_knn_chunks_equal_numpy_brute_force():
+    from opticsfree.evaluation.knn_classifier import exact_knn
+
+    rng = np.random.default_rng(1)
+    gallery = rng.normal(size=(300, 16)).astype(np.float32)
+    queries = rng.normal(size=(53, 16)).astype(np.float32)
+    d = ((queries[:, None, :].astype(np.float64) - gallery[None]) ** 2).sum(-1)
+    want = np.argsort(d, axis=1, kind="stable")[:, :20]
+    for chunk in (1, 7, 53, 1024):             # the chunking must not change the answer
+        dist, idx = exact_knn(torch.from_numpy(queries), torch.from_numpy(gallery), 20, chunk)
+        assert dist.dtype == torch.float32 and idx.dtype == torch.int64
+        np.testing.assert_array_equal(idx.numpy(), want)
+        np.testing.assert_allclose(dist.numpy(), np.take_along_axis(d, want, 1), rtol=1e-4, atol=1e-4)
+    dist, idx = exact_knn(torch.zeros(0, 16), torch.from_numpy(gallery), 5)
+    assert dist.shape == idx.shape == (0, 5)
+
+
+def test_knn_matches_numpy_brute_force():
     rng = np.random.default_rng(0)
     gallery = rng.normal(size=(60, 8)).astype(np.float32)
     labels = rng.integers(0, 4, size=60)
@@ -233,6 +250,42 @@ def test_eer_agrees_with_sklearn_roc_curve():
     assert eer == pytest.approx(fpr[i - 1] + w * (fpr[i] - fpr[i - 1]), abs=1e-12)
     s = sweep(m, n)
     assert np.all(np.diff(s.thresholds) > 0) and s.tar[-1] == 1 and s.far[-1] == 1
+
+
+def brute_force_rates(m, n):
+    """Every distinct decision by counting: thresholds just below the smallest distance, at the
+    midpoints between distinct sorted distances and at the largest; TAR/FAR by comparison."""
+    ds = np.unique(np.r_[m, n])
+    ts = np.r_[np.nextafter(ds[0], -np.inf), (ds[:-1] + ds[1:]) / 2, ds[-1]]
+    tar = np.array([(m <= t).mean() for t in ts])
+    far = np.array([(n <= t).mean() for t in ts])
+    return ts, tar, far
+
+
+@pytest.mark.parametrize("seed", [0, 1, 2])
+def test_sweep_choose_threshold_and_eer_equal_a_brute_force_count(seed):
+    rng = np.random.default_rng(seed)
+    # distances on a coarse grid: ties inside and across the matching / non-matching pairs
+    m = rng.integers(0, 12, 9) / 10
+    n = rng.integers(4, 20, 23) / 10
+    ts, tar, far = brute_force_rates(m, n)
+    s = sweep(m, n)
+    np.testing.assert_array_equal(s.thresholds, ts)
+    np.testing.assert_array_equal(s.tar, tar)
+    np.testing.assert_array_equal(s.far, far)
+    bal = 0.5 * (tar + 1 - far)
+    t, acc = choose_threshold(m, n)
+    assert acc == bal.max() and t == ts[np.flatnonzero(bal == bal.max())[0]]   # smallest t of the best
+    assert verification_accuracy(m, n, t) == pytest.approx(acc, abs=1e-12)
+    # EER: first candidate with FAR >= FRR, linear interpolation with the one before
+    diff = far - (1 - tar)
+    i = int(np.flatnonzero(diff >= 0)[0])
+    if diff[i] == 0 or i == 0:
+        want = (far[i], ts[i])
+    else:
+        w = -diff[i - 1] / (diff[i] - diff[i - 1])
+        want = (far[i - 1] + w * (far[i] - far[i - 1]), ts[i - 1] + w * (ts[i] - ts[i - 1]))
+    assert equal_error_rate(m, n) == pytest.approx(want, abs=1e-12)
 
 
 def test_threshold_classifier_reject_option():

@@ -26,7 +26,6 @@ from opticsfree.optics import Camera, load_camera_config
 from opticsfree.optics.config import CameraConfig
 from opticsfree.optics.sensor import read_out, sensor_electrons
 from opticsfree.reconstruction import (
-    ConstantThenLinearDecay,
     ImagePool,
     PatchDiscriminator,
     ResnetGenerator,
@@ -34,6 +33,7 @@ from opticsfree.reconstruction import (
     apply_reconstruction,
     calibrate,
     camera_operator,
+    constant_then_linear_decay,
     fit_affine,
     list_metrics,
     load_calibration,
@@ -119,11 +119,45 @@ def smooth_images(n: int, channels: int, size: int, seed: int = 0) -> torch.Tens
     return (40 + 180 * x).round().to(torch.uint8)
 
 
+def flat(output: str) -> str:
+    """CLI output without rich's box drawing and line wrapping (for substring checks)."""
+    return " ".join(output.translate({ord(c): " " for c in "│╭╮╰╯─"}).split())
+
+
 def psnr(a: torch.Tensor, b: torch.Tensor) -> torch.Tensor:
     return tk.psnr(a.float() / 255, b.float() / 255)
 
 
 # --------------------------------------------------------------------------- building blocks
+
+def old_psnr(pred: torch.Tensor, target: torch.Tensor) -> torch.Tensor:
+    """The hand-written per-image PSNR that torchmetrics replaced (reference values)."""
+    mse = ((pred.double() - target.double()) ** 2).flatten(1).mean(1).clamp(min=1e-12)
+    return 10 * torch.log10(1.0 / mse)
+
+
+def test_psnr_is_per_image_and_equals_the_old_formula():
+    from opticsfree.captures.quality import image_quality, summarise
+
+    g = torch.Generator().manual_seed(0)
+    x = torch.randint(0, 256, (5, 3, 8, 8), dtype=torch.uint8, generator=g)
+    noise = torch.randn(x.shape, generator=g) * torch.tensor([2.0, 10, 30, 80, 0]).view(-1, 1, 1, 1)
+    y = (x.float() + noise).round().clamp(0, 255).to(torch.uint8)   # last image: identical
+    ref = old_psnr(y.float() / 255, x.float() / 255)
+    got = tk.psnr(y.float() / 255, x.float() / 255)
+    assert got.dtype == torch.float64 and got.shape == (5,)
+    torch.testing.assert_close(got, ref, rtol=1e-7, atol=1e-6)
+    assert got[-1].item() == pytest.approx(120.0)                       # MSE floor 1e-12, not inf
+    q = image_quality(y, x)
+    torch.testing.assert_close(q["psnr"], ref, rtol=1e-6, atol=1e-5)
+    # a split's PSNR is the mean of the per-image values, not the PSNR of the mean MSE
+    s = summarise(q)
+    assert s["psnr"] == pytest.approx(float(ref.mean()), rel=1e-6)
+    pooled = 10 * np.log10(1.0 / float(((y.double() - x.double()) / 255).pow(2).mean()))
+    assert abs(s["psnr"] - pooled) > 1
+    # grayscale against RGB (expanded) and 1-channel inputs keep the per-image shape
+    assert tk.psnr(torch.rand(4, 1, 5, 5), torch.rand(4, 1, 5, 5)).shape == (4,)
+
 
 def test_image_pool_returns_inputs_until_full_then_mixes_history():
     g = torch.Generator().manual_seed(0)
@@ -147,21 +181,53 @@ def test_image_pool_returns_inputs_until_full_then_mixes_history():
     assert torch.equal(ImagePool(0).query(first), first)                # size 0: disabled
 
 
-def test_constant_then_linear_decay_values():
-    s = ConstantThenLinearDecay(0.1, epochs=4, decay_start=2)
-    assert [round(s.lr(e), 6) for e in range(4)] == [0.1, 0.1, round(0.1 * 2 / 3, 6), round(0.1 / 3, 6)]
-    d = ConstantThenLinearDecay(2e-4, epochs=200)                       # CycleGAN: 100 + 100
-    assert d.start == 100 and d.factor(99) == 1.0
-    assert d.factor(100) == pytest.approx(1 - 1 / 101) and d.factor(199) == pytest.approx(1 / 101)
+def old_factor(epoch: int, epochs: int, start: int | None = None) -> float:
+    """The hand-written CycleGAN schedule that torch's schedulers replaced (reference values)."""
+    s = epochs // 2 if start is None else start
+    return 1.0 if epoch < s else max(0.0, 1.0 - (epoch - s + 1) / (epochs - s + 1))
+
+
+def _epoch_lrs(epochs, start=None, resume_at=None, base=(0.1, 0.01)):
+    """Per epoch, the rates of two optimizers (own base rates) under the schedule; with
+    ``resume_at`` both are rebuilt there from their state dicts, as ``--resume`` does."""
     net = torch.nn.Linear(2, 2)
-    opts = [torch.optim.Adam(net.parameters(), lr=0.1), torch.optim.Adam(net.parameters(), lr=0.01)]
-    assert s.apply(opts, 3) == pytest.approx(0.1 / 3)
-    assert opts[0].param_groups[0]["lr"] == pytest.approx(0.1 / 3)
-    assert opts[1].param_groups[0]["lr"] == pytest.approx(0.01 / 3)     # own base rate, same factor
-    s.apply(opts, 0)
-    assert opts[1].param_groups[0]["lr"] == pytest.approx(0.01)
-    with pytest.raises(ValueError):
-        ConstantThenLinearDecay(0.1, epochs=0)
+    opts = [torch.optim.Adam(net.parameters(), lr=b) for b in base]
+    scheds = [constant_then_linear_decay(o, epochs, start) for o in opts]
+    out = []
+    for e in range(epochs):
+        if e == resume_at:
+            states = [o.state_dict() for o in opts]
+            opts = [torch.optim.Adam(net.parameters(), lr=b) for b in base]
+            for o, st in zip(opts, states):
+                o.load_state_dict(st)
+            scheds = [constant_then_linear_decay(o, epochs, start, epoch=e) for o in opts]
+        out.append([o.param_groups[0]["lr"] for o in opts])
+        for o, s in zip(opts, scheds):
+            o.step()
+            s.step()
+    return out
+
+
+@pytest.mark.parametrize("epochs,start", [(4, 2), (200, None), (20, None), (1, None), (5, 0), (5, 4),
+                                          (5, 5), (3, 1)])
+def test_constant_then_linear_decay_gives_the_old_rates(epochs, start):
+    got = _epoch_lrs(epochs, start)
+    want = [[b * old_factor(e, epochs, start) for b in (0.1, 0.01)] for e in range(epochs)]
+    np.testing.assert_allclose(got, want, rtol=1e-12, atol=0)          # own base rate, same factor
+    if epochs > 1:
+        assert _epoch_lrs(epochs, start, resume_at=epochs // 2 + 1) == got   # resume: identical
+
+
+def test_constant_then_linear_decay_hand_values_and_errors():
+    got = [r[0] for r in _epoch_lrs(4, 2)]
+    assert got == pytest.approx([0.1, 0.1, 0.1 * 2 / 3, 0.1 / 3], rel=1e-12)
+    d = [r[0] for r in _epoch_lrs(200, None, base=(2e-4, 2e-4))]         # CycleGAN: 100 + 100
+    assert d[99] == 2e-4 and d[100] == pytest.approx(2e-4 * (1 - 1 / 101)) and d[199] == pytest.approx(2e-4 / 101)
+    opt = torch.optim.Adam(torch.nn.Linear(2, 2).parameters(), lr=0.1)
+    with pytest.raises(ValueError, match="epochs"):
+        constant_then_linear_decay(opt, 0)
+    with pytest.raises(ValueError, match="decay_start"):
+        constant_then_linear_decay(opt, 5, 6)
 
 
 @pytest.mark.parametrize("size", [32, 64])
@@ -265,7 +331,7 @@ def _check_derived(derived, source, method):
 @pytest.mark.parametrize("method", ["cyclegan", "unet", "bijective", "tikhonov"])
 def test_every_method_trains_and_applies_rgb(tmp_path, synth, method):
     model = tmp_path / "model"
-    train(synth, method, model, epochs=1, options=TINY[method], amp="off")
+    train(synth, method, model, epochs=1, options=TINY[method], amp=False)
     rows = list_metrics(model)
     assert [r["epoch"] for r in rows] == [1] and np.isfinite(rows[0]["val_psnr"])
     assert (model / "samples" / "epoch_001.png").is_file() and (model / "model.pt").is_file()
@@ -282,7 +348,7 @@ def test_every_method_trains_and_applies_rgb(tmp_path, synth, method):
 def test_every_method_on_simulated_grayscale(tmp_path, digits_set, method):
     model = tmp_path / "model"
     train(digits_set, method, model, epochs=1, options=TINY[method],
-                         amp="on" if method == "cyclegan" else "off")
+                         amp=True if method == "cyclegan" else False)
     rec = load_reconstructor(model)
     assert rec.in_channels == 1 and rec.out_channels == 1 and rec.size == 8
     derived = apply(model, digits_set, tmp_path / "derived")
@@ -321,7 +387,7 @@ def test_apply_refuses_other_output_and_resumes(tmp_path, synth):
 def test_multi_frame_grayscale_set_round_trips(tmp_path):
     src = make_capture_set(tmp_path / "set", size=8, channels=1, frames=2, per_class=4)
     model = tmp_path / "model"
-    train(src, "unet", model, epochs=1, options={"width": 4, "global_features": 1}, amp="off")
+    train(src, "unet", model, epochs=1, options={"width": 4, "global_features": 1}, amp=False)
     out = apply(model, src, tmp_path / "derived")
     assert check_capture_set(out).ok
     rows = open_capture_set(out).rows
@@ -333,7 +399,7 @@ def test_multi_frame_grayscale_set_round_trips(tmp_path):
 def test_resume_continues_from_the_checkpoint_epoch(tmp_path, synth):
     opts = TINY["cyclegan"]
     straight = tmp_path / "straight"
-    train(synth, "cyclegan", straight, epochs=2, options=opts, amp="off", seed=3)
+    train(synth, "cyclegan", straight, epochs=2, options=opts, amp=False, seed=3)
 
     cut = tmp_path / "cut"
 
@@ -342,14 +408,19 @@ def test_resume_continues_from_the_checkpoint_epoch(tmp_path, synth):
             raise KeyboardInterrupt
 
     with pytest.raises(KeyboardInterrupt):
-        train(synth, "cyclegan", cut, epochs=2, options=opts, amp="off", seed=3, on_epoch=stop)
+        train(synth, "cyclegan", cut, epochs=2, options=opts, amp=False, seed=3, on_epoch=stop)
     assert [r["epoch"] for r in list_metrics(cut)] == [1]
     with pytest.raises(ConfigError, match="--resume"):
-        train(synth, "cyclegan", cut, epochs=2, options=opts, amp="off", seed=3)
+        train(synth, "cyclegan", cut, epochs=2, options=opts, amp=False, seed=3)
     with pytest.raises(ConfigError, match="seed"):
-        train(synth, "cyclegan", cut, epochs=2, options=opts, amp="off", seed=4, resume=True)
+        train(synth, "cyclegan", cut, epochs=2, options=opts, amp=False, seed=4, resume=True)
+    with pytest.raises(ConfigError, match=r"\(option width\); recorded: option width=4"):
+        train(synth, "cyclegan", cut, epochs=2, options={**opts, "width": 8}, amp=False, seed=3, resume=True)
+    # a MODEL written by the older command line recorded its options as strings: still resumable
+    cfg = json.loads((cut / "config.json").read_text())
+    (cut / "config.json").write_text(json.dumps({**cfg, "options": {k: str(v) for k, v in opts.items()}}))
     ran = []
-    train(synth, "cyclegan", cut, epochs=2, options=opts, amp="off", seed=3, resume=True,
+    train(synth, "cyclegan", cut, epochs=2, options=opts, amp=False, seed=3, resume=True,
                          on_epoch=lambda r: ran.append(r["epoch"]))
     assert ran == [2] and [r["epoch"] for r in list_metrics(cut)] == [1, 2]
     a = torch.load(straight / "model.pt", weights_only=True)
@@ -361,12 +432,50 @@ def test_resume_continues_from_the_checkpoint_epoch(tmp_path, synth):
 
 
 def test_bad_options_are_refused(tmp_path, synth):
-    with pytest.raises(ConfigError, match="unknown option"):
+    with pytest.raises(ConfigError, match="unknown option.*nope for method unet.*known: width"):
         train(synth, "unet", tmp_path / "m", epochs=1, options={"nope": 1})
-    with pytest.raises(ConfigError, match="expected int"):
+    with pytest.raises(ConfigError, match=r"option width for method unet: input should be a valid integer "
+                                          r"\(got 'wide'\)"):
         train(synth, "unet", tmp_path / "m", epochs=1, options={"width": "wide"})
     with pytest.raises(ConfigError, match="unknown method"):
         train(synth, "diffusion", tmp_path / "m")
+    with pytest.raises(ConfigError, match="option decay_start for method unet: .*0..3"):
+        train(synth, "unet", tmp_path / "m", epochs=3, options={"decay_start": 4})
+    with pytest.raises(ConfigError, match="amp must be True, False or None"):
+        train(synth, "unet", tmp_path / "m", epochs=1, options=TINY["unet"], amp="off")
+    assert not (tmp_path / "m").exists()                                # refused before any work
+
+
+@pytest.mark.parametrize("method,options,match", [
+    ("unet", {"width": "4"}, "option width for method unet: input should be a valid integer"),    # no str->int
+    ("unet", {"width": 4.0}, "option width .*valid integer"),                                     # no float->int
+    ("unet", {"width": True}, "option width .*valid integer"),                                    # no bool->int
+    ("unet", {"width": 0}, "option width .*greater than or equal to 1"),
+    ("cyclegan", {"lr": "1e-3"}, "option lr for method cyclegan: input should be a valid number"),
+    ("cyclegan", {"beta1": 1.0}, "option beta1 .*less than 1"),
+    ("bijective", {"decay_start": None, "w_adv": -1}, "option w_adv .*greater than or equal to 0"),
+])
+def test_method_options_are_strict_one_line_errors(method, options, match):
+    from opticsfree.reconstruction.base import parse_options
+    from opticsfree.reconstruction.train import DEEP_METHODS
+
+    with pytest.raises(ConfigError, match=match) as e:
+        parse_options(DEEP_METHODS[method].config_cls, options, method)
+    assert "\n" not in str(e.value)
+
+
+def test_method_options_defaults_and_ints_for_floats():
+    from opticsfree.reconstruction.base import parse_options
+    from opticsfree.reconstruction.bijective import BijectiveConfig
+    from opticsfree.reconstruction.unet import UNetConfig
+
+    cfg = parse_options(CycleGANConfig, {"lambda_cycle": 5, "width": 8, "decay_start": None}, "cyclegan")
+    assert cfg.lambda_cycle == 5.0 and isinstance(cfg.lambda_cycle, float) and cfg.width == 8
+    assert cfg.model_dump() == {**CycleGANConfig().model_dump(), "lambda_cycle": 5.0, "width": 8}
+    # the documented defaults (docs/reconstruction.md)
+    assert (CycleGANConfig().lr, CycleGANConfig().batch_size, CycleGANConfig().epochs) == (2e-4, 4, 20)
+    assert (UNetConfig().lr, UNetConfig().batch_size, UNetConfig().epochs) == (1e-3, 32, 30)
+    assert (BijectiveConfig().w_cyc, BijectiveConfig().d_lr) == (0.5, 2e-4)
 
 
 # --------------------------------------------------------------------------- physics
@@ -446,10 +555,13 @@ def test_calibrate_recovers_the_camera_transfer_matrix(tmp_path):
 def test_cli_train_apply_calibrate(tmp_path, synth):
     model, derived, npz = tmp_path / "model", tmp_path / "derived", tmp_path / "camera.npz"
     r = runner.invoke(app, ["reconstruct", "train", str(synth), "--method", "unet", "--epochs", "1",
-                            "--out", str(model), "--amp", "off", "--threads", "1",
-                            "-o", "width=4", "-o", "global_features=2"])
+                            "--out", str(model), "--no-amp", "--threads", "1",
+                            "--set", "width=4", "-o", "global-features=2", "--option", "ssim_weight=0.5"])
     assert r.exit_code == 0, r.output
-    assert json.loads((model / "config.json").read_text())["method_config"]["width"] == 4
+    cfg = json.loads((model / "config.json").read_text())
+    assert cfg["method_config"]["width"] == 4 and cfg["method_config"]["global_features"] == 2
+    assert cfg["method_config"]["ssim_weight"] == 0.5 and cfg["amp"] == "off"
+    assert cfg["options"] == {"width": 4, "global_features": 2, "ssim_weight": 0.5}
     r = runner.invoke(app, ["reconstruct", "apply", str(model), str(synth), "--out", str(derived),
                             "--workers", "1", "--threads", "1"])
     assert r.exit_code == 0, r.output
@@ -459,10 +571,53 @@ def test_cli_train_apply_calibrate(tmp_path, synth):
     rep = json.loads(r.stdout)
     assert rep["in_shape"] == [3, 16, 16] and rep["val_relative_error"] < 1 and npz.is_file()
     r = runner.invoke(app, ["reconstruct", "train", str(synth), "--method", "gan", "--out", str(tmp_path / "x")])
-    assert r.exit_code == 2 and "unknown method" in r.output
+    assert r.exit_code == 2 and "'gan' is not one of 'cyclegan', 'unet', 'bijective', 'tikhonov'" in flat(r.output)
     r = runner.invoke(app, ["reconstruct", "train", str(synth), "--method", "unet", "--out", str(model)])
     assert r.exit_code == 2 and "--resume" in r.output
     r = runner.invoke(app, ["reconstruct", "apply", str(tmp_path / "nomodel"), str(synth), "--out",
                             str(tmp_path / "y")])
     assert r.exit_code == 2 and "model.pt" in r.output
     assert not os.path.exists(tmp_path / "y")
+
+
+def test_cli_reconstruct_train_options_and_choices_are_checked_before_work(tmp_path, synth):
+    out = tmp_path / "never"
+    base = ["reconstruct", "train", str(synth), "--method", "unet", "--out", str(out), "--threads", "1"]
+    for extra, needle in [
+        (["--set", "width=wide"], "option width for method unet: input should be a valid integer (got 'wide')"),
+        (["-o", "nope=1"], "unknown option(s) nope for method unet"),
+        (["--set", "width"], "--set 'width': expected KEY=VALUE"),
+        (["--set", "epochs=2", "--epochs", "3"], "--set epochs: given twice"),
+        (["--amp", "off"], "Got unexpected extra argument"),                    # --amp is a switch now
+        (["--device", "tpu"], "'tpu' is not one of 'cpu', 'cuda'"),
+    ]:
+        r = runner.invoke(app, base + extra)
+        assert r.exit_code == 2, (extra, r.output)
+        assert needle in flat(r.output), (extra, r.output)
+    assert not out.exists()
+    r = runner.invoke(app, ["calibrate", str(synth), "--out", str(tmp_path / "c.npz"), "--exposure", "auto"])
+    assert r.exit_code == 2 and "'auto' is not one of 'per-image', 'fixed'" in flat(r.output)
+
+
+def test_cli_choices_written_out_agree_with_the_library():
+    from opticsfree.bayes.likelihood import LIKELIHOODS
+    from opticsfree.bayes.report import SPLITS
+    from opticsfree.cli import bayes as cli_bayes
+    from opticsfree.cli import reconstruct as cli_rec
+    from opticsfree.reconstruction.base import METHODS
+
+    assert cli_rec.Method.__args__ == METHODS
+    assert cli_bayes.Split.__args__ == SPLITS
+    assert cli_bayes.Likelihood.__args__ == ("auto", *LIKELIHOODS)
+
+
+def test_resolve_amp_switch_and_auto(monkeypatch):
+    from opticsfree.reconstruction import base
+
+    cpu = torch.device("cpu")
+    assert base.resolve_amp(True, cpu) is True and base.resolve_amp(False, cpu) is False
+    for native in (True, False):
+        monkeypatch.setattr(base, "cpu_has_bf16", lambda: native)
+        assert base.resolve_amp(None, cpu) is native                      # auto: native bf16 only
+    with pytest.raises(ConfigError):
+        base.resolve_amp("on", cpu)

@@ -428,7 +428,7 @@ def unet_model(small, tmp_path_factory):
 
     model = tmp_path_factory.mktemp("model") / "unet"
     train_reconstruction(small, "unet", model, epochs=1, options={"width": 4, "global_features": 2},
-                         amp="off", threads=1)
+                         amp=False, threads=1)
     return model
 
 

@@ -115,6 +115,81 @@ def test_config_errors_name_the_field():
 # ---- the training loop ----------------------------------------------------------------------------
 
 
+def old_lr_at(step, total, base, schedule, warmup):
+    """The hand-written per-step schedule that torch.optim.lr_scheduler replaced."""
+    import math
+
+    if schedule == "onecycle":
+        up = max(1, int(0.3 * total))
+        lo, hi, end = base / 25, base, base / 1e4
+        if step < up:
+            return lo + (hi - lo) * (1 - math.cos(math.pi * step / up)) / 2
+        t = min(1.0, (step - up) / max(1, total - up))
+        return end + (hi - end) * (1 + math.cos(math.pi * t)) / 2
+    if step < warmup:
+        return base * (step + 1) / warmup
+    if schedule == "constant":
+        return base
+    t = min(1.0, (step - warmup) / max(1, total - warmup))
+    return base * 0.5 * (1 + math.cos(math.pi * t))
+
+
+def _lrs(schedule, total, warmup, base=2e-3, resume_at=None, old_checkpoint=False):
+    """The rate of every optimizer step (two parameter groups), optionally with a resume:
+    at ``resume_at`` the optimizer and schedule are rebuilt from their saved states."""
+    params = [torch.nn.Parameter(torch.zeros(2, 2)), torch.nn.Parameter(torch.zeros(2))]
+    make_opt = lambda: torch.optim.AdamW([{"params": [params[0]]}, {"params": [params[1]]}], lr=base)
+    opt = make_opt()
+    sched = trainer_mod.make_scheduler(opt, schedule, total, warmup)
+    out = []
+    for step in range(total):
+        if step == resume_at:
+            saved_opt = opt.state_dict()
+            saved = {"name": schedule, "step": step, "total_steps": total, "warmup_steps": warmup}
+            if old_checkpoint:   # before: no scheduler state, the groups hold the last step's rate
+                for g in saved_opt["param_groups"]:
+                    g["lr"] = old_lr_at(step - 1, total, base, schedule, warmup)
+                    for k in ("initial_lr", "max_lr", "min_lr"):
+                        g.pop(k, None)
+            else:
+                saved["state"] = sched.state_dict()
+            opt = make_opt()
+            sched = trainer_mod.make_scheduler(opt, schedule, total, warmup)   # as the trainer
+            opt.load_state_dict(saved_opt)
+            sched = trainer_mod.restore_scheduler(sched, saved, schedule, total, warmup, base)
+        assert len({g["lr"] for g in opt.param_groups}) == 1
+        out.append(opt.param_groups[0]["lr"])
+        opt.step()
+        sched.step()
+    return out
+
+
+@pytest.mark.parametrize("schedule", ["cosine", "constant", "onecycle"])
+@pytest.mark.parametrize("total,warmup", [(3000, 120), (50, 5), (10, 0), (10, 1), (7, 7), (5, 9), (1, 1)])
+def test_torch_schedulers_give_the_old_per_step_rates(schedule, total, warmup):
+    want = [old_lr_at(s, total, 2e-3, schedule, warmup) for s in range(total)]
+    got = _lrs(schedule, total, warmup)
+    assert got == pytest.approx(want, rel=1e-9, abs=1e-15)
+    if total > 2:
+        mid = total // 2 + 1
+        assert _lrs(schedule, total, warmup, resume_at=mid) == got     # state_dict: exact
+        old = _lrs(schedule, total, warmup, resume_at=mid, old_checkpoint=True)
+        assert old == pytest.approx(want, rel=1e-9, abs=1e-15)
+
+
+def test_metrics_lr_is_the_rate_of_each_epochs_last_step(base_run):
+    run, _ = base_run
+    cfg = json.loads((run / "config.json").read_text())
+    r = cfg["resolved"]
+    assert r["warmup_steps"] > 0
+    for row in metrics(run):
+        step = row["epoch"] * r["steps_per_epoch"] - 1
+        assert row["lr"] == pytest.approx(old_lr_at(step, r["total_steps"], r["lr"], cfg["schedule"],
+                                                     r["warmup_steps"]), rel=1e-9)
+    sched = torch.load(run / "resume.pt", weights_only=True)["scheduler"]
+    assert sched["step"] == r["total_steps"] and sched["state"]["last_epoch"] == r["total_steps"]
+
+
 def test_training_lowers_the_loss_and_beats_chance(base_run):
     run, summary = base_run
     rows = metrics(run)

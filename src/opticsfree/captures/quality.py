@@ -1,23 +1,45 @@
 """Image quality of captures (or reconstructions) against their originals.
 
 Conventions: both images resized to ``size`` x ``size`` (bilinear, antialiased), values in
-[0, 1]; per-image MSE, PSNR = 10 log10(1 / MSE) and SSIM (torchmetrics, Gaussian window 11,
-sigma 1.5, data_range 1), then mean and standard deviation over the split. MSE is also given on
-the 0-255 scale (``mse_255 = 255^2 * mse``).
+[0, 1]; per-image MSE, PSNR = 10 log10(1 / MSE) (torchmetrics, data_range 1, MSE floored at
+1e-12, i.e. at most 120 dB) and SSIM (torchmetrics, Gaussian window 11, sigma 1.5, data_range 1),
+then mean and standard deviation over the split. MSE is also given on the 0-255 scale
+(``mse_255 = 255^2 * mse``).
 """
 
 from __future__ import annotations
 
 from pathlib import Path
 
+import math
+
 import torch
-from torchmetrics.functional.image import structural_similarity_index_measure
+from torchmetrics.functional.image import peak_signal_noise_ratio, structural_similarity_index_measure
 
 from opticsfree.captures.loader import load_captures
 from opticsfree.errors import DataError
 
 CONVENTION = ("images resized to {size}x{size}, values in [0,1], per-image mean over the split; "
               "SSIM: torchmetrics, data_range 1, Gaussian window 11, sigma 1.5")
+
+#: MSE floor of the PSNR: identical images score 10 log10(1 / 1e-12) = 120 dB, not infinity.
+MIN_MSE = 1e-12
+MAX_PSNR = 10 * math.log10(1.0 / MIN_MSE)
+
+
+def per_image_psnr(pred: torch.Tensor, target: torch.Tensor) -> torch.Tensor:
+    """PSNR (dB) of every image of ``pred`` against ``target``, values in [0, 1].
+
+    torchmetrics' ``peak_signal_noise_ratio`` with ``data_range=1`` reduced over all but the
+    first dimension (``reduction="none"``), computed in float64, capped at :data:`MAX_PSNR`.
+    A split's PSNR is the mean of these per-image values (not the PSNR of the mean MSE).
+
+    Shape:
+        (N, ...) -> (N,) float64.
+    """
+    dims = tuple(range(1, pred.ndim))
+    p = peak_signal_noise_ratio(pred.double(), target.double(), data_range=1.0, reduction="none", dim=dims)
+    return p.clamp(max=MAX_PSNR)
 
 
 def image_quality(pred: torch.Tensor, target: torch.Tensor, chunk: int = 2048) -> dict[str, torch.Tensor]:
@@ -43,7 +65,7 @@ def image_quality(pred: torch.Tensor, target: torch.Tensor, chunk: int = 2048) -
             p, t = p.expand(-1, c, -1, -1), t.expand(-1, c, -1, -1)
         mse = ((p - t) ** 2).mean(dim=(1, 2, 3)).double()
         mses.append(mse)
-        psnrs.append(10 * torch.log10(1.0 / mse.clamp(min=1e-12)))
+        psnrs.append(per_image_psnr(p, t))
         ssims.append(structural_similarity_index_measure(p, t, data_range=1.0, reduction="none").double())
     return {"mse": torch.cat(mses), "psnr": torch.cat(psnrs), "ssim": torch.cat(ssims)}
 

@@ -7,7 +7,13 @@ from typing import Optional
 
 import typer
 
-from opticsfree.cli.common import RERUN_TO_REDO, command, print_json
+from opticsfree.cli.common import RERUN_TO_REDO, choices, command, print_json
+
+#: ``--split`` and ``--likelihood``: opticsfree.bayes.report.SPLITS and "auto" +
+#: opticsfree.bayes.likelihood.LIKELIHOODS (written out so that the command line starts without
+#: loading torch; a test checks that they agree).
+Split = choices(("test", "val", "train"))
+Likelihood = choices(("auto", "metric", "ce"))
 
 
 @command("bayes", resume_hint=RERUN_TO_REDO)
@@ -21,10 +27,10 @@ def bayes(
     frames: Optional[int] = typer.Option(None, "--frames",
                                          help="Fuse the first K frames of each scene "
                                               "(default: all)."),
-    split: str = typer.Option("test", "--split", help="Split to evaluate: test, val or train."),
-    likelihood: str = typer.Option("auto", "--likelihood",
-                                   help="auto, metric (prototype distances) or ce "
-                                        "(classifier head)."),
+    split: Split = typer.Option("test", "--split", help="Split to evaluate."),
+    likelihood: Likelihood = typer.Option("auto", "--likelihood",
+                                          help="metric (prototype distances), ce (classifier head), "
+                                               "or auto (ce for runs trained with a head)."),
     captures: Optional[Path] = typer.Option(
         None, "--captures",
         help="Evaluate --split of another capture set with the same classes (e.g. a multi-frame "

@@ -7,9 +7,12 @@ from typing import List, Optional
 
 import typer
 
-from opticsfree.cli.common import command, print_json
+from opticsfree.cli.common import choices, command, print_json
 from opticsfree.errors import OpticsfreeError
 from opticsfree.utils.progress import console, progress
+
+#: ``simulate --split``.
+SimulateSplit = choices(("train", "test", "all"))
 
 
 @command("simulate")
@@ -18,7 +21,7 @@ def simulate(
     camera: str = typer.Option(..., "--camera", help="preset (seed, bare-sensor, lens) or a TOML file"),
     out: Path = typer.Option(..., "--out", help="output capture-set directory"),
     data: Optional[Path] = typer.Option(None, "--data", help="local copy of the dataset (file or directory)"),
-    split: str = typer.Option("all", "--split", help="train, test or all"),
+    split: SimulateSplit = typer.Option("all", "--split", help="splits to simulate"),
     limit: Optional[int] = typer.Option(None, "--limit", help="at most N images per split, class-stratified"),
     frames: int = typer.Option(1, "--frames", help="captures per scene (independent noise)"),
     seed: int = typer.Option(0, "--seed", help="random seed (subset and capture noise)"),
@@ -36,8 +39,6 @@ def simulate(
     from opticsfree.errors import ConfigError
     from opticsfree.optics import load_camera_config
 
-    if split not in ("train", "test", "all"):
-        raise ConfigError(f"--split must be train, test or all, got '{split}'")
     if skip_bad and dataset.strip().lower() != "folder":
         raise ConfigError(f"--skip-bad applies to --dataset folder (ImageFolder trees), not {dataset!r}")
     cam = load_camera_config(camera)

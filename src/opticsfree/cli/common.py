@@ -13,11 +13,12 @@ from __future__ import annotations
 import functools
 import json
 import sys
-from typing import Any, Callable
+from typing import Any, Callable, Iterable, Literal
 
 import typer
 
-from opticsfree.errors import OpticsfreeError
+from opticsfree.errors import ConfigError, OpticsfreeError
+from opticsfree.training.config import TrainConfig  # light: pydantic, no torch
 
 app = typer.Typer(
     name="opticsfree",
@@ -87,3 +88,45 @@ def command(name: str | None = None, parent: typer.Typer | None = None,
 def print_json(obj: Any) -> None:
     """Print ``obj`` as JSON on stdout (the ``--json`` contract)."""
     sys.stdout.write(json.dumps(obj, indent=2) + "\n")
+
+
+def choices(values: Iterable[str]) -> Any:
+    """``Literal[*values]``: the annotation of an option whose value typer checks (a wrong
+    value is a usage error that lists the choices, exit status 2)."""
+    return Literal[tuple(values)]  # type: ignore[valid-type]
+
+
+#: ``--device`` choices (train, reconstruct train|apply, run): TrainConfig's.
+Device = TrainConfig.model_fields["device"].annotation
+
+
+def parse_key_values(items: Iterable[str] | None, option: str = "--set") -> dict[str, Any]:
+    """``KEY=VALUE`` items (``--set``) -> dict: the one grammar of ``train --set`` and
+    ``reconstruct train --set``.
+
+    VALUE is parsed as JSON when it parses (``3``, ``0.5``, ``true``, ``null``, ``[0.05,0.3]``),
+    else taken as a string (``sgd``); ``-`` in KEY becomes ``_``; a later item overrides an
+    earlier one. The values are then validated by the pydantic model that takes them.
+
+    Raises:
+        ConfigError: an item without ``=`` or with an empty KEY.
+    """
+    out: dict[str, Any] = {}
+    for item in items or []:
+        key, sep, raw = item.partition("=")
+        key = key.strip().replace("-", "_")
+        if not sep or not key:
+            raise ConfigError(f"{option} {item!r}: expected KEY=VALUE (e.g. {option} lr=0.001)")
+        try:
+            out[key] = json.loads(raw)
+        except json.JSONDecodeError:
+            out[key] = raw
+    return out
+
+
+def field_default(model: Any, field: str) -> str:
+    """The default of a pydantic model's field as help text shows it (``show_default``)."""
+    d = model.model_fields[field].default
+    if isinstance(d, (list, tuple)):
+        return ",".join(str(x) for x in d)
+    return "none (derived)" if d is None else str(d)

@@ -43,7 +43,7 @@ def evaluate(
     from opticsfree.evaluation.report import CONVENTIONS, evaluate_run, summarize, table_paths
     from opticsfree.utils.threads import single_threaded_openmp
 
-    with single_threaded_openmp():  # torch + scikit-learn (t-SNE) + faiss in one process
+    with single_threaded_openmp():  # torch + scikit-learn (t-SNE) in one process
         results = evaluate_run(run, split=split, classifier=classifier and classifier.value,
                                figures=figures)
     clf = results[0]["classifier"]

@@ -7,9 +7,17 @@ from typing import List, Optional
 
 import typer
 
-from opticsfree.cli.common import RERUN_TO_REDO, RERUN_WITH_RESUME, app, command, print_json
+from opticsfree.cli.common import (RERUN_TO_REDO, RERUN_WITH_RESUME, Device, app, choices, command,
+                                   parse_key_values, print_json)
+from opticsfree.errors import ConfigError
 from opticsfree.utils.io import check_out_dir, check_out_file
 from opticsfree.utils.progress import console, progress
+
+#: ``--method``: the names of opticsfree.reconstruction.base.METHODS (written out here so that
+#: the command line starts without loading torch; a test checks that they agree).
+Method = choices(("cyclegan", "unet", "bijective", "tikhonov"))
+#: ``calibrate --exposure`` (opticsfree.reconstruction.tikhonov.SensorModel's exposure modes).
+Exposure = choices(("per-image", "fixed"))
 
 reconstruct_app = typer.Typer(
     help="Reconstruct images from lensless captures: train a method (cyclegan, unet, bijective, "
@@ -22,30 +30,40 @@ app.add_typer(reconstruct_app, name="reconstruct")
 @command("train", parent=reconstruct_app, resume_hint=RERUN_WITH_RESUME)
 def train(
     captures: Path = typer.Argument(..., help="capture set (its train split is used)"),
-    method: str = typer.Option(..., "--method", help="cyclegan, unet, bijective or tikhonov"),
+    method: Method = typer.Option(..., "--method", help="reconstruction method"),
     out: Path = typer.Option(..., "--out", help="MODEL directory to write"),
-    epochs: Optional[int] = typer.Option(None, "--epochs", help="total epochs (default: the method's)"),
-    device: str = typer.Option("cpu", "--device", help="cpu or cuda"),
+    epochs: Optional[int] = typer.Option(None, "--epochs", help="total epochs", show_default="the method's"),
+    device: Device = typer.Option("cpu", "--device", help="device"),
     resume: bool = typer.Option(False, "--resume", help="continue from MODEL/checkpoints/last.pt"),
     seed: int = typer.Option(0, "--seed", help="random seed"),
     size: Optional[int] = typer.Option(None, "--size", help="train at size x size (default: stored size)"),
     limit: Optional[int] = typer.Option(None, "--limit", help="at most N train scenes, class-stratified"),
-    batch_size: Optional[int] = typer.Option(None, "--batch-size", help="images per step"),
+    batch_size: Optional[int] = typer.Option(None, "--batch-size", help="images per step",
+                                             show_default="the method's"),
     val_fraction: float = typer.Option(0.1, "--val-fraction", help="share of train scenes held out"),
-    amp: str = typer.Option("auto", "--amp", help="bf16 autocast: auto, on or off"),
+    amp: Optional[bool] = typer.Option(None, "--amp/--no-amp", help="bf16 autocast",
+                                       show_default="on where the CPU/GPU has native bf16"),
     channels_last: Optional[bool] = typer.Option(None, "--channels-last/--no-channels-last",
                                                  help="memory format (default: on for cuda)"),
     camera: Optional[str] = typer.Option(None, "--camera",
                                          help="tikhonov: camera.npz from calibrate, or a preset/TOML"),
     threads: Optional[int] = typer.Option(None, "--threads",
                                           help="CPU threads (default: all; 1 is faster on a busy machine)"),
-    option: Optional[List[str]] = typer.Option(None, "--option", "-o",
-                                               help="method option KEY=VALUE (repeatable)"),
+    set_: List[str] = typer.Option([], "--set", "--option", "-o", metavar="KEY=VALUE",
+                                   help="method option (docs/reconstruction.md); VALUE is parsed as JSON "
+                                        "when it parses, else taken as a string; repeatable "
+                                        "(--option and -o are the same)"),
 ) -> None:
     """Train a reconstruction method; checkpoints, metrics and sample images go to MODEL."""
     check_out_dir(out, what="a MODEL directory")
-    from opticsfree.reconstruction.base import parse_key_values
     from opticsfree.reconstruction.train import train_reconstruction
+
+    options = parse_key_values(set_, "--set")
+    own = {"epochs": epochs, "batch_size": batch_size}
+    clash = sorted(k for k in options if own.get(k) is not None)
+    if clash:
+        raise ConfigError(f"--set {clash[0]}: given twice (also as --{clash[0].replace('_', '-')}); "
+                          "give it once")
 
     def report(row: dict) -> None:
         parts = [f"epoch {row['epoch']}"]
@@ -56,7 +74,7 @@ def train(
 
     train_reconstruction(captures, method, out, epochs=epochs, device=device, resume=resume, seed=seed,
                          size=size, limit=limit, val_fraction=val_fraction, batch_size=batch_size,
-                         amp=amp, channels_last=channels_last, options=parse_key_values(option),
+                         amp=amp, channels_last=channels_last, options=options,
                          camera=camera, threads=threads, on_epoch=report)
     console.print(f"wrote model {out}")
 
@@ -66,7 +84,7 @@ def apply(
     model: Path = typer.Argument(..., help="MODEL directory from `reconstruct train`"),
     captures: Path = typer.Argument(..., help="capture set to reconstruct (all splits)"),
     out: Path = typer.Option(..., "--out", help="derived capture set to write"),
-    device: str = typer.Option("cpu", "--device", help="cpu or cuda"),
+    device: Device = typer.Option("cpu", "--device", help="device"),
     batch_size: int = typer.Option(256, "--batch-size", help="images per forward pass"),
     workers: int = typer.Option(0, "--workers", help="PNG encoding processes (0 = one per CPU)"),
     threads: Optional[int] = typer.Option(None, "--threads", help="CPU threads (default: all)"),
@@ -98,7 +116,8 @@ def calibrate(
     val_fraction: float = typer.Option(0.1, "--val-fraction", help="share of train scenes held out"),
     display_gamma: Optional[float] = typer.Option(None, "--display-gamma", help="default: manifest camera or 2.2"),
     output_gamma: Optional[float] = typer.Option(None, "--output-gamma", help="default: manifest camera or 2.2"),
-    exposure: Optional[str] = typer.Option(None, "--exposure", help="per-image or fixed (default: manifest or per-image)"),
+    exposure: Optional[Exposure] = typer.Option(None, "--exposure", help="camera exposure mode",
+                                                show_default="the manifest camera's, else per-image"),
     as_json: bool = typer.Option(False, "--json", help="print the fit report as JSON"),
 ) -> None:
     """Fit an affine camera model (H and offset) by ridge regression; report its error on val."""

@@ -7,14 +7,15 @@ from typing import Optional
 
 import typer
 
-from opticsfree.cli.common import command, print_json
+from opticsfree.cli.common import Device, command, print_json
 
 
 @command("run")
 def run_command(
     config: Path = typer.Argument(..., help="study config (TOML), e.g. configs/quick.toml"),
     out: Optional[Path] = typer.Option(None, "--out", help="study directory [runs/<study name>]"),
-    device: Optional[str] = typer.Option(None, "--device", help="cpu | cuda [the config's [study] device]"),
+    device: Optional[Device] = typer.Option(None, "--device", help="device",
+                                            show_default="the config's [study] device"),
     json_: bool = typer.Option(False, "--json", help="print the summary (stages, report paths) as JSON"),
 ) -> None:
     """Run a study: data -> captures -> tuples -> reconstructions -> training -> evaluation ->

@@ -6,59 +6,79 @@ CAPTURES --loss LOSS --out RUN ...``; the trainer joins the torchrun process gro
 
 from __future__ import annotations
 
-import json
 import os
 from pathlib import Path
 from typing import Any, List, Optional
 
 import typer
 
-from opticsfree.cli.common import RERUN_WITH_RESUME, command, print_json
+from opticsfree.cli.common import (RERUN_WITH_RESUME, Device, choices, command, field_default,
+                                   parse_key_values, print_json)
 from opticsfree.errors import ConfigError
+from opticsfree.losses.names import LOSSES, MINING
+from opticsfree.models.names import BACKBONES, DEFAULT_WIDTHS
+from opticsfree.training.config import SEED_EPOCHS, TrainConfig
+
+Loss = choices(LOSSES)
+Backbone = choices(BACKBONES)
+Sampling = TrainConfig.model_fields["sampling"].annotation
+Mining = choices(dict.fromkeys(m for ms in MINING.values() for m in ms))
 
 
-def _parse_set(items: list[str]) -> dict[str, Any]:
-    out: dict[str, Any] = {}
-    for item in items:
-        if "=" not in item:
-            raise ConfigError(f"--set {item!r}: expected KEY=VALUE (e.g. --set margin=0.3)")
-        k, v = item.split("=", 1)
-        try:
-            out[k.strip().replace("-", "_")] = json.loads(v)
-        except json.JSONDecodeError:
-            out[k.strip().replace("-", "_")] = v
-    return out
+def _d(field: str) -> str:
+    """``show_default`` text: TrainConfig's default of ``field``."""
+    return field_default(TrainConfig, field)
+
+
+def _lr_defaults() -> str:
+    """The derived peak learning rates of TrainConfig (``lr`` None) per optimizer."""
+    opts = TrainConfig.model_fields["optimizer"].annotation.__args__
+    return ", ".join(f"{TrainConfig(captures='.', loss='ce', optimizer=o).resolved_lr():g} {o}" for o in opts)
 
 
 @command("train", resume_hint=RERUN_WITH_RESUME)
 def train_command(
     captures: Path = typer.Argument(..., help="capture-set directory (with a train split)"),
-    loss: str = typer.Option(..., "--loss", help="triplet | quadruplet | quadruplet-chen | ce | ce+triplet"),
+    loss: Loss = typer.Option(..., "--loss", help="training loss"),
     out: Path = typer.Option(..., "--out", help="run directory to write (RUN)"),
-    backbone: Optional[str] = typer.Option(None, "--backbone", help="cnn4 | resnet8 | resnet14 | resnet20 | resnet32 [cnn4]"),
-    epochs: Optional[int] = typer.Option(None, "--epochs", help="training epochs [50]"),
-    checkpoints: Optional[str] = typer.Option(None, "--checkpoints", help="comma-separated checkpoint epochs [15,30,50]"),
-    sampling: Optional[str] = typer.Option(None, "--sampling", help="online (class-balanced batches, in-batch mining) | tuples (the seed's fixed rows) [online]"),
-    mining: Optional[str] = typer.Option(None, "--mining", help="all | semihard | hard [loss default]"),
-    val_fraction: Optional[float] = typer.Option(None, "--val-fraction", help="train scenes held out for validation [0.1]"),
-    device: Optional[str] = typer.Option(None, "--device", help="cpu | cuda [cpu]"),
-    seed: Optional[int] = typer.Option(None, "--seed", help="random seed [0]"),
+    backbone: Optional[Backbone] = typer.Option(None, "--backbone", help="embedding backbone",
+                                                show_default=_d("backbone")),
+    epochs: Optional[int] = typer.Option(None, "--epochs", help="training epochs", show_default=_d("epochs")),
+    checkpoints: Optional[str] = typer.Option(
+        None, "--checkpoints", help="comma-separated checkpoint epochs",
+        show_default=f"{','.join(map(str, SEED_EPOCHS))} below --epochs, and the last"),
+    sampling: Optional[Sampling] = typer.Option(
+        None, "--sampling", help="online (class-balanced batches, in-batch mining) | tuples (the seed's fixed rows)",
+        show_default=_d("sampling")),
+    mining: Optional[Mining] = typer.Option(None, "--mining", help="in-batch mining (the loss offers a subset)",
+                                            show_default="the loss's default"),
+    val_fraction: Optional[float] = typer.Option(None, "--val-fraction", help="train scenes held out for validation",
+                                                 show_default=_d("val_fraction")),
+    device: Optional[Device] = typer.Option(None, "--device", help="device", show_default=_d("device")),
+    seed: Optional[int] = typer.Option(None, "--seed", help="random seed", show_default=_d("seed")),
     resume: bool = typer.Option(False, "--resume", help="continue the run in --out from its last finished epoch"),
-    shared: bool = typer.Option(False, "--shared", help="one encoder for lensless and original images"),
-    size: Optional[int] = typer.Option(None, "--size", help="resize images to N x N [as stored]"),
-    batch_size: Optional[int] = typer.Option(None, "--batch-size", help="global batch size [256]"),
-    lr: Optional[float] = typer.Option(None, "--lr", help="peak learning rate [2e-3 adamw, 0.1 sgd]"),
-    limit: Optional[int] = typer.Option(None, "--limit", help="use at most N training scenes (class-stratified)"),
-    width: Optional[int] = typer.Option(None, "--width", help="backbone width [16 resnets, 32 cnn4]"),
-    amp: Optional[bool] = typer.Option(None, "--amp/--no-amp", help="bf16 autocast [on where the CPU/GPU has native bf16]"),
-    workers: Optional[int] = typer.Option(None, "--workers", help="data-loader processes for --sampling tuples [0]"),
-    threads: Optional[int] = typer.Option(None, "--threads", help="torch CPU threads [torch default]"),
-    set_: List[str] = typer.Option([], "--set", help="any other config field, KEY=VALUE (JSON value), repeatable; see docs/metric-learning.md"),
+    shared: bool = typer.Option(False, "--shared", help="one encoder for lensless and original images",
+                                show_default=_d("shared")),
+    size: Optional[int] = typer.Option(None, "--size", help="resize images to N x N", show_default="as stored"),
+    batch_size: Optional[int] = typer.Option(None, "--batch-size", help="global batch size",
+                                             show_default=_d("batch_size")),
+    lr: Optional[float] = typer.Option(None, "--lr", help="peak learning rate", show_default=_lr_defaults()),
+    limit: Optional[int] = typer.Option(None, "--limit", help="use at most N training scenes (class-stratified)",
+                                        show_default="all"),
+    width: Optional[int] = typer.Option(None, "--width", help="backbone width",
+                                        show_default=", ".join(f"{w} {n}" for n, w in DEFAULT_WIDTHS.items())),
+    amp: Optional[bool] = typer.Option(None, "--amp/--no-amp", help="bf16 autocast",
+                                       show_default="on where the CPU/GPU has native bf16"),
+    workers: Optional[int] = typer.Option(None, "--workers", help="data-loader processes for --sampling tuples",
+                                          show_default=_d("workers")),
+    threads: Optional[int] = typer.Option(None, "--threads", help="torch CPU threads", show_default="torch default"),
+    set_: List[str] = typer.Option([], "--set", metavar="KEY=VALUE",
+                                   help="any other config field; VALUE is parsed as JSON when it parses, "
+                                        "else taken as a string; repeatable; see docs/metric-learning.md"),
 ) -> None:
     """Train an embedding model on a capture set; writes RUN/config.json, metrics.jsonl and
     checkpoints/epoch_NNN.pt, and prints a JSON summary."""
     from opticsfree.training import train
-    from opticsfree.training.config import TrainConfig
 
     fields: dict[str, Any] = {"captures": str(captures), "loss": loss}
     given = {"backbone": backbone, "epochs": epochs, "checkpoints": checkpoints, "sampling": sampling,
@@ -68,7 +88,7 @@ def train_command(
     fields.update({k: v for k, v in given.items() if v is not None})
     if shared:
         fields["shared"] = True
-    extra = _parse_set(set_)
+    extra = parse_key_values(set_, "--set")
     clash = sorted(set(extra) & (set(fields) | {"captures", "loss"}))
     if clash:
         raise ConfigError(f"--set {clash[0]}: use the --{clash[0].replace('_', '-')} option instead")

@@ -5,7 +5,7 @@ classified by one classifier:
 
 - ``prototype`` (default): nearest class centroid of the original-image TRAIN embeddings
   (L2-normalised class means, one original per scene).
-- ``knn``: majority vote of the k nearest train originals (faiss ``IndexFlatL2``); k is chosen
+- ``knn``: majority vote of the k nearest train originals (exact L2 search); k is chosen
   on the run's ``val`` split from 1, 3, 5, 10, 20 (highest val accuracy, ties to the smaller k).
 - ``threshold``: the seed's distance threshold (see
   :mod:`opticsfree.evaluation.threshold_classifier`): t maximises the balanced verification
@@ -72,7 +72,8 @@ CONVENTIONS = {
     "retrieval": "PML AccuracyCalculator; queries = lensless embeddings of the split, references "
                  "= originals of the same split (one per scene); precision_at_1 and MAP@R",
     "prototype": "nearest class centroid (L2-normalised mean) of the train original embeddings",
-    "knn": "majority vote of the k nearest train originals (faiss IndexFlatL2); ties to the class "
+    "knn": "majority vote of the k nearest train originals (exact L2 search, torch.cdist + topk); "
+           "ties to the class "
            "of the nearest tied neighbour; k chosen on val from 1,3,5,10,20 by accuracy, ties to "
            "the smaller k",
     "threshold": "pairs (lensless, class prototype), matching when the classes agree; accept when "

@@ -22,8 +22,9 @@ below the smallest and the largest distance); among equally good candidates the 
 threshold is taken.
 
 Equal error rate. The EER is where FAR equals FRR, linearly interpolated between the two
-neighbouring candidate thresholds where FAR - FRR changes sign (the same points as the ROC
-curve).
+neighbouring candidate thresholds where FAR - FRR changes sign. The candidates and their
+(TAR, FAR) are the points of scikit-learn's ROC curve (``roc_curve`` on the score :math:`-d`,
+every point kept).
 
 Classification. Closed set: the nearest prototype (as :class:`PrototypeClassifier`). Open set
 (reject option): the nearest prototype when its distance is at most :math:`t`, otherwise
@@ -35,6 +36,7 @@ from __future__ import annotations
 from dataclasses import dataclass
 
 import numpy as np
+from sklearn.metrics import roc_curve
 
 from opticsfree.evaluation.prototype_classifier import pairwise_distances
 
@@ -89,24 +91,24 @@ class Sweep:
 
 
 def sweep(matching: np.ndarray, non_matching: np.ndarray) -> Sweep:
-    """All distinct accept/reject outcomes over thresholds (see the module docstring)."""
+    """All distinct accept/reject outcomes over thresholds (see the module docstring).
+
+    The rates are scikit-learn's ``roc_curve`` (every point kept, ``drop_intermediate=False``)
+    with the negated distance as the score: its point at score ``s`` accepts ``d <= -s``. The
+    candidate threshold of a point is the midpoint between its distance and the next larger one
+    (the largest distance for the last point; just below the smallest distance for the
+    all-rejecting first point).
+    """
     m = np.asarray(matching, dtype=np.float64).ravel()
     n = np.asarray(non_matching, dtype=np.float64).ravel()
     if len(m) == 0 or len(n) == 0:
         raise ValueError("need at least one matching and one non-matching pair")
-    d = np.concatenate([m, n])
-    is_match = np.concatenate([np.ones(len(m)), np.zeros(len(n))])
-    order = np.argsort(d, kind="stable")
-    ds = d[order]
-    pos = np.cumsum(is_match[order])
-    neg = np.arange(1, len(ds) + 1) - pos
-    cut = np.flatnonzero(np.append(ds[1:] > ds[:-1], True))  # last index of each distinct value
-    nxt = np.append(ds[1:], ds[-1])[cut]
-    thr = np.where(cut == len(ds) - 1, ds[cut], 0.5 * (ds[cut] + nxt))
-    thresholds = np.concatenate([[np.nextafter(ds[0], -np.inf)], thr])
-    tar = np.concatenate([[0.0], pos[cut] / len(m)])
-    far = np.concatenate([[0.0], neg[cut] / len(n)])
-    return Sweep(thresholds, tar, far)
+    y = np.concatenate([np.ones(len(m)), np.zeros(len(n))])
+    far, tar, scores = roc_curve(y, -np.concatenate([m, n]), drop_intermediate=False)
+    ds = -scores[1:]  # the distinct distances, ascending (scores[0] is +inf: nothing accepted)
+    nxt = np.append(ds[1:], ds[-1])
+    thresholds = np.concatenate([[np.nextafter(ds[0], -np.inf)], 0.5 * (ds + nxt)])
+    return Sweep(thresholds, tar.astype(np.float64), far.astype(np.float64))
 
 
 def choose_threshold(matching: np.ndarray, non_matching: np.ndarray) -> tuple[float, float]:

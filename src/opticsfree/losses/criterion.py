@@ -20,25 +20,11 @@ from torch import Tensor
 
 from opticsfree.errors import ConfigError
 from opticsfree.losses.dense import batch_all_quadruplet, batch_all_triplet
+from opticsfree.losses.names import LOSSES, MINING, default_mining
 from opticsfree.losses.quadruplet_chen_loss import ChenQuadrupletLoss, ChenQuadrupletMiner
 from opticsfree.losses.quadruplet_loss import QuadrupletLoss, QuadrupletMiner
 
-#: Loss names accepted by ``--loss``.
-LOSSES: tuple[str, ...] = ("triplet", "quadruplet", "quadruplet-chen", "ce", "ce+triplet")
-
-#: Mining strategies accepted by each metric loss (the first is the default).
-MINING: dict[str, tuple[str, ...]] = {
-    "triplet": ("all", "semihard", "hard"),
-    "ce+triplet": ("all", "semihard", "hard"),
-    "quadruplet": ("all", "hard"),
-    "quadruplet-chen": ("hard", "all"),
-    "ce": ("none",),
-}
-
-
-def default_mining(loss: str) -> str:
-    """The default in-batch mining of ``loss``."""
-    return MINING[loss][0]
+__all__ = ["LOSSES", "MINING", "Criterion", "default_mining"]
 
 
 class Criterion:

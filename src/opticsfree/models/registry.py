@@ -8,19 +8,21 @@ from torch import nn
 
 from opticsfree.errors import ConfigError
 from opticsfree.models.cnn4 import CNN4
+from opticsfree.models.names import BACKBONES, DEFAULT_WIDTHS
 from opticsfree.models.resnet_cifar import ResNetCIFAR
 
-#: name -> (constructor(in_channels, width), default width)
-_BACKBONES: dict[str, tuple[Callable[[int, int], nn.Module], int]] = {
-    "cnn4": (lambda c, w: CNN4(c, w), 32),
-    "resnet8": (lambda c, w: ResNetCIFAR(8, c, w), 16),
-    "resnet14": (lambda c, w: ResNetCIFAR(14, c, w), 16),
-    "resnet20": (lambda c, w: ResNetCIFAR(20, c, w), 16),
-    "resnet32": (lambda c, w: ResNetCIFAR(32, c, w), 16),
+#: name -> (constructor(in_channels, width), default width); names and widths from
+#: :mod:`opticsfree.models.names`.
+_CONSTRUCTORS: dict[str, Callable[[int, int], nn.Module]] = {
+    "cnn4": lambda c, w: CNN4(c, w),
+    "resnet8": lambda c, w: ResNetCIFAR(8, c, w),
+    "resnet14": lambda c, w: ResNetCIFAR(14, c, w),
+    "resnet20": lambda c, w: ResNetCIFAR(20, c, w),
+    "resnet32": lambda c, w: ResNetCIFAR(32, c, w),
 }
-
-#: Names accepted by :func:`build_backbone`.
-BACKBONES: tuple[str, ...] = tuple(_BACKBONES)
+assert tuple(_CONSTRUCTORS) == BACKBONES
+_BACKBONES: dict[str, tuple[Callable[[int, int], nn.Module], int]] = {
+    n: (_CONSTRUCTORS[n], DEFAULT_WIDTHS[n]) for n in BACKBONES}
 
 
 def default_width(name: str) -> int:

@@ -17,7 +17,7 @@ from opticsfree.reconstruction.base import METHODS
 from opticsfree.reconstruction.discriminators import PatchDiscriminator, patch_layers_for, receptive_field
 from opticsfree.reconstruction.generators import ResnetGenerator
 from opticsfree.reconstruction.image_pool import ImagePool
-from opticsfree.reconstruction.schedules import ConstantThenLinearDecay
+from opticsfree.reconstruction.schedules import constant_then_linear_decay
 from opticsfree.reconstruction.tikhonov import (
     AffineOperator,
     Calibration,
@@ -34,6 +34,6 @@ from opticsfree.reconstruction.unet import UNet
 __all__ = [
     "METHODS", "train_reconstruction", "apply_reconstruction", "load_reconstructor", "Reconstructor",
     "list_metrics", "ResnetGenerator", "PatchDiscriminator", "patch_layers_for",
-    "receptive_field", "UNet", "ImagePool", "ConstantThenLinearDecay", "AffineOperator", "SensorModel",
+    "receptive_field", "UNet", "ImagePool", "constant_then_linear_decay", "AffineOperator", "SensorModel",
     "TikhonovModel", "Calibration", "calibrate", "camera_operator", "fit_affine", "load_calibration",
 ]

@@ -9,13 +9,13 @@ and reconstructions on disk and in memory are uint8.
 from __future__ import annotations
 
 import contextlib
-import dataclasses
 import os
 from pathlib import Path
 from typing import Any, Iterator
 
 import numpy as np
 import torch
+from pydantic import BaseModel, ConfigDict, ValidationError
 
 from opticsfree.errors import ConfigError
 
@@ -39,62 +39,37 @@ def to_uint8(y: torch.Tensor) -> torch.Tensor:
 
 # --------------------------------------------------------------------------- options
 
-def parse_options(config_cls: type, options: dict[str, Any] | None, method: str) -> Any:
-    """Build a method's config dataclass from ``options`` (unknown keys and bad types refused).
+class MethodOptions(BaseModel):
+    """Base of the method option models (``--set KEY=VALUE`` of ``reconstruct train``).
 
-    String values (from ``--option key=value``) are converted to the field's type.
+    Unknown keys are refused and types are strict (an int where an int is expected; an int is
+    accepted for a float; no strings converted), so a wrong key or type is a one-line
+    :class:`~opticsfree.errors.ConfigError` naming the option (see :func:`parse_options`).
+    """
+
+    model_config = ConfigDict(extra="forbid", strict=True, frozen=True)
+
+
+def parse_options(config_cls: type[MethodOptions], options: dict[str, Any] | None, method: str) -> MethodOptions:
+    """Validate a method's ``options`` into its option model (defaults for the rest).
+
+    Raises:
+        ConfigError: an unknown option (the message lists the known ones) or a bad value (the
+            message names the option, what was expected and what was given).
     """
     options = dict(options or {})
-    fields = {f.name: f for f in dataclasses.fields(config_cls)}
-    unknown = sorted(set(options) - set(fields))
-    if unknown:
-        raise ConfigError(f"unknown option(s) {', '.join(unknown)} for method {method} "
-                          f"(known: {', '.join(sorted(fields))})")
-    values = {}
-    defaults = config_cls()
-    for k, v in options.items():
-        default = getattr(defaults, k)
-        values[k] = _convert(v, default, k, method)
-    return config_cls(**values)
-
-
-def _convert(value: Any, default: Any, key: str, method: str) -> Any:
-    if not isinstance(value, str) or isinstance(default, str):
-        return value
-    low = value.strip().lower()
     try:
-        if isinstance(default, bool):
-            if low in ("1", "true", "yes", "on"):
-                return True
-            if low in ("0", "false", "no", "off"):
-                return False
-            raise ValueError
-        if isinstance(default, int):
-            return int(value)
-        if isinstance(default, float):
-            return float(value)
-        if default is None:
-            if low in ("none", "null", ""):
-                return None
-            try:
-                return int(value)
-            except ValueError:
-                return float(value)
-    except ValueError:
-        raise ConfigError(f"option {key}={value!r} for method {method}: expected "
-                          f"{type(default).__name__}") from None
-    return value
-
-
-def parse_key_values(pairs: list[str] | None) -> dict[str, str]:
-    """``["a=1", "b=x"]`` -> ``{"a": "1", "b": "x"}``; ConfigError on a malformed pair."""
-    out: dict[str, str] = {}
-    for p in pairs or []:
-        if "=" not in p:
-            raise ConfigError(f"--option {p!r}: expected KEY=VALUE")
-        k, v = p.split("=", 1)
-        out[k.strip().replace("-", "_")] = v.strip()
-    return out
+        return config_cls.model_validate(options)
+    except ValidationError as e:
+        err = e.errors()[0]
+        if err.get("type") == "extra_forbidden":
+            unknown = sorted(set(options) - set(config_cls.model_fields))
+            raise ConfigError(f"unknown option(s) {', '.join(unknown)} for method {method} "
+                              f"(known: {', '.join(config_cls.model_fields)})") from None
+        key = str(err["loc"][0]) if err.get("loc") else "?"
+        msg = err.get("msg", "invalid value").removeprefix("Value error, ")
+        raise ConfigError(f"option {key} for method {method}: {msg[0].lower() + msg[1:]} "
+                          f"(got {options.get(key)!r})") from None
 
 
 # --------------------------------------------------------------------------- device / precision
@@ -138,16 +113,17 @@ def cpu_has_bf16() -> bool:
     return "avx512_bf16" in flags or "amx_bf16" in flags
 
 
-def resolve_amp(amp: str, device: torch.device) -> bool:
-    """Whether to train under bf16 autocast: ``on``, ``off`` or ``auto``.
+def resolve_amp(amp: bool | None, device: torch.device) -> bool:
+    """Whether to train under bf16 autocast: ``True``, ``False`` or ``None`` (auto).
 
-    ``auto``: on for CUDA devices with bf16 support and for CPUs with native bf16 arithmetic
-    (where it measured faster, see docs/reconstruction.md), off otherwise.
+    Auto: on for CUDA devices with bf16 support and for CPUs with native bf16 arithmetic
+    (where it measured faster, see docs/reconstruction.md), off otherwise; the same rule as
+    ``train --amp/--no-amp``.
     """
-    if amp not in ("auto", "on", "off"):
-        raise ConfigError(f"--amp must be auto, on or off, got {amp!r}")
-    if amp != "auto":
-        return amp == "on"
+    if amp is not None and not isinstance(amp, bool):
+        raise ConfigError(f"amp must be True, False or None (auto), got {amp!r}")
+    if amp is not None:
+        return amp
     if device.type == "cuda":
         return torch.cuda.is_bf16_supported()
     return cpu_has_bf16()

@@ -25,21 +25,19 @@ forward map of a bare sensor is itself non-local).
 
 from __future__ import annotations
 
-from dataclasses import dataclass
-
 import torch
+from pydantic import Field
 from torch import nn
 
+from opticsfree.reconstruction.base import MethodOptions
 from opticsfree.reconstruction.cyclegan import lsgan, set_requires_grad
 from opticsfree.reconstruction.discriminators import PatchDiscriminator, patch_layers_for
 from opticsfree.reconstruction.generators import init_weights
-from opticsfree.reconstruction.schedules import ConstantThenLinearDecay
 from opticsfree.reconstruction.unet import UNet, auto_depth, ssim_loss
 
 
-@dataclass
-class BijectiveConfig:
-    """Options of the ``bijective`` method (``--option key=value``).
+class BijectiveConfig(MethodOptions):
+    """Options of the ``bijective`` method (``--set key=value``).
 
     Attributes:
         width: first-level filters of the inverse U-Net.
@@ -55,20 +53,20 @@ class BijectiveConfig:
         epochs: default number of epochs.
     """
 
-    width: int = 32
-    forward_width: int = 16
-    depth: int | None = None
-    global_features: int = 8
-    w_rec: float = 1.0
-    w_fwd: float = 1.0
-    w_cyc: float = 0.5
-    w_adv: float = 0.0
-    ssim_weight: float = 0.0
-    lr: float = 1e-3
-    d_lr: float = 2e-4
-    decay_start: int | None = None
-    batch_size: int = 32
-    epochs: int = 30
+    width: int = Field(32, ge=1, description="first-level filters of the inverse U-Net")
+    forward_width: int = Field(16, ge=1, description="first-level filters of the forward U-Net")
+    depth: int | None = Field(None, ge=0, description="U-Net poolings (None: as unet)")
+    global_features: int = Field(8, ge=0, description="maps of the global layers (0: none)")
+    w_rec: float = Field(1.0, ge=0, description="reconstruction loss weight")
+    w_fwd: float = Field(1.0, ge=0, description="forward (camera model) loss weight")
+    w_cyc: float = Field(0.5, ge=0, description="cycle loss weight")
+    w_adv: float = Field(0.0, ge=0, description="adversarial loss weight (0: off)")
+    ssim_weight: float = Field(0.0, ge=0, description="weight of the 1 - SSIM term on G(y)")
+    lr: float = Field(1e-3, gt=0, description="Adam learning rate of the two networks")
+    d_lr: float = Field(2e-4, gt=0, description="Adam learning rate of the discriminator")
+    decay_start: int | None = Field(None, ge=0, description="first epoch of the linear decay (None: epochs // 2)")
+    batch_size: int = Field(32, ge=1, description="images per step")
+    epochs: int = Field(30, ge=1, description="default number of epochs")
 
 
 class BijectiveMethod:
@@ -101,9 +99,6 @@ class BijectiveMethod:
                                     lr=cfg.lr, betas=(0.9, 0.999))
         self.opt_d = (torch.optim.Adam(self.disc.parameters(), lr=cfg.d_lr, betas=(0.5, 0.999))
                       if self.disc is not None else None)
-
-    def schedule(self, epochs: int) -> ConstantThenLinearDecay:
-        return ConstantThenLinearDecay(self.cfg.lr, epochs, self.cfg.decay_start)
 
     def networks(self) -> dict[str, nn.Module]:
         d = {"inverse": self.inverse, "forward": self.forward_net}

@@ -25,21 +25,20 @@ chance. The pairing is used for the validation PSNR/SSIM only.
 
 from __future__ import annotations
 
-from dataclasses import dataclass
 from typing import Iterator
 
 import torch
+from pydantic import Field
 from torch import nn
 
+from opticsfree.reconstruction.base import MethodOptions
 from opticsfree.reconstruction.discriminators import PatchDiscriminator, patch_layers_for
 from opticsfree.reconstruction.generators import ResnetGenerator, default_generator_size, init_weights
 from opticsfree.reconstruction.image_pool import ImagePool
-from opticsfree.reconstruction.schedules import ConstantThenLinearDecay
 
 
-@dataclass
-class CycleGANConfig:
-    """Options of the ``cyclegan`` method (``--option key=value``).
+class CycleGANConfig(MethodOptions):
+    """Options of the ``cyclegan`` method (``--set key=value``).
 
     Attributes:
         width: generator filters ``ngf`` (None: 32 up to 32 px images, else 64).
@@ -57,19 +56,19 @@ class CycleGANConfig:
         epochs: default number of epochs.
     """
 
-    width: int | None = None
-    n_blocks: int | None = None
-    n_down: int = 2
-    d_width: int = 64
-    d_layers: int | None = None
-    lambda_cycle: float = 10.0
-    identity: float = 0.5
-    pool_size: int = 50
-    lr: float = 2e-4
-    beta1: float = 0.5
-    decay_start: int | None = None
-    batch_size: int = 4
-    epochs: int = 20
+    width: int | None = Field(None, ge=1, description="generator filters (None: by image size)")
+    n_blocks: int | None = Field(None, ge=0, description="generator residual blocks (None: by image size)")
+    n_down: int = Field(2, ge=0, description="generator downsamplings")
+    d_width: int = Field(64, ge=1, description="discriminator filters")
+    d_layers: int | None = Field(None, ge=0, description="PatchGAN stride-2 layers (None: by image size)")
+    lambda_cycle: float = Field(10.0, ge=0, description="cycle-consistency weight")
+    identity: float = Field(0.5, ge=0, description="identity weight / lambda_cycle (0: off)")
+    pool_size: int = Field(50, ge=0, description="image history size")
+    lr: float = Field(2e-4, gt=0, description="Adam learning rate")
+    beta1: float = Field(0.5, ge=0, lt=1, description="Adam beta1")
+    decay_start: int | None = Field(None, ge=0, description="first epoch of the linear decay (None: epochs // 2)")
+    batch_size: int = Field(4, ge=1, description="images per step")
+    epochs: int = Field(20, ge=1, description="default number of epochs")
 
 
 def unpaired_batches(n_a: int, n_b: int, batch_size: int, generator: torch.Generator
@@ -138,9 +137,6 @@ class CycleGANMethod:
                                       lr=cfg.lr, betas=betas)
         self.opt_d = torch.optim.Adam(list(self.d_a.parameters()) + list(self.d_b.parameters()),
                                       lr=cfg.lr, betas=betas)
-
-    def schedule(self, epochs: int) -> ConstantThenLinearDecay:
-        return ConstantThenLinearDecay(self.cfg.lr, epochs, self.cfg.decay_start)
 
     def networks(self) -> dict[str, nn.Module]:
         return {"g_ab": self.g_ab, "g_ba": self.g_ba, "d_a": self.d_a, "d_b": self.d_b}

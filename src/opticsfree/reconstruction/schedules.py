@@ -12,63 +12,63 @@ For epoch :math:`e` (0-based) of :math:`E` epochs with decay starting at epoch :
 so the rate is :math:`\\mathrm{lr}_0` for :math:`s` epochs and then falls linearly, reaching
 :math:`\\mathrm{lr}_0 / (E - s + 1)` in the last epoch (never zero). CycleGAN trains 100 constant
 and 100 decaying epochs; the default here is :math:`s = \\lfloor E / 2 \\rfloor`.
+
+The schedule is PyTorch's: ``ConstantLR`` (factor 1) for the first :math:`s` epochs, then
+``LinearLR`` from :math:`(E - s) / (E - s + 1)` down to :math:`1 / (E - s + 1)`, joined by
+``SequentialLR``; it is stepped once per epoch. Every parameter group keeps its own base rate
+(e.g. a discriminator with its own rate) and is scaled by the same factor.
 """
 
 from __future__ import annotations
 
-from dataclasses import dataclass
-from typing import Iterable
+import warnings
 
 import torch
+from torch.optim import lr_scheduler
 
 
-@dataclass(frozen=True)
-class ConstantThenLinearDecay:
-    """The schedule for ``epochs`` epochs, decaying from ``decay_start`` (default ``epochs // 2``).
+def decay_start(epochs: int, start: int | None = None) -> int:
+    """The first decaying epoch ``s`` (0-based): ``start``, or ``epochs // 2`` when None.
 
-    Attributes:
-        base_lr: the constant rate.
-        epochs: total epochs ``E``.
-        decay_start: first decaying epoch ``s`` (0-based); ``None`` means ``E // 2``.
+    Raises:
+        ValueError: ``epochs < 1`` or ``start`` outside ``0..epochs``.
     """
+    if epochs < 1:
+        raise ValueError(f"epochs must be >= 1, got {epochs}")
+    if start is not None and not 0 <= start <= epochs:
+        raise ValueError(f"decay_start must be in 0..{epochs} (the epochs), got {start}")
+    return epochs // 2 if start is None else start
 
-    base_lr: float
-    epochs: int
-    decay_start: int | None = None
 
-    def __post_init__(self) -> None:
-        if self.epochs < 1:
-            raise ValueError(f"epochs must be >= 1, got {self.epochs}")
-        if self.base_lr <= 0:
-            raise ValueError(f"base_lr must be positive, got {self.base_lr}")
-        if self.decay_start is not None and not 0 <= self.decay_start <= self.epochs:
-            raise ValueError(f"decay_start must be in 0..{self.epochs}, got {self.decay_start}")
+def constant_then_linear_decay(optimizer: torch.optim.Optimizer, epochs: int, start: int | None = None,
+                               epoch: int = 0) -> lr_scheduler.LRScheduler:
+    """The schedule of ``optimizer`` over ``epochs`` epochs, decaying from epoch ``start``.
 
-    @property
-    def start(self) -> int:
-        return self.epochs // 2 if self.decay_start is None else self.decay_start
+    Args:
+        optimizer: its groups' rates are the base rates :math:`\\mathrm{lr}_0` (a group that
+            already has an ``initial_lr``, e.g. one restored from a checkpoint, restarts from
+            that).
+        epochs: total epochs :math:`E`.
+        start: first decaying epoch :math:`s` (0-based); None means :math:`E // 2`.
+        epoch: the 0-based epoch to be at (resume): the schedule is stepped that many times.
 
-    def factor(self, epoch: int) -> float:
-        """Multiplier of ``base_lr`` in 0-based ``epoch``."""
-        s = self.start
-        if epoch < s:
-            return 1.0
-        return max(0.0, 1.0 - (epoch - s + 1) / (self.epochs - s + 1))
-
-    def lr(self, epoch: int) -> float:
-        """Learning rate in 0-based ``epoch``."""
-        return self.base_lr * self.factor(epoch)
-
-    def apply(self, optimizers: torch.optim.Optimizer | Iterable[torch.optim.Optimizer], epoch: int) -> float:
-        """Set the rate of every parameter group of ``optimizers`` for ``epoch``; returns it.
-
-        A group that was created with an ``initial_lr`` different from ``base_lr`` (e.g. a
-        discriminator with its own rate) is scaled by the same factor.
-        """
-        opts = [optimizers] if isinstance(optimizers, torch.optim.Optimizer) else list(optimizers)
-        f = self.factor(epoch)
-        for opt in opts:
-            for g in opt.param_groups:
-                g.setdefault("initial_lr", g["lr"])
-                g["lr"] = g["initial_lr"] * f
-        return self.base_lr * f
+    Returns:
+        the scheduler, with every group's ``lr`` set for ``epoch``; call ``step()`` after each
+        epoch.
+    """
+    s = decay_start(epochs, start)
+    for g in optimizer.param_groups:
+        g["lr"] = g.setdefault("initial_lr", g["lr"])
+    scheds: list[lr_scheduler.LRScheduler] = []
+    if s > 0:
+        scheds.append(lr_scheduler.ConstantLR(optimizer, factor=1.0, total_iters=s))
+    if s < epochs:
+        n = epochs - s + 1
+        scheds.append(lr_scheduler.LinearLR(optimizer, start_factor=(n - 1) / n, end_factor=1 / n,
+                                            total_iters=max(1, n - 2)))
+    sched = scheds[0] if len(scheds) == 1 else lr_scheduler.SequentialLR(optimizer, scheds, milestones=[s])
+    with warnings.catch_warnings():  # stepping without optimizer steps is the point here
+        warnings.simplefilter("ignore", UserWarning)
+        for _ in range(epoch):
+            sched.step()
+    return sched

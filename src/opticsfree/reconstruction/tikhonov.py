@@ -75,6 +75,7 @@ import torch
 import torch.nn.functional as F
 
 from opticsfree.captures.linear import LAMBDA_GRID, fit_affine
+from opticsfree.captures.quality import per_image_psnr
 from opticsfree.errors import DataError
 
 #: Validation images used to choose lambda (a seeded subset when there are more).
@@ -424,9 +425,8 @@ def build_model(op: AffineOperator, sensor: SensorModel, display_gamma: float, l
 
 
 def psnr(pred: torch.Tensor, target: torch.Tensor) -> torch.Tensor:
-    """Per-image PSNR (dB) of images in [0, 1]."""
-    mse = ((pred.double() - target.double()) ** 2).flatten(1).mean(1).clamp(min=1e-12)
-    return 10 * torch.log10(1.0 / mse)
+    """Per-image PSNR (dB) of images in [0, 1] (:func:`~opticsfree.captures.quality.per_image_psnr`)."""
+    return per_image_psnr(pred, target)
 
 
 def choose_lambda(op: AffineOperator, sensor: SensorModel, display_gamma: float,

@@ -43,14 +43,17 @@ from opticsfree.reconstruction.base import (
 )
 from opticsfree.reconstruction.bijective import BijectiveMethod
 from opticsfree.reconstruction.cyclegan import CycleGANMethod, unpaired_batches
+from opticsfree.reconstruction.schedules import constant_then_linear_decay, decay_start
 from opticsfree.reconstruction.unet import UNetMethod
 from opticsfree.utils.io import check_out_dir, ensure_dir, load_torch, read_json, save_torch, write_json, write_text
 from opticsfree.utils.seeding import derive_seed, seed_everything
 
 DEEP_METHODS = {"cyclegan": CycleGANMethod, "unet": UNetMethod, "bijective": BijectiveMethod}
 CHECKPOINT_FORMAT = 1
-#: config.json keys that must agree when resuming (epochs may grow).
-RESUME_KEYS = ("method", "captures", "size", "limit", "seed", "val_fraction", "options", "batch_size")
+#: config.json keys that must agree when resuming (epochs may grow). The method options are
+#: compared as validated values (``method_config``), so ``width=4`` given as the string "4" by
+#: an older command line and as the number 4 now are the same.
+RESUME_KEYS = ("method", "captures", "size", "limit", "seed", "val_fraction", "method_config", "batch_size")
 
 
 def _config_path(out: Path) -> Path:
@@ -67,10 +70,17 @@ def _check_out(out: Path, config: dict[str, Any], resume: bool) -> None:
         if not resume:
             return  # an earlier run stopped before its first checkpoint: start over
         old = read_json(existing)
-        diff = [k for k in RESUME_KEYS if old.get(k) != config.get(k)]
+        recorded, now = {}, {}
+        for k in RESUME_KEYS:
+            if k == "method_config" and isinstance(old.get(k), dict) and isinstance(config.get(k), dict):
+                for o in sorted(set(old[k]) | set(config[k])):
+                    recorded[f"option {o}"], now[f"option {o}"] = old[k].get(o), config[k].get(o)
+            else:
+                recorded[k], now[k] = old.get(k), config.get(k)
+        diff = [k for k in recorded if recorded[k] != now[k]]
         if diff:
             raise ConfigError(f"{out}: cannot resume with different settings ({', '.join(diff)}); "
-                              f"recorded: {', '.join(f'{k}={old.get(k)!r}' for k in diff)}")
+                              f"recorded: {', '.join(f'{k}={recorded[k]!r}' for k in diff)}")
     elif out.exists() and any(p for p in out.iterdir() if not p.name.startswith(".")):
         raise ConfigError(f"{out} exists and is not a reconstruction model directory; choose another --out")
 
@@ -126,7 +136,7 @@ def _val_quality(rec: torch.Tensor, original: torch.Tensor) -> dict[str, float]:
 def train_reconstruction(captures: str | Path, method: str, out: str | Path, epochs: int | None = None,
                          device: str = "cpu", resume: bool = False, seed: int = 0, size: int | None = None,
                          limit: int | None = None, *, val_fraction: float = 0.1,
-                         batch_size: int | None = None, amp: str = "auto",
+                         batch_size: int | None = None, amp: bool | None = None,
                          channels_last: bool | None = None, options: dict[str, Any] | None = None,
                          camera: str | Path | None = None, samples: int = 8, max_val: int = 1000,
                          threads: int | None = None, on_epoch: Callable[[dict], None] | None = None) -> Path:
@@ -144,9 +154,11 @@ def train_reconstruction(captures: str | Path, method: str, out: str | Path, epo
         limit: at most this many training scenes (class-stratified) before the hold-out.
         val_fraction: share of the train scenes held out for validation.
         batch_size: images per step (default: the method's).
-        amp: bf16 autocast ``auto`` / ``on`` / ``off`` (see :func:`~.base.resolve_amp`).
+        amp: bf16 autocast on (True), off (False) or auto (None; see :func:`~.base.resolve_amp`).
         channels_last: channels-last memory format (default: on for CUDA, off on CPU).
-        options: method options (``--option key=value``; see each method's config class).
+        options: method options (``--set key=value``), validated by the method's option model
+            (:class:`~.cyclegan.CycleGANConfig`, :class:`~.unet.UNetConfig`,
+            :class:`~.bijective.BijectiveConfig`; strict types, unknown keys refused).
         camera: ``tikhonov`` only: a ``camera.npz`` from ``calibrate`` or a camera preset/TOML
             (default: the camera in the set's manifest, else a calibration fitted here).
         samples: validation images in the sample grids (spread over the hold-out).
@@ -177,7 +189,7 @@ def train_reconstruction(captures: str | Path, method: str, out: str | Path, epo
 
     if method == "tikhonov":
         if opts:
-            raise ConfigError(f"method tikhonov takes no --option (got {', '.join(opts)})")
+            raise ConfigError(f"method tikhonov takes no options (--set; got {', '.join(opts)})")
         with torch_threads(threads):
             return _train_tikhonov(captures, out, resume, seed, size, limit, val_fraction, camera, samples,
                                    on_epoch)
@@ -190,17 +202,22 @@ def train_reconstruction(captures: str | Path, method: str, out: str | Path, epo
 
 def _train_deep(captures: Path, method: str, out: Path, epochs: int | None, dev: torch.device, resume: bool,
                 seed: int, size: int | None, limit: int | None, val_fraction: float, batch_size: int | None,
-                amp: str, channels_last: bool | None, opts: dict[str, Any], samples: int, max_val: int,
+                amp: bool | None, channels_last: bool | None, opts: dict[str, Any], samples: int, max_val: int,
                 on_epoch: Callable[[dict], None] | None) -> Path:
     cls = DEEP_METHODS[method]
     cfg = parse_options(cls.config_cls, opts, method)
+    use_amp = resolve_amp(amp, dev)
     bs = batch_size or cfg.batch_size
     if bs < 1:
         raise ConfigError(f"--batch-size must be >= 1, got {bs}")
     total = epochs or cfg.epochs
+    try:
+        decay_start(total, cfg.decay_start)
+    except ValueError as e:
+        raise ConfigError(f"option decay_start for method {method}: {e}") from None
     config = {"method": method, "captures": str(captures), "size": size, "limit": limit, "seed": seed,
               "val_fraction": val_fraction, "options": opts, "batch_size": bs, "epochs": total,
-              "method_config": _asdict(cfg), "package_version": __version__}
+              "method_config": cfg.model_dump(), "package_version": __version__}
     _check_out(out, config, resume)
 
     seed_everything(seed)
@@ -209,7 +226,6 @@ def _train_deep(captures: Path, method: str, out: Path, epochs: int | None, dev:
     cin, cout = int(train.lensless.shape[1]), int(train.original.shape[1])
     config.update({"image_size": side, "in_channels": cin, "out_channels": cout,
                    "n_train": len(train), "n_val": len(val)})
-    use_amp = resolve_amp(amp, dev)
     cl = (dev.type == "cuda") if channels_last is None else bool(channels_last)
     config.update({"amp": "bf16" if use_amp else "off", "channels_last": cl, "device": dev.type})
 
@@ -237,12 +253,13 @@ def _train_deep(captures: Path, method: str, out: Path, epochs: int | None, dev:
     sample_src = val if len(val) else train
     pick = spread(len(sample_src), samples)
     val_eval = val.subset(spread(len(val), max_val)) if len(val) > max_val else val
-    schedule = m.schedule(total)
+    schedules = [constant_then_linear_decay(o, total, cfg.decay_start, start) for o in m.optimizers().values()]
+    first_opt = next(iter(m.optimizers().values()))
     amp_ctx = (lambda: autocast(dev, use_amp))
     from opticsfree.utils.progress import progress
 
     for epoch in range(start, total):
-        lr = schedule.apply(list(m.optimizers().values()), epoch)
+        lr = first_opt.param_groups[0]["lr"]
         if m.paired:
             perm = torch.randperm(len(train), generator=shuffle)
             batches = [(perm[i:i + bs], perm[i:i + bs]) for i in range(0, len(train), bs)]
@@ -270,6 +287,8 @@ def _train_deep(captures: Path, method: str, out: Path, epochs: int | None, dev:
         rec_s = reconstruct_with(net, sample_src.lensless[pick], dev, channels_last=cl)
         save_sample_grid(out / "samples" / f"epoch_{epoch + 1:03d}.png",
                          [sample_src.lensless[pick], rec_s, sample_src.original[pick]])
+        for s in schedules:
+            s.step()
         _save_checkpoint(ckpt_path, m, shuffle, epoch + 1, config)
         save_torch(out / "model.pt", _inference_state(method, net_arch, net, epoch + 1, side, cin, cout, config))
         metrics.append(row)
@@ -284,12 +303,6 @@ def spread(n: int, k: int) -> torch.Tensor:
     if n <= k:
         return torch.arange(n)
     return torch.linspace(0, n - 1, k).round().long()
-
-
-def _asdict(cfg) -> dict:
-    from dataclasses import asdict
-
-    return asdict(cfg)
 
 
 def _cpu_state(sd: dict) -> dict:

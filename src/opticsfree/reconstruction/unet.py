@@ -20,15 +20,14 @@ Loss, for a capture :math:`y`, its original :math:`x` (both in [-1, 1]) and the 
 
 from __future__ import annotations
 
-from dataclasses import asdict, dataclass
-
 import torch
 import torch.nn.functional as F
+from pydantic import Field
 from torch import nn
 
 from opticsfree.models.global_linear import GlobalLinear
+from opticsfree.reconstruction.base import MethodOptions
 from opticsfree.reconstruction.generators import init_weights, norm_layer
-from opticsfree.reconstruction.schedules import ConstantThenLinearDecay
 
 
 class ConvBlock(nn.Module):
@@ -105,9 +104,8 @@ def ssim_loss(pred: torch.Tensor, target: torch.Tensor) -> torch.Tensor:
     return 1.0 - structural_similarity_index_measure(p, t, data_range=1.0)
 
 
-@dataclass
-class UNetConfig:
-    """Options of the ``unet`` method (``--option key=value``).
+class UNetConfig(MethodOptions):
+    """Options of the ``unet`` method (``--set key=value``).
 
     Attributes:
         width: first-level filters.
@@ -120,14 +118,14 @@ class UNetConfig:
         epochs: default number of epochs.
     """
 
-    width: int = 32
-    depth: int | None = None
-    global_features: int = 8
-    ssim_weight: float = 0.0
-    lr: float = 1e-3
-    decay_start: int | None = None
-    batch_size: int = 32
-    epochs: int = 30
+    width: int = Field(32, ge=1, description="first-level filters")
+    depth: int | None = Field(None, ge=0, description="poolings (None: 3 for 32 px, 4 for 64 px and larger)")
+    global_features: int = Field(8, ge=0, description="maps of the global layer (0: plain U-Net)")
+    ssim_weight: float = Field(0.0, ge=0, description="weight of the 1 - SSIM term (0: L1 only)")
+    lr: float = Field(1e-3, gt=0, description="Adam learning rate")
+    decay_start: int | None = Field(None, ge=0, description="first epoch of the linear decay (None: epochs // 2)")
+    batch_size: int = Field(32, ge=1, description="images per step")
+    epochs: int = Field(30, ge=1, description="default number of epochs")
 
 
 def auto_depth(size: int) -> int:
@@ -158,9 +156,6 @@ class UNetMethod:
         init_weights(self.net)  # convs ~ N(0, 0.02); the global layer stays the identity
         self.net.to(device)
         self.opt = torch.optim.Adam(self.net.parameters(), lr=cfg.lr, betas=(0.9, 0.999))
-
-    def schedule(self, epochs: int) -> ConstantThenLinearDecay:
-        return ConstantThenLinearDecay(self.cfg.lr, epochs, self.cfg.decay_start)
 
     def networks(self) -> dict[str, nn.Module]:
         return {"net": self.net}
@@ -195,8 +190,3 @@ class UNetMethod:
         self.opt.step()
         terms["loss"] = loss.detach()
         return terms
-
-
-def config_dict(cfg) -> dict:
-    """A method config as a plain dict."""
-    return asdict(cfg)

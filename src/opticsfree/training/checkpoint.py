@@ -10,8 +10,8 @@ RUN layout::
 A checkpoint is a dict of tensors and plain containers (loadable with
 ``torch.load(weights_only=True)``): ``model`` (state dict), ``config`` (the config.json
 dict), ``epoch``, ``step``, ``optimizer`` (state dict), ``scheduler`` (``{"name", "step",
-"total_steps", "warmup_steps"}``), ``rng`` (``{"torch": ByteTensor}``) and ``metrics`` (the
-epoch's metrics line).
+"total_steps", "warmup_steps", "state"}``, ``state`` being the torch scheduler's state dict),
+``rng`` (``{"torch": ByteTensor}``) and ``metrics`` (the epoch's metrics line).
 """
 
 from __future__ import annotations

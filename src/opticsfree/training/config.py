@@ -9,8 +9,8 @@ from typing import Any, Literal
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator, model_validator
 
 from opticsfree.errors import ConfigError
-from opticsfree.losses.criterion import LOSSES, MINING, default_mining
-from opticsfree.models.registry import BACKBONES
+from opticsfree.losses.names import LOSSES, MINING, default_mining
+from opticsfree.models.names import BACKBONES
 
 #: The seed study's checkpoint epochs.
 SEED_EPOCHS: tuple[int, ...] = (15, 30, 50)

@@ -16,6 +16,7 @@ import contextlib
 import json
 import math
 import time
+import warnings
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Callable
@@ -63,29 +64,62 @@ class TrainingError(OpticsfreeError):
 # learning-rate schedule
 
 
-def lr_at(step: int, total: int, base: float, schedule: str, warmup: int) -> float:
-    """Learning rate at optimizer step ``step`` (0-based) of ``total``.
+def make_scheduler(optimizer: torch.optim.Optimizer, schedule: str, total: int,
+                   warmup: int) -> torch.optim.lr_scheduler.LRScheduler:
+    """The per-step learning-rate schedule, stepped once after every optimizer step.
 
-    * ``cosine``: linear warm-up over ``warmup`` steps to ``base``, then
-      :math:`\\eta = \\tfrac{\\eta_0}{2}(1 + \\cos \\pi t)`, :math:`t` going from 0 to 1.
-    * ``constant``: the same warm-up, then ``base``.
-    * ``onecycle``: cosine from :math:`\\eta_0/25` up to :math:`\\eta_0` over the first 30% of
-      the steps and down to :math:`\\eta_0/10^4` (PyTorch's OneCycleLR without momentum cycling).
+    ``optimizer``'s groups start at the peak rate :math:`\\eta_0`; step ``s`` (0-based) of
+    ``total`` runs at
+
+    * ``cosine``: :math:`\\eta_0 (s + 1) / W` during the linear warm-up of ``warmup`` = W
+      steps (``LinearLR``), then :math:`\\tfrac{\\eta_0}{2}(1 + \\cos \\pi t)`,
+      :math:`t = (s - W) / \\max(1, T - W)` going from 0 towards 1 (``CosineAnnealingLR``
+      with ``T_max = max(1, T - W)``), joined by ``SequentialLR`` at step W.
+    * ``constant``: the same warm-up, then :math:`\\eta_0` (``LinearLR`` stays at its end).
+    * ``onecycle``: cosine from :math:`\\eta_0/25` up to :math:`\\eta_0` over the first
+      ``up = max(1, int(0.3 T))`` steps, then down towards :math:`\\eta_0/10^4`, reached one
+      step after the last (PyTorch's ``OneCycleLR`` without momentum cycling, told ``T + 1``
+      steps with the peak at step ``up``).
     """
+    sched = torch.optim.lr_scheduler
     if schedule == "onecycle":
         up = max(1, int(0.3 * total))
-        lo, hi, end = base / 25, base, base / 1e4
-        if step < up:
-            t = step / up
-            return lo + (hi - lo) * (1 - math.cos(math.pi * t)) / 2
-        t = min(1.0, (step - up) / max(1, total - up))
-        return end + (hi - end) * (1 + math.cos(math.pi * t)) / 2
-    if step < warmup:
-        return base * (step + 1) / warmup
+        peak = optimizer.param_groups[0]["lr"]
+        return sched.OneCycleLR(optimizer, max_lr=peak, total_steps=total + 1,
+                                pct_start=(up + 1) / (total + 1), anneal_strategy="cos",
+                                cycle_momentum=False, div_factor=25.0, final_div_factor=1e4 / 25)
+    if schedule == "cosine" and warmup == 0:
+        return sched.CosineAnnealingLR(optimizer, T_max=max(1, total), eta_min=0.0)
+    ramp = sched.LinearLR(optimizer, start_factor=1.0 / max(1, warmup), end_factor=1.0,
+                          total_iters=max(1, warmup - 1))
     if schedule == "constant":
-        return base
-    t = min(1.0, (step - warmup) / max(1, total - warmup))
-    return base * 0.5 * (1 + math.cos(math.pi * t))
+        return ramp
+    cosine = sched.CosineAnnealingLR(optimizer, T_max=max(1, total - warmup), eta_min=0.0)
+    return sched.SequentialLR(optimizer, [ramp, cosine], milestones=[warmup])
+
+
+def restore_scheduler(scheduler: torch.optim.lr_scheduler.LRScheduler, saved: dict[str, Any],
+                      schedule: str, total: int, warmup: int,
+                      peak: float) -> torch.optim.lr_scheduler.LRScheduler:
+    """The schedule of a resumed run: ``scheduler`` (made by :func:`make_scheduler` before
+    ``optimizer.load_state_dict``, which restores the current rate) continues from ``saved``.
+
+    ``saved`` is a checkpoint's ``scheduler`` entry: its ``state`` (the scheduler's
+    ``state_dict``) when present; a checkpoint written before the schedules were PyTorch's has
+    only ``step``, and a fresh schedule is stepped that many times.
+    """
+    if "state" in saved:
+        scheduler.load_state_dict(saved["state"])
+        return scheduler
+    optimizer = scheduler.optimizer
+    for g in optimizer.param_groups:
+        g["lr"] = g["initial_lr"] = peak
+    scheduler = make_scheduler(optimizer, schedule, total, warmup)
+    with warnings.catch_warnings():  # stepping without optimizer steps is the point here
+        warnings.simplefilter("ignore", UserWarning)
+        for _ in range(int(saved.get("step", 0))):
+            scheduler.step()
+    return scheduler
 
 
 def param_groups(model: nn.Module, weight_decay: float) -> list[dict[str, Any]]:
@@ -334,6 +368,7 @@ def _train(cfg: TrainConfig, run: Path, resume: bool, show_progress: bool,
         model.to(memory_format=torch.channels_last)
         model.channels_last = True
     optimizer = make_optimizer(model, cfg)
+    scheduler = make_scheduler(optimizer, cfg.schedule, total_steps, warmup)
     start_epoch, step, resumed_from = 1, 0, None
     metrics_path = run / "metrics.jsonl"
     if existing and resume:
@@ -349,6 +384,8 @@ def _train(cfg: TrainConfig, run: Path, resume: bool, show_progress: bool,
                 raise ConfigError(f"{rp}: written by a different config than {run / 'config.json'}")
             model.load_state_dict(state["model"])
             optimizer.load_state_dict(state["optimizer"])
+            scheduler = restore_scheduler(scheduler, state.get("scheduler", {}), cfg.schedule,
+                                          total_steps, warmup, cfg.resolved_lr())
             torch.set_rng_state(state["rng"]["torch"])
             start_epoch, step = int(state["epoch"]) + 1, int(state["step"])
             resumed_from = int(state["epoch"])
@@ -369,7 +406,6 @@ def _train(cfg: TrainConfig, run: Path, resume: bool, show_progress: bool,
     tb = _tensorboard(run) if info.is_main else None
 
     # ---- epochs -----------------------------------------------------------------------------
-    base_lr = cfg.resolved_lr()
     last: dict[str, Any] = {}
     world = info.world_size
     for epoch in range(start_epoch, cfg.epochs + 1):
@@ -377,15 +413,13 @@ def _train(cfg: TrainConfig, run: Path, resume: bool, show_progress: bool,
         aug_g = generator("augment", cfg.seed, epoch)
         model.train()
         loss_sum, n_steps, n_anchors = 0.0, 0, 0
+        lr = optimizer.param_groups[0]["lr"]
         t0 = time.perf_counter()
         bar = progress() if (show_progress and info.is_main) else contextlib.nullcontext()
         with bar as pb:
             task = pb.add_task(f"epoch {epoch}/{cfg.epochs}", total=steps_per_epoch) if pb else None
             batches = iter(loader) if loader is not None else iter(sampler)
             for i, batch in enumerate(batches, start=1):
-                lr = lr_at(step, total_steps, base_lr, cfg.schedule, warmup)
-                for g in optimizer.param_groups:
-                    g["lr"] = lr
                 if loader is None:
                     rows = batch
                     xl = tr.lensless[rows].to(device, non_blocking=True)
@@ -422,7 +456,9 @@ def _train(cfg: TrainConfig, run: Path, resume: bool, show_progress: bool,
                                         f"training stopped and {kept}; try a lower --lr")
                 optimizer.zero_grad(set_to_none=True)
                 (loss * world if world > 1 else loss).backward()
+                lr = optimizer.param_groups[0]["lr"]
                 optimizer.step()
+                scheduler.step()
                 step += 1
                 loss_sum += value
                 n_steps += 1
@@ -431,7 +467,7 @@ def _train(cfg: TrainConfig, run: Path, resume: bool, show_progress: bool,
                     pb.update(task, advance=1, description=f"epoch {epoch}/{cfg.epochs} loss {loss_sum / n_steps:.4f}")
         seconds = time.perf_counter() - t0
         last = {"epoch": epoch, "loss": loss_sum / max(n_steps, 1), "val_accuracy": None,
-                "lr": optimizer.param_groups[0]["lr"], "images_per_s": n_anchors / max(seconds, 1e-9),
+                "lr": lr, "images_per_s": n_anchors / max(seconds, 1e-9),
                 "seconds": seconds, "steps": n_steps}
         if info.is_main:
             tv0 = time.perf_counter()
@@ -440,7 +476,7 @@ def _train(cfg: TrainConfig, run: Path, resume: bool, show_progress: bool,
             state = {"model": model.state_dict(), "config": full, "epoch": epoch, "step": step,
                      "optimizer": optimizer.state_dict(),
                      "scheduler": {"name": cfg.schedule, "step": step, "total_steps": total_steps,
-                                   "warmup_steps": warmup},
+                                   "warmup_steps": warmup, "state": scheduler.state_dict()},
                      "rng": {"torch": torch.get_rng_state()}, "metrics": last}
             if epoch in resolved["checkpoints"]:
                 save_state(checkpoint_path(run, epoch), state)

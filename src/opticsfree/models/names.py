@@ -1,0 +1,10 @@
+"""Backbone names and their default widths (no torch: the command line and the training
+config read them without loading the networks)."""
+
+from __future__ import annotations
+
+#: backbone name -> default first-layer width.
+DEFAULT_WIDTHS: dict[str, int] = {"cnn4": 32, "resnet8": 16, "resnet14": 16, "resnet20": 16, "resnet32": 16}
+
+#: Names accepted by :func:`~opticsfree.models.registry.build_backbone`.
+BACKBONES: tuple[str, ...] = tuple(DEFAULT_WIDTHS)
