@@ -118,15 +118,22 @@ def retrieval_metrics(query: np.ndarray, query_labels: Any, reference: np.ndarra
 
     Returns:
         ``{"precision_at_1", "map_at_r"}`` from PyTorch Metric Learning's AccuracyCalculator
-        (``k="max_bin_count"``, so that MAP@R sees all R relevant references).
+        (``k="max_bin_count"``, so that MAP@R sees all R relevant references; exact Euclidean
+        neighbours from PML's ``CustomKNN`` with ``LpDistance``).
     """
     import logging
 
     import torch
     from pytorch_metric_learning.utils.accuracy_calculator import AccuracyCalculator
 
+    from pytorch_metric_learning.distances import LpDistance
+    from pytorch_metric_learning.utils.inference import CustomKNN
+
+    # exact Euclidean neighbours with torch (PML's default search needs faiss, which we do not
+    # depend on: bench/results/knn.md); batched to bound memory
+    knn = CustomKNN(LpDistance(normalize_embeddings=False, p=2), batch_size=1024)
     calc = AccuracyCalculator(include=("precision_at_1", "mean_average_precision_at_r"),
-                              k="max_bin_count", device=torch.device("cpu"))
+                              k="max_bin_count", device=torch.device("cpu"), knn_func=knn)
     pml_logger = logging.getLogger("PML")
     level = pml_logger.level
     pml_logger.setLevel(logging.ERROR)  # PML warns on queries whose label has no reference
