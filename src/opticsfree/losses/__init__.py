@@ -7,7 +7,9 @@ and mining names, read by the command line and the training config) loads withou
 
 from __future__ import annotations
 
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING
+
+from opticsfree.utils.lazy import lazy_getattr
 
 from opticsfree.losses.names import LOSSES, MINING, default_mining
 
@@ -20,12 +22,4 @@ __all__ = ["LOSSES", "MINING", "Criterion", "default_mining", "QuadrupletLoss", 
            "ChenQuadrupletLoss", "ChenQuadrupletMiner"]
 
 
-def __getattr__(name: str) -> Any:
-    if name not in __all__:
-        raise AttributeError(f"module {__name__!r} has no attribute {name!r}")
-    from opticsfree.losses import criterion, quadruplet_chen_loss, quadruplet_loss
-
-    for module in (criterion, quadruplet_chen_loss, quadruplet_loss):
-        if hasattr(module, name):
-            return getattr(module, name)
-    raise AttributeError(f"module {__name__!r} has no attribute {name!r}")
+__getattr__ = lazy_getattr(__name__, __all__, ('criterion', 'quadruplet_chen_loss', 'quadruplet_loss'))

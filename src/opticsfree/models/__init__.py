@@ -6,7 +6,9 @@ backbone names, read by the command line and the training config) loads without 
 
 from __future__ import annotations
 
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING
+
+from opticsfree.utils.lazy import lazy_getattr
 
 from opticsfree.models.names import BACKBONES
 
@@ -21,12 +23,4 @@ __all__ = ["CNN4", "ResNetCIFAR", "EmbeddingModel", "DOMAINS", "BACKBONES", "bui
            "default_width", "GlobalLinear"]
 
 
-def __getattr__(name: str) -> Any:
-    if name not in __all__:
-        raise AttributeError(f"module {__name__!r} has no attribute {name!r}")
-    from opticsfree.models import cnn4, embedding, global_linear, registry, resnet_cifar
-
-    for module in (cnn4, embedding, global_linear, registry, resnet_cifar):
-        if hasattr(module, name):
-            return getattr(module, name)
-    raise AttributeError(f"module {__name__!r} has no attribute {name!r}")
+__getattr__ = lazy_getattr(__name__, __all__, ('cnn4', 'embedding', 'global_linear', 'registry', 'resnet_cifar'))

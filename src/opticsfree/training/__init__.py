@@ -12,7 +12,9 @@ the command line for its choices and defaults) loads without torch.
 
 from __future__ import annotations
 
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING
+
+from opticsfree.utils.lazy import lazy_getattr
 
 if TYPE_CHECKING:
     from opticsfree.training.checkpoint import TrainedModel, list_checkpoints, load_trained
@@ -22,12 +24,4 @@ if TYPE_CHECKING:
 __all__ = ["train", "TrainConfig", "TrainedModel", "TrainingError", "list_checkpoints", "load_trained"]
 
 
-def __getattr__(name: str) -> Any:
-    if name not in __all__:
-        raise AttributeError(f"module {__name__!r} has no attribute {name!r}")
-    from opticsfree.training import checkpoint, config, trainer
-
-    for module in (checkpoint, config, trainer):
-        if hasattr(module, name):
-            return getattr(module, name)
-    raise AttributeError(f"module {__name__!r} has no attribute {name!r}")
+__getattr__ = lazy_getattr(__name__, __all__, ('checkpoint', 'config', 'trainer'))
