@@ -87,3 +87,43 @@ def fit_affine(x: torch.Tensor, y: torch.Tensor, x_val: torch.Tensor, y_val: tor
               "train_relative_error": math.sqrt(train_err / max(train_spread, 1e-24)),
               "n_train": int(n), "n_val": int(len(x_val)), "table": table}
     return a, c, report
+
+
+def fit_inverse(lensless: torch.Tensor, original: torch.Tensor, val_lensless: torch.Tensor,
+                val_original: torch.Tensor, seed: int, max_rows: int = 20_000,
+                max_val_rows: int = 5_000) -> tuple[torch.Tensor, torch.Tensor, dict[str, Any]]:
+    """A camera's empirical regularised inverse: the ridge estimator from captures to originals.
+
+    What ``camera info`` measures as ``linear_psnr``, and what the physics-informed front ends of
+    the embedding network and the U-Net start from: :func:`fit_affine` on flattened images on
+    the [0, 1] scale, fitted on at most ``max_rows`` training pairs (a seeded sample) with its
+    strength chosen on at most ``max_val_rows`` validation pairs.
+
+    Args:
+        lensless, original: uint8 training captures (N, C, H, W) and their originals (N, C', H', W').
+        val_lensless, val_original: validation pairs (when empty, a tenth of the sample).
+        seed: seed of the samples.
+
+    Returns:
+        ``(A (C' H' W', C H W), c (C' H' W',), report)``, float32, with
+        :math:`\\hat x = A y + c` on the [0, 1] scale.
+    """
+    from opticsfree.utils.seeding import derive_seed
+
+    def sample(n: int, k: int, tag: str) -> torch.Tensor:
+        g = torch.Generator().manual_seed(derive_seed(tag, seed))
+        return torch.randperm(n, generator=g)[:k] if n > k else torch.arange(n)
+
+    def flat(x: torch.Tensor) -> torch.Tensor:
+        return x.reshape(len(x), -1).float() / 255.0
+
+    rows = sample(len(lensless), max_rows, "inverse-train")
+    x, y = flat(lensless[rows]), flat(original[rows])
+    if len(val_lensless):
+        vrows = sample(len(val_lensless), max_val_rows, "inverse-val")
+        xv, yv = flat(val_lensless[vrows]), flat(val_original[vrows])
+    else:
+        k = max(1, len(x) // 10)
+        x, xv, y, yv = x[k:], x[:k], y[k:], y[:k]
+    a, c, report = fit_affine(x, y, xv, yv)
+    return a.float(), c.float(), report

@@ -21,6 +21,7 @@ import torch.nn.functional as F
 from torch import Tensor, nn
 
 from opticsfree.errors import ConfigError
+from opticsfree.models.front_end import InverseFrontEnd
 from opticsfree.models.global_linear import GlobalLinear
 from opticsfree.models.registry import build_backbone
 
@@ -86,12 +87,16 @@ class Tower(nn.Module):
         with torch.no_grad():
             fmap = self.backbone(torch.zeros(1, in_channels, size, size))
         self.backbone.train()
-        self.feature_dim = int(fmap.shape[1] if pool == "avg" else fmap[0].numel())
+        self.feature_dim = int(fmap[0].numel() if pool == "flatten" else fmap.shape[1])
         self.proj = nn.Linear(self.feature_dim, embedding_dim)
 
     def features(self, x: Tensor) -> Tensor:
         fmap = self.backbone(x)
-        return fmap.mean(dim=(2, 3)) if self.pool == "avg" else fmap.flatten(1)
+        if self.pool == "avg":
+            return fmap.mean(dim=(2, 3))
+        if self.pool == "max":
+            return fmap.amax(dim=(2, 3))
+        return fmap.flatten(1)
 
     def forward(self, x: Tensor) -> tuple[Tensor, Tensor]:
         f = self.features(x)
@@ -110,7 +115,8 @@ class EmbeddingModel(nn.Module):
         shared: one encoder for both domains instead of two towers.
         n_classes: add a linear classifier head with this many classes (None: no head).
         width: backbone width (None: the backbone's default).
-        pool: ``"avg"`` (global average pooling) or ``"flatten"`` (keep the spatial layout of
+        pool: ``"avg"`` (global average pooling), ``"max"`` (global max pooling, as the fast
+            CIFAR recipes use with ``wvgg``) or ``"flatten"`` (keep the spatial layout of
             the last feature map; a bare sensor's response depends on where a point of the
             scene is, which average pooling discards).
         global_features: with :math:`k > 0`, the lensless tower first applies a learned
@@ -120,6 +126,10 @@ class EmbeddingModel(nn.Module):
             convolutional backbone cannot undo locally. Two towers only.
         lensless_contrast: the lensless tower also sees each capture standardised by its own
             mean and standard deviation (:class:`InputNorm` with ``contrast``). Two towers only.
+        front_end: lensless captures first pass through a learned affine inverse to the
+            display grid (:class:`~opticsfree.models.front_end.InverseFrontEnd`, initialised
+            by the trainer from the camera's regularised inverse); the lensless encoder then
+            sees an image with ``original_channels`` channels.
 
     Shape:
         - images: uint8 (N, C, size, size) (or float in [0, 1]).
@@ -130,10 +140,11 @@ class EmbeddingModel(nn.Module):
     def __init__(self, backbone: str = "resnet20", lensless_channels: int = 3,
                  original_channels: int = 3, size: int = 32, embedding_dim: int = 128,
                  shared: bool = False, n_classes: int | None = None, width: int | None = None,
-                 pool: str = "avg", global_features: int = 0, lensless_contrast: bool = False):
+                 pool: str = "avg", global_features: int = 0, lensless_contrast: bool = False,
+                 front_end: bool = False):
         super().__init__()
-        if pool not in ("avg", "flatten"):
-            raise ConfigError(f"pool: expected 'avg' or 'flatten', got {pool!r}")
+        if pool not in ("avg", "max", "flatten"):
+            raise ConfigError(f"pool: expected 'avg', 'max' or 'flatten', got {pool!r}")
         if embedding_dim < 1:
             raise ConfigError(f"embedding_dim: must be positive, got {embedding_dim}")
         for name, c in (("lensless", lensless_channels), ("original", original_channels)):
@@ -150,6 +161,10 @@ class EmbeddingModel(nn.Module):
             raise ConfigError("global_features needs two towers (the lensless tower gets the global "
                               "layer); drop --shared or set global_features=0")
         self.shared = bool(shared)
+        self.front_end = (InverseFrontEnd(lensless_channels, original_channels, size)
+                          if front_end else None)
+        if front_end:  # the lensless encoder sees the display-grid estimate
+            lensless_channels = original_channels
         c_lensless = lensless_channels * (2 if lensless_contrast else 1)
         self.glob = GlobalLinear(c_lensless, global_features, size) if global_features else None
         self.embedding_dim = int(embedding_dim)
@@ -197,11 +212,50 @@ class EmbeddingModel(nn.Module):
         norm.mean.copy_(m)
         norm.std.copy_(s)
 
-    def _encode(self, x: Tensor, domain: str) -> tuple[Tensor, Tensor]:
-        tower = self.tower(domain)
+    def display_estimate(self, x: Tensor) -> Tensor:
+        """The front end's display-grid image of lensless captures (float, [0, 1] scale).
+
+        Shape:
+            (N, lensless_channels, size, size) uint8 or float -> (N, original_channels, size, size).
+        """
+        if self.front_end is None:
+            raise ValueError("this model has no front end")
+        x = x.float() / 255.0 if x.dtype == torch.uint8 else x.float()
+        return self.front_end(x)
+
+    def tower_input(self, x: Tensor, domain: str) -> Tensor:
+        """What the ``domain`` backbone sees: front end (lensless), standardisation, global maps."""
+        if domain == "lensless" and self.front_end is not None:
+            x = self.display_estimate(x)
         x = self.norms[domain](x)
         if self.glob is not None and domain == "lensless":
             x = torch.cat([x, self.glob(x)], 1)
+        return x
+
+    @torch.no_grad()
+    def init_from_data(self, lensless: Tensor, originals: Tensor, seed: int = 0) -> None:
+        """Data-dependent initialisation of backbones that have one (``wvgg``'s whitening).
+
+        Call after :meth:`set_input_stats` (and the front end's initialisation): the backbone
+        is set up on the inputs it will see.
+
+        Args:
+            lensless: a sample of lensless captures (N, C, H, W), uint8.
+            originals: a sample of original images (M, C', H, W), uint8.
+            seed: seed of the backbone's own sampling.
+        """
+        samples = {"lensless": lensless, "original": originals}
+        towers = (("shared", ("lensless", "original")),) if self.shared else (
+            ("lensless", ("lensless",)), ("original", ("original",)))
+        for name, domains in towers:
+            backbone = self.towers[name].backbone
+            if hasattr(backbone, "init_from_data"):
+                x = torch.cat([self.tower_input(samples[d], d).float() for d in domains])
+                backbone.init_from_data(x, seed=seed)
+
+    def _encode(self, x: Tensor, domain: str) -> tuple[Tensor, Tensor]:
+        tower = self.tower(domain)
+        x = self.tower_input(x, domain)
         if self.channels_last:
             x = x.contiguous(memory_format=torch.channels_last)
         return tower(x)

@@ -10,6 +10,7 @@ from opticsfree.errors import ConfigError
 from opticsfree.models.cnn4 import CNN4
 from opticsfree.models.names import BACKBONES, DEFAULT_WIDTHS
 from opticsfree.models.resnet_cifar import ResNetCIFAR
+from opticsfree.models.whitened_vgg import WhitenedVGG
 
 #: name -> (constructor(in_channels, width), default width); names and widths from
 #: :mod:`opticsfree.models.names`.
@@ -19,6 +20,7 @@ _CONSTRUCTORS: dict[str, Callable[[int, int], nn.Module]] = {
     "resnet14": lambda c, w: ResNetCIFAR(14, c, w),
     "resnet20": lambda c, w: ResNetCIFAR(20, c, w),
     "resnet32": lambda c, w: ResNetCIFAR(32, c, w),
+    "wvgg": lambda c, w: WhitenedVGG(c, w),
 }
 assert tuple(_CONSTRUCTORS) == BACKBONES
 _BACKBONES: dict[str, tuple[Callable[[int, int], nn.Module], int]] = {
@@ -41,10 +43,10 @@ def build_backbone(name: str, in_channels: int, width: int | None = None) -> nn.
 
     Args:
         name: one of :data:`BACKBONES` (``cnn4``, ``resnet8``, ``resnet14``, ``resnet20``,
-            ``resnet32``).
+            ``resnet32``, ``wvgg``: the patch-whitened VGG of the fast CIFAR recipes).
         in_channels: input channels (1 or 3).
-        width: first-layer width (None: the backbone's default, 32 for cnn4 and 16 for the
-            ResNets).
+        width: first-layer width (None: the backbone's default, 32 for cnn4 and wvgg, 16 for
+            the ResNets).
 
     Returns:
         A module with an ``out_channels`` attribute; ``forward`` maps (N, C, H, W) float

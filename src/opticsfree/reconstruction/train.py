@@ -234,12 +234,21 @@ def _train_deep(captures: Path, method: str, out: Path, epochs: int | None, dev:
         m = cls(cfg, cin, cout, side, dev, shuffle)
     except ValueError as e:
         raise ConfigError(f"method {method} at {side}x{side}: {e}") from None
+    ckpt_path = out / "checkpoints" / "last.pt"
+    init = getattr(m, "init_from_data", None)
+    if init is not None and not (resume and ckpt_path.is_file()):  # a resume restores the weights
+        fit = init(train.lensless, train.original, val.lensless, val.original, seed)
+        if fit is not None:
+            config["front_end_fit"] = fit
+    elif _config_path(out).is_file():  # resumed: keep the record of the first initialisation
+        old_fit = read_json(_config_path(out)).get("front_end_fit")
+        if old_fit is not None:
+            config["front_end_fit"] = old_fit
     if cl:
         for net in m.networks().values():
             net.to(memory_format=torch.channels_last)
 
     ensure_dir(out)
-    ckpt_path = out / "checkpoints" / "last.pt"
     start = 0
     if resume and ckpt_path.is_file():
         start = _restore(ckpt_path, m, shuffle, dev)

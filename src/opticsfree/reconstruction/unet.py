@@ -16,6 +16,14 @@ Loss, for a capture :math:`y`, its original :math:`x` (both in [-1, 1]) and the 
         + w_{ssim}\\,\\bigl(1 - \\mathrm{SSIM}(\\tfrac{G(y)+1}{2}, \\tfrac{x+1}{2})\\bigr)
 
 (:math:`w_{ssim} = 0` by default; SSIM from torchmetrics, data range 1).
+
+With ``front_end`` (physics-informed, as the lensless-imaging field's learned-inverse-then-network
+designs) the net first maps the capture to the display grid with a learned affine inverse
+:math:`\\hat x = A y + c` (:class:`~opticsfree.models.front_end.InverseFrontEnd`), initialised
+from the camera's regularised inverse (the ridge estimator of ``camera info``, fitted on the
+training pairs with its strength chosen on validation), sees :math:`[y, \\hat x]` and predicts
+a correction: :math:`G(y) = \\hat x + r(y, \\hat x)`, the correction's last layer starting at
+zero, so training starts from the linear reconstruction.
 """
 
 from __future__ import annotations
@@ -25,6 +33,8 @@ import torch.nn.functional as F
 from pydantic import Field
 from torch import nn
 
+from opticsfree.captures.linear import fit_inverse
+from opticsfree.models.front_end import InverseFrontEnd
 from opticsfree.models.global_linear import GlobalLinear
 from opticsfree.reconstruction.base import MethodOptions
 from opticsfree.reconstruction.generators import init_weights, norm_layer
@@ -54,19 +64,21 @@ class UNet(nn.Module):
         depth: number of 2x2 poolings.
         global_features: maps of the :class:`GlobalLinear` layer (0 disables it).
         norm: normalisation (``group`` default: independent of the batch size).
+        front_end: start with a learned affine inverse and predict a correction to it.
 
     Shape:
         (N, in_channels, size, size) in [-1, 1] -> (N, out_channels, size, size) in [-1, 1].
     """
 
     def __init__(self, in_channels: int, out_channels: int, size: int, width: int = 32, depth: int = 3,
-                 global_features: int = 8, norm: str = "group"):
+                 global_features: int = 8, norm: str = "group", front_end: bool = False):
         super().__init__()
         if size % (2 ** depth) or size // (2 ** depth) < 1:
             raise ValueError(f"image side {size} must be a multiple of 2**depth = {2 ** depth}")
         self.in_channels, self.out_channels, self.size = in_channels, out_channels, size
+        self.front = InverseFrontEnd(in_channels, out_channels, size) if front_end else None
         self.glob = GlobalLinear(in_channels, global_features, size) if global_features > 0 else None
-        ch = in_channels + (global_features if global_features > 0 else 0)
+        ch = in_channels + (global_features if global_features > 0 else 0) + (out_channels if front_end else 0)
         widths = [min(width * 2 ** i, width * 8) for i in range(depth + 1)]
         self.down = nn.ModuleList()
         for w in widths:
@@ -81,7 +93,13 @@ class UNet(nn.Module):
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         if x.ndim != 4 or x.shape[1] != self.in_channels or x.shape[-2:] != (self.size, self.size):
             raise ValueError(f"expected (N, {self.in_channels}, {self.size}, {self.size}), got {tuple(x.shape)}")
-        h = torch.cat([x, self.glob(x)], 1) if self.glob is not None else x
+        parts = [x]
+        if self.glob is not None:
+            parts.append(self.glob(x))
+        est = self.front(x) if self.front is not None else None
+        if est is not None:
+            parts.append(est.to(x.dtype))
+        h = torch.cat(parts, 1) if len(parts) > 1 else x
         skips = []
         for i, block in enumerate(self.down):
             h = block(h)
@@ -92,6 +110,8 @@ class UNet(nn.Module):
             s = skips.pop()
             h = F.interpolate(h, size=s.shape[-2:], mode="bilinear", align_corners=False)
             h = block(torch.cat([h, s], 1))
+        if est is not None:
+            return est + self.head(h).float()
         return torch.tanh(self.head(h))
 
 
@@ -126,6 +146,7 @@ class UNetConfig(MethodOptions):
     decay_start: int | None = Field(None, ge=0, description="first epoch of the linear decay (None: epochs // 2)")
     batch_size: int = Field(32, ge=1, description="images per step")
     epochs: int = Field(30, ge=1, description="default number of epochs")
+    front_end: bool = Field(False, description="start from a learned affine inverse initialised from the camera's regularised inverse; predict a correction")
 
 
 def auto_depth(size: int) -> int:
@@ -151,14 +172,33 @@ class UNetMethod:
         self.arch = {"class": "UNet", "kwargs": dict(
             in_channels=in_channels, out_channels=out_channels, size=size, width=cfg.width,
             depth=cfg.depth if cfg.depth is not None else auto_depth(size),
-            global_features=cfg.global_features)}
+            global_features=cfg.global_features, front_end=cfg.front_end)}
         self.net = UNet(**self.arch["kwargs"])
         init_weights(self.net)  # convs ~ N(0, 0.02); the global layer stays the identity
+        if cfg.front_end:  # the correction starts at zero: training starts from the inverse
+            nn.init.zeros_(self.net.head.weight)
+            nn.init.zeros_(self.net.head.bias)
         self.net.to(device)
         self.opt = torch.optim.Adam(self.net.parameters(), lr=cfg.lr, betas=(0.9, 0.999))
 
     def networks(self) -> dict[str, nn.Module]:
         return {"net": self.net}
+
+    def init_from_data(self, lensless: torch.Tensor, original: torch.Tensor, val_lensless: torch.Tensor,
+                       val_original: torch.Tensor, seed: int) -> dict | None:
+        """Initialise the front end (if any) from the training pairs (uint8 (N, C, H, W)).
+
+        The inverse is fitted on the [0, 1] scale, :math:`\\hat x = A y + c`, and moved to the
+        net's [-1, 1] scale: :math:`A' = A`, :math:`c' = A\\mathbf{1} + 2c - 1`.
+
+        Returns:
+            The ridge fit's report (None without a front end).
+        """
+        if self.net.front is None:
+            return None
+        a, c, report = fit_inverse(lensless, original, val_lensless, val_original, seed)
+        self.net.front.set_affine(a, a.sum(1) + 2 * c - 1)
+        return {k: report[k] for k in ("lambda_relative", "val_relative_error", "n_train", "n_val")}
 
     def optimizers(self) -> dict[str, torch.optim.Optimizer]:
         return {"opt": self.opt}

@@ -107,7 +107,8 @@ def build_model(config: dict[str, Any]) -> EmbeddingModel:
     return EmbeddingModel(config["backbone"], r["lensless_channels"], r["original_channels"],
                           r["size"], config["embedding_dim"], config["shared"],
                           len(r["classes"]) if r["has_head"] else None, config["width"], config["pool"],
-                          config.get("global_features", 0), config.get("lensless_contrast", False))
+                          config.get("global_features", 0), config.get("lensless_contrast", False),
+                          config.get("front_end", False))
 
 
 class TrainedModel:

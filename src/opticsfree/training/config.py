@@ -43,7 +43,8 @@ class TrainConfig(BaseModel):
     width: int | None = Field(None, gt=0, description="backbone width (None: backbone default)")
     embedding_dim: int = Field(128, gt=0, description="embedding dimension")
     shared: bool = Field(False, description="one encoder for both domains")
-    pool: Literal["avg", "flatten"] = Field("avg", description="feature pooling before the projection")
+    pool: Literal["avg", "max", "flatten"] = Field("avg", description="feature pooling before the projection")
+    front_end: bool = Field(False, description="lensless tower starts with a learned affine inverse to the display grid, initialised from the camera's regularised inverse (ridge from train captures to originals)")
     lensless_contrast: bool = Field(False, description="the lensless tower also sees each capture standardised by its own mean and std (auto-contrast)")
     global_features: int = Field(0, ge=0, description="maps of a learned global (non-local) linear layer in front of the lensless tower (0: none)")
     # objective
@@ -67,6 +68,8 @@ class TrainConfig(BaseModel):
     schedule: Literal["cosine", "onecycle", "constant"] = Field("cosine", description="learning-rate schedule")
     warmup_epochs: float = Field(1.0, ge=0, description="linear warm-up (cosine and constant schedules)")
     augment: Literal["none", "flip", "crop-flip"] = Field("none", description="augment the originals only")
+    scene_augment: Literal["none", "flip", "crop-flip"] = Field("none", description="add augmented training scenes re-captured by the set's camera (simulated sets)")
+    scene_copies: int = Field(1, ge=1, le=16, description="augmented copies of each training scene (scene_augment)")
     seed: int = Field(0, ge=0, description="random seed")
     # execution
     device: Literal["cpu", "cuda"] = Field("cpu", description="device")

@@ -32,6 +32,7 @@ from opticsfree.errors import ConfigError, OpticsfreeError
 from opticsfree.losses.criterion import Criterion
 from opticsfree.models.embedding import EmbeddingModel
 from opticsfree.training import distributed as D
+from opticsfree.training.augment import augment_originals, augment_scenes, scene_camera
 from opticsfree.training.checkpoint import (
     build_model,
     checkpoint_path,
@@ -41,7 +42,8 @@ from opticsfree.training.checkpoint import (
     save_state,
 )
 from opticsfree.training.config import TrainConfig
-from opticsfree.training.data import channel_stats, prototype_rows, train_val
+from opticsfree.training.data import prototype_rows, train_val
+from opticsfree.training.initialise import initialise_model
 from opticsfree.training.sampling import (
     ClassBalancedBatchSampler,
     SceneTable,
@@ -139,37 +141,6 @@ def make_optimizer(model: nn.Module, cfg: TrainConfig) -> torch.optim.Optimizer:
     if cfg.optimizer == "sgd":
         return torch.optim.SGD(groups, lr=lr, momentum=cfg.momentum, nesterov=cfg.momentum > 0)
     return torch.optim.AdamW(groups, lr=lr, betas=(0.9, 0.999))
-
-
-# ----------------------------------------------------------------------------------------------
-# augmentation (originals only)
-
-
-def augment_originals(x: Tensor, mode: str, g: torch.Generator, rank: int, world: int) -> Tensor:
-    """Random horizontal flips (and crops) of the original images of a batch.
-
-    Only originals are augmented: a flipped or shifted lensless capture is not the capture of
-    the flipped or shifted scene (a bare sensor's response is not shift-invariant), so
-    augmenting captures would teach the lensless tower a wrong invariance. The random draws are
-    made for the global batch and sliced, so a run gives the same result in one process or many.
-
-    Args:
-        x: uint8 (b, C, H, W) local batch.
-        mode: ``"flip"`` or ``"crop-flip"`` (reflect-pad by H/8, random crop back).
-        g: the epoch's augmentation generator.
-        rank, world: this process's slice of the global batch.
-    """
-    b = len(x)
-    n = b * world
-    flips = torch.rand(n, generator=g)[rank * b:(rank + 1) * b] < 0.5
-    out = torch.where(flips[:, None, None, None], x.flip(-1), x)
-    if mode == "crop-flip":
-        h, w = x.shape[-2:]
-        pad = max(1, h // 8)
-        offs = torch.randint(0, 2 * pad + 1, (n, 2), generator=g)[rank * b:(rank + 1) * b]
-        padded = F.pad(out.float(), (pad, pad, pad, pad), mode="reflect").to(x.dtype)
-        out = torch.stack([padded[i, :, oy:oy + h, ox:ox + w] for i, (oy, ox) in enumerate(offs.tolist())])
-    return out
 
 
 # ----------------------------------------------------------------------------------------------
@@ -309,6 +280,8 @@ def _train(cfg: TrainConfig, run: Path, resume: bool, show_progress: bool,
     # ---- data -------------------------------------------------------------------------------
     tv = train_val(captures, cfg.size, cfg.val_fraction, cfg.seed, cfg.limit)
     tr, va = tv.train, tv.val
+    if cfg.scene_augment != "none":  # training rows only: val and test are never augmented
+        tr = augment_scenes(tr, scene_camera(captures, tr), cfg.scene_augment, cfg.scene_copies, cfg.seed)
     classes = tr.classes
     size = int(tr.lensless.shape[-1])
     scenes = SceneTable.from_rows(tr.ids, tr.labels)
@@ -359,8 +332,7 @@ def _train(cfg: TrainConfig, run: Path, resume: bool, show_progress: bool,
     # ---- model and optimizer ----------------------------------------------------------------
     seed_everything(cfg.seed)
     model = build_model(full)
-    model.set_input_stats("lensless", *channel_stats(tr.lensless))
-    model.set_input_stats("original", *channel_stats(tr.original))
+    initialise_model(model, tr, va, cfg.seed)
     model.to(device)
     if info.enabled and cfg.sync_bn:  # before the optimizer: on GPU the BN modules are replaced
         model = D.convert_sync_batchnorm(model, info, cfg.device)

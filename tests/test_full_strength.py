@@ -1,0 +1,157 @@
+"""Full-strength options: the whitened VGG backbone, the physics-informed front end, scenes
+augmented through the camera."""
+
+from __future__ import annotations
+
+import json
+
+import numpy as np
+import pytest
+import torch
+
+from opticsfree.captures.loader import CaptureSplit, load_captures
+from opticsfree.captures.simulate import capture_split, simulate_capture_set
+from opticsfree.captures.testing import make_capture_set
+from opticsfree.data import load_dataset
+from opticsfree.errors import ConfigError
+from opticsfree.models.embedding import EmbeddingModel
+from opticsfree.models.front_end import InverseFrontEnd, regularised_inverse
+from opticsfree.models.whitened_vgg import WhitenedVGG, patch_whitening
+from opticsfree.optics import load_camera_config
+from opticsfree.training import load_trained, train
+from opticsfree.training.augment import augment_scenes, scene_camera
+from opticsfree.training.initialise import fit_front_end, initialise_model
+
+TINY = {"width": 4, "embedding_dim": 16, "batch_size": 24, "warmup_epochs": 0.5, "val_prototypes": 100,
+        "threads": 1}
+
+
+def test_patch_whitening_gives_unit_covariance():
+    g = torch.Generator().manual_seed(0)
+    mix = torch.randn(3, 3, generator=g)
+    x = torch.einsum("dc,nchw->ndhw", mix, torch.randn(200, 3, 12, 12, generator=g)) + 0.3
+    w = patch_whitening(x, eps=0.0)
+    assert w.shape == (24, 3, 2, 2)
+    z = torch.nn.functional.conv2d(x, w[:12]).permute(0, 2, 3, 1).reshape(-1, 12).double()
+    cov = torch.cov(z.T)
+    assert torch.allclose(cov, torch.eye(12, dtype=torch.float64), atol=0.05)
+    assert torch.equal(w[12:], -w[:12])
+
+
+def test_whitened_vgg_shapes_and_data_init():
+    net = WhitenedVGG(3, width=4)
+    assert net(torch.randn(2, 3, 32, 32)).shape == (2, 16, 3, 3)
+    before = net.whiten.weight.clone()
+    net.init_from_data(torch.rand(20, 3, 32, 32))
+    assert not torch.equal(before, net.whiten.weight)
+    assert not net.whiten.weight.requires_grad                 # fixed, as in the fast recipes
+    m = EmbeddingModel("wvgg", size=32, width=4, pool="max", n_classes=10, embedding_dim=8)
+    assert m.logits(torch.randint(0, 255, (3, 3, 32, 32), dtype=torch.uint8)).shape == (3, 10)
+
+
+def test_front_end_from_a_known_H_inverts_a_noiseless_camera():
+    g = torch.Generator().manual_seed(1)
+    p = 2 * 6 * 6
+    h = torch.eye(p) + 0.3 * torch.rand(p, p, generator=g) / p ** 0.5       # a mixing camera
+    a = regularised_inverse(h, 1e-10)
+    fe = InverseFrontEnd(2, 2, 6)
+    fe.set_affine(a.float())
+    x = torch.rand(5, 2, 6, 6, generator=g)
+    y = (x.reshape(5, -1) @ h.T).reshape(5, 2, 6, 6)                       # y = H x
+    assert torch.allclose(fe(y), x, atol=1e-4)
+    # regularisation shrinks: a strong lambda no longer inverts
+    fe.set_affine(regularised_inverse(h, 10.0).float())
+    assert not torch.allclose(fe(y), x, atol=1e-2)
+    with pytest.raises(ValueError, match="front end expects A of shape"):
+        fe.set_affine(torch.zeros(3, 3))
+
+
+def _permuted_split(n=300, size=6, seed=0):
+    """A noiseless linear camera: each capture is a fixed pixel permutation of its scene."""
+    rng = np.random.default_rng(seed)
+    orig = torch.from_numpy(rng.integers(0, 256, (n, 3, size, size), dtype=np.uint8))
+    perm = torch.from_numpy(rng.permutation(3 * size * size))
+    lens = orig.reshape(n, -1)[:, perm].reshape(n, 3, size, size)
+    labels = torch.from_numpy(rng.integers(0, 3, n))
+    return CaptureSplit(lens, orig, labels, [f"s{i}" for i in range(n)], torch.zeros(n, dtype=torch.long),
+                        ["a", "b", "c"])
+
+
+def test_front_end_fitted_from_data_inverts_a_noiseless_linear_camera():
+    sp = _permuted_split()
+    tr, va = sp.subset(range(250)), sp.subset(range(250, 300))
+    m = EmbeddingModel("cnn4", size=6, width=4, embedding_dim=8, front_end=True)
+    fit = fit_front_end(m, tr, va, seed=0)
+    assert fit.n_train == 250 and fit.n_val == 50 and fit.val_relative_error < 1e-3
+    est = m.display_estimate(va.lensless)
+    assert (est - va.original.float() / 255).abs().max() < 1e-3
+    initialise_model(m, tr, va, seed=0)                        # stats of the estimates ~ originals'
+    assert torch.allclose(m.norms["lensless"].mean.flatten(),
+                          (tr.original.float() / 255).mean(dim=(0, 2, 3)), atol=1e-3)
+
+
+@pytest.fixture(scope="module")
+def simulated(tmp_path_factory):
+    cam = load_camera_config("seed").replace(display={"supersample": 1}, sensor={"supersample": 1})
+    out = tmp_path_factory.mktemp("sim") / "set"
+    simulate_capture_set(load_dataset("digits"), cam, out, limit=60, seed=0, batch=32, workers=1)
+    return out
+
+
+def test_augmented_scenes_keep_labels_and_are_recaptured(simulated):
+    tr = load_captures(simulated, "train")
+    cam = scene_camera(str(simulated), tr)
+    aug = augment_scenes(tr, cam, "flip", 1, seed=3)
+    n = len(tr)
+    assert len(aug) == 2 * n
+    assert aug.ids[n:] == tr.ids and torch.equal(aug.labels[n:], tr.labels)
+    assert (aug.frames[n:] == -1).all()
+    assert torch.equal(aug.original[n:], tr.original.flip(-1))           # copy 1 mirrors every scene
+    # the captures are the camera's captures of the flipped scenes, not flipped captures
+    assert not torch.equal(aug.lensless[n:], tr.lensless.flip(-1))
+    same = capture_split(cam, tr.original.flip(-1).permute(0, 2, 3, 1).numpy(),
+                         seed=int(json.loads((simulated / "manifest.json").read_text())["seed"]), split="x")
+    assert (aug.lensless[n:].float() - same.float()).abs().mean() < 6     # same scene, other noise
+    two = augment_scenes(tr, cam, "crop-flip", 2, seed=3)
+    assert len(two) == 3 * n and torch.equal(two.labels[n:2 * n], tr.labels)
+    assert torch.equal(augment_scenes(tr, cam, "crop-flip", 2, seed=3).lensless, two.lensless)  # seeded
+
+
+def test_scene_augmentation_needs_a_simulated_set_and_never_touches_val(tmp_path, simulated):
+    synthetic = make_capture_set(tmp_path / "syn", n_classes=3, per_class=10, size=8)
+    with pytest.raises(ConfigError, match="scene augmentation needs a simulated capture set"):
+        train({"captures": str(synthetic), "loss": "ce", "epochs": 1, "scene_augment": "flip",
+               "backbone": "cnn4", **TINY}, tmp_path / "r0", show_progress=False)
+    run = tmp_path / "r1"
+    train({"captures": str(simulated), "loss": "ce", "epochs": 1, "scene_augment": "flip", "backbone": "wvgg",
+           "pool": "max", "front_end": True, "val_fraction": 0.25, **TINY}, run, show_progress=False)
+    r = json.loads((run / "config.json").read_text())["resolved"]
+    assert r["n_train_rows"] == 2 * r["n_train_scenes"]                    # one re-captured copy each
+    assert r["n_val_rows"] == r["n_val_scenes"]                            # validation untouched
+    t = load_trained(run)
+    assert t.model.front_end is not None
+    assert len(t.load_split("val")) == r["n_val_scenes"]
+
+
+def test_unet_front_end_starts_from_the_regularised_inverse(tmp_path):
+    from opticsfree.reconstruction.train import train_reconstruction
+    from opticsfree.reconstruction.unet import UNetConfig, UNetMethod
+
+    sp = _permuted_split(n=400, size=8, seed=2)
+    m = UNetMethod(UNetConfig(width=4, front_end=True), 3, 3, 8, torch.device("cpu"), torch.Generator())
+    fit = m.init_from_data(sp.lensless[:320], sp.original[:320], sp.lensless[320:], sp.original[320:], seed=0)
+    assert fit["val_relative_error"] < 1e-3
+    y = sp.lensless[320:].float() / 127.5 - 1
+    with torch.no_grad():
+        out = m.net(y)                                     # before any step: the inverse itself
+    assert (out - (sp.original[320:].float() / 127.5 - 1)).abs().max() < 2e-3
+    # and through the command's code path: trains, records the fit, resumes with it kept
+    cs = make_capture_set(tmp_path / "set", n_classes=2, per_class=12, size=8)
+    model = tmp_path / "unet"
+    train_reconstruction(cs, "unet", model, epochs=1, threads=1,
+                         options={"width": 4, "front_end": True, "batch_size": 8})
+    cfg = json.loads((model / "config.json").read_text())
+    assert cfg["front_end_fit"]["n_train"] > 0
+    train_reconstruction(cs, "unet", model, epochs=2, threads=1, resume=True,
+                         options={"width": 4, "front_end": True, "batch_size": 8})
+    assert json.loads((model / "config.json").read_text())["front_end_fit"] == cfg["front_end_fit"]
