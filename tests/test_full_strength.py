@@ -155,3 +155,21 @@ def test_unet_front_end_starts_from_the_regularised_inverse(tmp_path):
     train_reconstruction(cs, "unet", model, epochs=2, threads=1, resume=True,
                          options={"width": 4, "front_end": True, "batch_size": 8})
     assert json.loads((model / "config.json").read_text())["front_end_fit"] == cfg["front_end_fit"]
+
+
+def test_fusing_identical_frames_gives_the_single_frame_accuracy():
+    from opticsfree.bayes.likelihood import log_likelihood
+    from opticsfree.bayes.posterior import batch_log_posterior, log_prior_of, sequential_log_posteriors
+
+    rng = np.random.default_rng(0)
+    scores = rng.normal(size=(500, 10))
+    labels = rng.integers(0, 10, 500)
+    ll = log_likelihood(scores, temperature=0.7)
+    prior = log_prior_of(np.full(10, 0.1))
+    single = (batch_log_posterior(prior, [ll]).argmax(1) == labels).mean()
+    fused = (batch_log_posterior(prior, [ll] * 4).argmax(1) == labels).mean()
+    steps = sequential_log_posteriors(prior, [ll] * 4)
+    assert fused == single
+    assert all((s.argmax(1) == labels).mean() == single for s in steps)
+    # the posterior sharpens with every identical frame, its decision does not change
+    assert (np.exp(steps[-1]).max(1) >= np.exp(steps[0]).max(1) - 1e-12).all()

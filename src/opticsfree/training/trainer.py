@@ -86,7 +86,7 @@ def make_scheduler(optimizer: torch.optim.Optimizer, schedule: str, total: int,
     sched = torch.optim.lr_scheduler
     if schedule == "onecycle":
         up = max(1, int(0.3 * total))
-        peak = optimizer.param_groups[0]["lr"]
+        peak = [g["lr"] for g in optimizer.param_groups]
         return sched.OneCycleLR(optimizer, max_lr=peak, total_steps=total + 1,
                                 pct_start=(up + 1) / (total + 1), anneal_strategy="cos",
                                 cycle_momentum=False, div_factor=25.0, final_div_factor=1e4 / 25)
@@ -124,20 +124,32 @@ def restore_scheduler(scheduler: torch.optim.lr_scheduler.LRScheduler, saved: di
     return scheduler
 
 
-def param_groups(model: nn.Module, weight_decay: float) -> list[dict[str, Any]]:
-    """Weight decay on conv/linear weights only (not on biases or normalisation parameters)."""
-    decay, no_decay = [], []
-    for _, p in model.named_parameters():
+def param_groups(model: nn.Module, weight_decay: float,
+                 front_end_lr: float | None = None) -> list[dict[str, Any]]:
+    """Weight decay on conv/linear weights only (not on biases or normalisation parameters).
+
+    The physics-informed front end (parameters ``front_end.*``), when there is one, is a third
+    group at its own peak rate ``front_end_lr`` without weight decay: it starts as the camera's
+    regularised inverse, whose large, cancelling weights the backbone's rate would wreck.
+    """
+    decay, no_decay, front = [], [], []
+    for name, p in model.named_parameters():
         if not p.requires_grad:
             continue
-        (decay if p.ndim > 1 else no_decay).append(p)
-    return [{"params": decay, "weight_decay": weight_decay}, {"params": no_decay, "weight_decay": 0.0}]
+        if name.startswith("front_end.") and front_end_lr is not None:
+            front.append(p)
+        else:
+            (decay if p.ndim > 1 else no_decay).append(p)
+    groups = [{"params": decay, "weight_decay": weight_decay}, {"params": no_decay, "weight_decay": 0.0}]
+    if front:
+        groups.append({"params": front, "weight_decay": 0.0, "lr": front_end_lr})
+    return groups
 
 
 def make_optimizer(model: nn.Module, cfg: TrainConfig) -> torch.optim.Optimizer:
     """AdamW or SGD (Nesterov) over :func:`param_groups`."""
-    groups = param_groups(model, cfg.resolved_weight_decay())
     lr = cfg.resolved_lr()
+    groups = param_groups(model, cfg.resolved_weight_decay(), lr * cfg.front_end_lr_scale)
     if cfg.optimizer == "sgd":
         return torch.optim.SGD(groups, lr=lr, momentum=cfg.momentum, nesterov=cfg.momentum > 0)
     return torch.optim.AdamW(groups, lr=lr, betas=(0.9, 0.999))
