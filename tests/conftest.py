@@ -15,3 +15,33 @@ def _isolated_cache(tmp_path_factory):
     else:
         os.environ["OPTICSFREE_CACHE"] = str(tmp_path_factory.mktemp("opticsfree-cache"))
     yield
+
+
+@pytest.fixture
+def contract_view():
+    """``view(model)``: an object with the members of
+    :class:`opticsfree.evaluation.contract.TrainedEmbedder` (delegated to ``model``) and nothing
+    else, to show that a function needs no more of a trained model than the contract."""
+
+    def view(model):
+        class View:
+            __slots__ = ()
+            classes = property(lambda self: model.classes)
+            size = property(lambda self: model.size)
+            has_head = property(lambda self: model.has_head)
+            epoch = property(lambda self: model.epoch)
+            loss = property(lambda self: model.loss)
+            captures = property(lambda self: model.captures)
+
+            def embed(self, images, domain, /):
+                return model.embed(images, domain)
+
+            def logits(self, images, /):
+                return model.logits(images)
+
+            def load_split(self, split, /):
+                return model.load_split(split)
+
+        return View()
+
+    return view

@@ -13,7 +13,7 @@ from scipy.stats import entropy
 from typer.testing import CliRunner
 
 import opticsfree.cli.bayes  # noqa: F401 - registers the command
-from opticsfree.bayes import report as bayes_report
+from opticsfree.bayes.analysis import analyse, group_frames
 from opticsfree.bayes.calibration import brier, calibration_metrics, ece, nll, reliability
 from opticsfree.bayes.divergence import (
     kl_label_meanposterior,
@@ -36,9 +36,10 @@ from opticsfree.bayes.posterior import (
     sequential_log_posteriors,
 )
 from opticsfree.bayes.priors import load_prior_file, resolve_prior, train_prior, uniform_prior
-from opticsfree.bayes.report import analyse, bayes_run, group_frames
+from opticsfree.bayes.model import analyse_model
+from opticsfree.bayes.report import bayes_analysis, summary_lines, write_report
 from opticsfree.cli.common import app
-from opticsfree.errors import DataError
+from opticsfree.errors import ConfigError, DataError
 
 runner = CliRunner()
 CLASSES = ["cat", "dog", "ship"]
@@ -342,13 +343,22 @@ def test_uniform_prior_map_accuracy_equals_prototype_classifier():
     out = analyse(metric_scores(xv, protos), yv, metric_scores(xt, protos), yt, uniform_prior(3))
     proto_acc = 100.0 * float((clf.predict(xt) == yt).mean())
     assert 40 < proto_acc < 100  # a non-trivial case
-    assert out["accuracy"] == pytest.approx(proto_acc)
-    assert out["before_temperature"]["accuracy"] == pytest.approx(proto_acc)
+    assert out.accuracy == pytest.approx(proto_acc)
+    assert out.before.accuracy == pytest.approx(proto_acc)
     for key in ("kl_posterior_prior", "kl_label_meanposterior", "nll", "brier", "ece"):
-        assert math.isfinite(out[key])
-    assert 0 <= out["kl_posterior_prior"] <= math.log(3)
+        assert math.isfinite(getattr(out.fitted, key))
+    assert 0 <= out.fitted.kl_posterior_prior <= math.log(3)
     # the metric scores at T = 1 are under-confident (d^2 <= 4): fitting sharpens them
-    assert out["temperature"] < 1 and out["nll"] < out["before_temperature"]["nll"]
+    assert out.temperature < 1 and out.fitted.nll < out.before.nll
+    # the JSON: the fitted metrics at the top level, in order, then T = 1 under before_temperature
+    js = out.to_json()
+    assert list(js)[:8] == ["temperature", "accuracy", "nll", "brier", "ece",
+                            "kl_posterior_prior", "kl_label_meanposterior", "kl_prior_posterior"]
+    assert js["accuracy"] == out.accuracy and js["before_temperature"]["temperature"] == 1.0
+    assert js["temperature_fit"]["fitted"] and "mean_frame" not in js
+    # 4 example captures: one per class first, then filled with further scenes
+    assert [e["label"] for e in js["examples"]][:3] == [0, 1, 2] and len(js["examples"]) == 4
+    assert set(js["examples"][0]) == {"row", "label", "prior", "likelihood", "posterior"}
 
 
 def test_group_frames_orders_by_frame_and_checks():
@@ -377,25 +387,29 @@ def test_multi_frame_sequential_fusion_in_analyse():
     m /= np.linalg.norm(m, axis=1, keepdims=True)
     prior = np.array([0.5, 0.3, 0.2])
     out = analyse(sv, yv, st, yt, prior, g, metric_scores(m, protos))
-    curve = out["frames"]
-    assert [r["k"] for r in curve] == [1, 2, 3, 4]
-    assert curve[-1]["accuracy"] > curve[0]["accuracy"]  # evidence accumulates
-    assert curve[-1]["kl"] > curve[0]["kl"]  # and the posterior moves further from the prior
-    assert 0 <= out["mean_frame_accuracy"] <= 100 and out["mean_frame"]["k"] == 4
+    curve = out.frames
+    assert [r.k for r in curve] == [1, 2, 3, 4]
+    assert curve[-1].accuracy > curve[0].accuracy  # evidence accumulates
+    assert curve[-1].kl > curve[0].kl  # and the posterior moves further from the prior
+    assert 0 <= out.mean_frame.accuracy <= 100 and out.mean_frame.k == 4
     # the curve's last point is exactly prior x product of the 4 frame likelihoods
-    T = out["temperature"]
+    T = out.temperature
     lls = [log_likelihood(st[g.index[:, k]], T) for k in range(4)]
     q = np.exp(batch_log_posterior(np.log(prior), lls))
-    assert curve[-1]["accuracy"] == pytest.approx(100 * (q.argmax(1) == g.labels).mean())
-    assert curve[-1]["kl"] == pytest.approx(kl_posterior_prior(q, prior))
-    assert out["n"] == len(yt) and out["n_scenes"] == 120
+    assert curve[-1].accuracy == pytest.approx(100 * (q.argmax(1) == g.labels).mean())
+    assert curve[-1].kl == pytest.approx(kl_posterior_prior(q, prior))
+    assert out.n == len(yt) and out.n_scenes == 120
+    js = out.to_json()
+    assert js["mean_frame_accuracy"] == js["mean_frame"]["accuracy"] == out.mean_frame.accuracy
+    assert js["frames"][-1] == {"k": 4, "accuracy": curve[-1].accuracy, "kl": curve[-1].kl,
+                                "nll": curve[-1].nll}
 
 
 # ------------------------------------------------------------------- run-level and the CLI
 
 
 class FakeTrained:
-    """A TrainedModel test double: a fixed random projection over a tiny capture set."""
+    """A TrainedEmbedder of its own: a fixed random projection over a tiny capture set."""
 
     def __init__(self, root, epoch=1, dim=12, has_head=False, loss="triplet"):
         from opticsfree.captures.loader import load_captures
@@ -405,7 +419,7 @@ class FakeTrained:
         self.size = 8
         self.epoch = epoch
         self.classes = ["class0", "class1", "class2"]
-        self.config = {"loss": loss}
+        self.loss = loss
         self.has_head = has_head
         g = torch.Generator().manual_seed(0)
         self._w = torch.randn(8 * 5, dim, generator=g)
@@ -438,121 +452,122 @@ def capture_sets(tmp_path_factory):
     return single, multi
 
 
-@pytest.fixture
-def fake_run(monkeypatch, tmp_path):
-    """Make ``_load_trained`` return a FakeTrained over the chosen capture set."""
-    made = {}
-
-    def use(root, **kw):
-        run = tmp_path / "run"
-        run.mkdir(exist_ok=True)
-        fake = FakeTrained(root, **kw)
-        made["fake"] = fake
-        monkeypatch.setattr(bayes_report, "_load_trained", lambda r, e: fake)
-        return run
-
-    use.made = made
-    return use
-
-
 def _invoke(args):
     # typer runs a lone command without its name; with several commands the name is needed
     several = len(app.registered_commands) + len(app.registered_groups) > 1
     return runner.invoke(app, (["bayes"] if several else []) + [str(a) for a in args])
 
 
-def test_cli_bayes_json_matches_prototype_classifier(capture_sets, fake_run):
+def test_bayes_analysis_matches_prototype_classifier_and_writes_out(capture_sets, tmp_path):
     from opticsfree.evaluation import embed_split, evaluate_checkpoint
+    from opticsfree.evaluation.contract import TrainedEmbedder
 
-    run = fake_run(capture_sets[0])
-    res = _invoke([run, "--json"])
-    assert res.exit_code == 0, res.output
-    out = json.loads(res.stdout)
+    fake = FakeTrained(capture_sets[0])
+    assert isinstance(fake, TrainedEmbedder)
+    out_dir = tmp_path / "out"
+    result = bayes_analysis(fake, out_dir, run="RUN")
+    out = result.to_json(detail=False)
     for key in ("kl_posterior_prior", "kl_label_meanposterior", "accuracy", "nll", "brier",
                 "ece", "temperature"):
         assert isinstance(out[key], float), key
+    assert not {"reliability", "reliability_before", "examples"} & set(out)
     assert out["before_temperature"]["temperature"] == 1.0
-    assert out["likelihood"] == "metric" and out["prior"] == "uniform"
+    assert out["likelihood"] == "metric" and out["prior"] == "uniform" and out["run"] == "RUN"
     assert out["frames_per_scene"] == 1 and len(out["frames"]) == 1
+    assert out["captures"] == str(capture_sets[0]) and out["classes"] == fake.classes
     # MAP accuracy with a uniform prior == the evaluation's prototype classifier accuracy
-    fake = fake_run.made["fake"]
     ev = evaluate_checkpoint(fake, "test", "prototype", n_resamples=10)
-    assert out["accuracy"] == pytest.approx(ev["accuracy"])
+    assert out["accuracy"] == pytest.approx(ev.accuracy) == result.analysis.accuracy
     assert len(embed_split(fake, "test").labels) == out["n"] == 18
-    assert (run / "bayes_test.json").is_file()
-    for name in ("bars", "reliability"):
-        assert (run / "figures" / f"bayes_test_{name}.png").stat().st_size > 1000
-    saved = json.loads((run / "bayes_test.json").read_text())
+    # the files: figures, then the report, which lists them and itself
+    names = ["bayes_test_bars.png", "bayes_test_reliability.png"]
+    assert result.outputs == [str(out_dir / "figures" / n) for n in names] + [
+        str(out_dir / "bayes_test.json")]
+    for n in names:
+        assert (out_dir / "figures" / n).stat().st_size > 1000
+    saved = json.loads((out_dir / "bayes_test.json").read_text())
+    assert saved == result.to_json() and saved["outputs"] == result.outputs
     assert saved["accuracy"] == out["accuracy"] and "reliability" in saved
+    assert list(saved)[-11:] == ["prior", "prior_probs", "likelihood", "split", "captures",
+                                 "epoch", "run", "classes", "frames_available", "conventions",
+                                 "outputs"]
 
 
-def test_cli_bayes_train_and_file_priors(capture_sets, fake_run, tmp_path):
-    run = fake_run(capture_sets[0])
-    res = _invoke([run, "--prior", "train", "--json"])
-    assert res.exit_code == 0, res.output
-    out = json.loads(res.stdout)
+def test_analyse_model_writes_nothing_and_write_report_writes_it(capture_sets, tmp_path):
+    fake = FakeTrained(capture_sets[0])
+    result = analyse_model(fake, frames=1)
+    assert result.outputs == []
+    assert not [p for p in capture_sets[0].rglob("*") if "bayes" in p.name]
+    write_report(result, tmp_path / "o", figures=False)
+    assert [p.name for p in (tmp_path / "o").iterdir()] == ["bayes_test.json"]
+    assert result.outputs == [str(tmp_path / "o" / "bayes_test.json")]
+
+
+def test_bayes_train_and_file_priors(capture_sets, tmp_path):
+    fake = FakeTrained(capture_sets[0])
+    out = analyse_model(fake, prior="train").to_json()
     assert out["prior_probs"] == pytest.approx([1 / 3] * 3)  # balanced tiny set
     pf = tmp_path / "p.json"
     pf.write_text(json.dumps({"class0": 0.98, "class1": 0.01, "class2": 0.01}))
-    res = _invoke([run, "--prior", pf, "--json"])
-    assert res.exit_code == 0, res.output
-    skewed = json.loads(res.stdout)
+    skewed = analyse_model(fake, prior=pf).to_json()
     assert skewed["prior"] == "file:p.json"
     assert skewed["kl_label_meanposterior"] > out["kl_label_meanposterior"]
     # human-readable output
-    res = _invoke([run])
-    assert res.exit_code == 0 and "KL(posterior||prior)" in res.output
+    lines = summary_lines(analyse_model(fake, run="RUN"))
+    assert lines[0].startswith("run RUN  epoch 1  split test  likelihood metric  prior uniform")
+    assert any(line.startswith("KL(posterior||prior)") for line in lines)
 
 
-def test_cli_bayes_user_errors(capture_sets, fake_run, tmp_path):
-    run = fake_run(capture_sets[0])
+def test_bayes_user_errors(capture_sets, tmp_path):
+    fake = FakeTrained(capture_sets[0])
     bad = tmp_path / "bad_prior.json"
     bad.write_text(json.dumps({"class0": 0.5, "class1": 0.5}))
-    res = _invoke([run, "--prior", bad])
-    assert res.exit_code == 2
-    assert "error:" in res.output and "bad_prior.json" in res.output and "class2" in res.output
-    res = _invoke([run, "--frames", "3"])
-    assert res.exit_code == 2 and "only 1 frame" in res.output
-    res = _invoke([run, "--split", "bogus"])
-    assert res.exit_code == 2 and "--split" in res.output
+    with pytest.raises(DataError, match="bad_prior.json.*class2|class2.*bad_prior.json"):
+        analyse_model(fake, prior=bad)
+    with pytest.raises(DataError, match="only 1 frame"):
+        analyse_model(fake, frames=3)
+    with pytest.raises(DataError, match="--frames must be >= 1"):
+        analyse_model(fake, frames=0)
+    with pytest.raises(ConfigError, match="--split"):
+        analyse_model(fake, split="bogus")
+    with pytest.raises(ConfigError, match="--likelihood ce: .*no classifier head"):
+        analyse_model(fake, likelihood="ce")
+    with pytest.raises(ConfigError, match="--split val with --captures"):
+        analyse_model(fake, split="val", captures=capture_sets[1])
 
 
-def test_cli_bayes_multi_frame(capture_sets, fake_run):
-    run = fake_run(capture_sets[1])
-    res = _invoke([run, "--json"])
-    assert res.exit_code == 0, res.output
-    out = json.loads(res.stdout)
+def test_bayes_multi_frame(capture_sets, tmp_path):
+    fake = FakeTrained(capture_sets[1])
+    result = bayes_analysis(fake, tmp_path)
+    out = result.to_json(detail=False)
     assert out["frames_per_scene"] == 3 and [f["k"] for f in out["frames"]] == [1, 2, 3]
     assert out["n"] == 45 and out["n_scenes"] == 15
     assert "mean_frame_accuracy" in out
-    assert (run / "figures" / "bayes_test_frames.png").is_file()
-    res = _invoke([run, "--frames", "2", "--json"])
-    out2 = json.loads(res.stdout)
+    assert (tmp_path / "figures" / "bayes_test_frames.png").is_file()
+    out2 = analyse_model(fake, frames=2).to_json(detail=False)
     assert out2["frames_per_scene"] == 2 and out2["n"] == 30
     # T is fitted on the whole val split either way, so the first two curve points coincide
     assert out2["temperature"] == out["temperature"]
     assert out2["frames"] == out["frames"][:2]
+    assert any(line.startswith("mean of 3 frames") for line in summary_lines(result))
 
 
-def test_bayes_run_ce_likelihood_uses_head(capture_sets, fake_run):
-    run = fake_run(capture_sets[0], has_head=True, loss="ce")
-    out = bayes_run(run, figures=False, write=False)
-    assert out["likelihood"] == "ce"
-    fake = fake_run.made["fake"]
+def test_bayes_ce_likelihood_uses_head(capture_sets):
+    fake = FakeTrained(capture_sets[0], has_head=True, loss="ce")
+    out = analyse_model(fake)
+    assert out.likelihood == "ce"
     ev = fake.load_split("test")
     head_acc = 100.0 * float((fake.logits(ev.lensless).argmax(1) == ev.labels).float().mean())
-    assert out["accuracy"] == pytest.approx(head_acc)
-    assert bayes_run(run, likelihood="metric", figures=False, write=False)["likelihood"] == "metric"
+    assert out.analysis.accuracy == pytest.approx(head_acc)
+    assert analyse_model(fake, likelihood="metric").likelihood == "metric"
 
 
 # ------------------------------------------------------ integration with the real training
 
 
 @pytest.mark.parametrize("loss, kind", [("triplet", "metric"), ("ce", "ce")])
-def test_integration_train_one_epoch_then_bayes(tmp_path, loss, kind):
-    training = pytest.importorskip("opticsfree.training")
-    if not hasattr(training, "train"):
-        pytest.skip("opticsfree.training.train not available")
+def test_integration_train_one_epoch_then_bayes(tmp_path, loss, kind, contract_view):
+    from opticsfree import training
     from opticsfree.captures.testing import make_capture_set
     from opticsfree.evaluation import evaluate_checkpoint
 
@@ -564,9 +579,10 @@ def test_integration_train_one_epoch_then_bayes(tmp_path, loss, kind):
     res = _invoke([run, "--json"])
     assert res.exit_code == 0, res.output
     out = json.loads(res.stdout)
-    assert out["likelihood"] == kind
+    assert out["likelihood"] == kind and out["run"] == str(run)
     assert out["epoch"] == training.list_checkpoints(run)[-1] == 1
     assert out["frames_per_scene"] == 2 and len(out["frames"]) == 2 and out["n"] == 48
+    assert not {"reliability", "reliability_before", "examples"} & set(out)
     for key in ("kl_posterior_prior", "kl_label_meanposterior", "accuracy", "nll", "brier",
                 "ece", "temperature"):
         assert isinstance(out[key], float) and math.isfinite(out[key]), key
@@ -576,9 +592,60 @@ def test_integration_train_one_epoch_then_bayes(tmp_path, loss, kind):
         ev = evaluate_checkpoint(trained, "test", "prototype", n_resamples=10)
     else:  # uniform prior: MAP = the classifier head's argmax
         ev = evaluate_checkpoint(trained, "test", "head", n_resamples=10)
-    assert out["accuracy"] == pytest.approx(ev["accuracy"])
+    assert out["accuracy"] == pytest.approx(ev.accuracy)
     assert (run / "bayes_test.json").is_file()
     assert (run / "figures" / "bayes_test_frames.png").is_file()
+    # the library needs no more of the model than the contract: the same report
+    view = analyse_model(contract_view(trained), run=run).to_json(detail=False)
+    assert {**view, "outputs": out["outputs"]} == out
+
+
+@pytest.fixture(scope="module")
+def triplet_run(tmp_path_factory):
+    """A real tiny run (1 epoch, one frame per scene)."""
+    from opticsfree import training
+    from opticsfree.captures.testing import make_capture_set
+
+    base = tmp_path_factory.mktemp("bayes_run")
+    captures = make_capture_set(base / "caps", n_classes=3, per_class=8, size=8)
+    run = base / "run"
+    training.train({"captures": str(captures), "loss": "triplet", "backbone": "cnn4", "width": 4,
+                    "embedding_dim": 8, "epochs": 1, "batch_size": 12, "val_fraction": 0.25,
+                    "val_prototypes": 64, "seed": 0, "threads": 1}, run, show_progress=False)
+    return run
+
+
+def _one_line_error(res, *needles):
+    assert res.exit_code == 2, res.output
+    lines = res.stderr.strip().splitlines()
+    assert len(lines) == 1 and lines[0].startswith("error: ") and "Traceback" not in res.output
+    for n in needles:
+        assert n in lines[0], (n, lines[0])
+
+
+def test_cli_bayes_user_errors_and_out(triplet_run, tmp_path):
+    run = triplet_run
+    bad = tmp_path / "bad_prior.json"
+    bad.write_text(json.dumps({"class0": 0.5, "class1": 0.5}))
+    _one_line_error(_invoke([run, "--prior", bad]), "bad_prior.json", "class2")
+    _one_line_error(_invoke([run, "--frames", "3"]), "only 1 frame")
+    res = _invoke([run, "--split", "bogus"])
+    assert res.exit_code == 2 and "--split" in res.output
+    _one_line_error(_invoke([tmp_path / "nope"]), "nope", "not a training run")
+    _one_line_error(_invoke([run, "--checkpoint", "7"]), "no checkpoint for epoch 7")
+    a_file = tmp_path / "file"
+    a_file.write_text("x")
+    _one_line_error(_invoke([run, "--out", a_file]), "--out", "is a file")
+    assert not (run / "bayes_test.json").exists()   # every error came before any output
+    # --out: the report and its figures go there, nothing into the run
+    before = sorted(p.name for p in run.iterdir())
+    res = _invoke([run, "--out", tmp_path / "o", "--prior", "train"])
+    assert res.exit_code == 0, res.output
+    assert sorted(p.name for p in run.iterdir()) == before
+    assert sorted(p.name for p in (tmp_path / "o").iterdir()) == ["bayes_test.json", "figures"]
+    assert f"wrote {tmp_path / 'o' / 'bayes_test.json'}" in res.stdout
+    saved = json.loads((tmp_path / "o" / "bayes_test.json").read_text())
+    assert saved["run"] == str(run) and saved["prior"] == "train"
 
 
 def test_bayes_on_another_multi_frame_capture_set(tmp_path):

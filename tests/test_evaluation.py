@@ -4,6 +4,9 @@ from __future__ import annotations
 
 import csv
 import json
+import shutil
+import subprocess
+import sys
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -63,11 +66,12 @@ def make_split(n_classes: int, per_class: int, seed: int, frames: int = 1, size:
 
 
 class FakeTrained:
-    """Same attributes/methods as TrainedModel; embed = normalised fixed random projection."""
+    """A TrainedEmbedder of its own: embed = normalised fixed random projection of the pixels,
+    over three in-memory splits (it has the contract's members and nothing else)."""
 
-    def __init__(self, captures: Path, epoch: int, config: dict, n_classes: int = 3,
+    def __init__(self, captures: Path, epoch: int, loss: str = "triplet", n_classes: int = 3,
                  dim: int = 16, head: bool = False, frames: int = 1):
-        self.config = config
+        self.loss = loss
         self.epoch = epoch
         self.classes = [f"k{c}" for c in range(n_classes)]
         self.captures = captures
@@ -99,24 +103,59 @@ class FakeTrained:
         return self._splits[split]
 
 
-def make_run(tmp_path: Path, monkeypatch, epochs=(30, 15), loss="triplet",
-             dataset="cifar10", head=False) -> Path:
-    """A run directory whose checkpoints are served by FakeTrained (load_trained patched)."""
+@dataclass
+class FakeRun:
+    """What the command line would load from a run directory: its checkpoints (as fakes) and
+    its metrics.jsonl; ``out`` is the folder the evaluation writes to."""
+
+    models: list
+    metrics: Path
+    out: Path
+
+
+def make_run(tmp_path: Path, epochs=(15, 30), loss="triplet", dataset="cifar10",
+             head=False) -> FakeRun:
+    """Checkpoints of a fake run on a capture set whose manifest names ``dataset``."""
     captures = tmp_path / "captures"
     captures.mkdir()
     (captures / "manifest.json").write_text(json.dumps({"source": {"dataset": dataset}}))
-    run = tmp_path / "run"
-    (run / "checkpoints").mkdir(parents=True)
-    config = {"loss": loss, "captures": str(captures), "epochs": max(epochs, default=1)}
-    (run / "config.json").write_text(json.dumps(config))
-    with open(run / "metrics.jsonl", "w") as f:
+    metrics = tmp_path / "metrics.jsonl"
+    with open(metrics, "w") as f:
         for e in range(1, max(epochs, default=1) + 1):
             f.write(json.dumps({"epoch": e, "loss": 1.0 / e, "val_accuracy": 50 + e / 2,
                                 "lr": 1e-3}) + "\n")
-    monkeypatch.setattr(report, "list_checkpoints", lambda r: list(epochs))
-    monkeypatch.setattr(report, "load_trained",
-                        lambda r, epoch=None: FakeTrained(captures, epoch, config, head=head))
-    return run
+    models = [FakeTrained(captures, e, loss, head=head) for e in epochs]
+    return FakeRun(models, metrics, tmp_path / "out")
+
+
+def test_the_fakes_and_the_trained_model_satisfy_the_contract(tmp_path):
+    from opticsfree.evaluation.contract import Embedder, TrainedEmbedder
+
+    fake = FakeTrained(tmp_path, 1)
+    assert isinstance(fake, TrainedEmbedder) and isinstance(fake, Embedder)
+    assert not isinstance(object(), Embedder)
+
+    class EmbedOnly:  # an Embedder (what predict needs) but not a TrainedEmbedder
+        classes, size, has_head = ["a"], 8, False
+
+        def embed(self, x, domain):
+            return x
+
+        def logits(self, x):
+            return None
+
+    assert isinstance(EmbedOnly(), Embedder) and not isinstance(EmbedOnly(), TrainedEmbedder)
+
+
+def test_the_contract_imports_without_torch_numpy_or_the_rest_of_evaluation():
+    """Packages that type against the contract (inference) can import it for free."""
+    code = ("import sys, opticsfree.evaluation.contract as c; "
+            "print(sorted(m for m in ('torch', 'numpy', 'sklearn', 'matplotlib', "
+            "'opticsfree.evaluation.report') if m in sys.modules), c.TrainedEmbedder.__name__)")
+    res = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True,
+                         timeout=120)
+    assert res.returncode == 0, res.stderr
+    assert res.stdout.split() == ["[]", "TrainedEmbedder"]
 
 
 # --------------------------------------------------------------------------------------------
@@ -407,15 +446,16 @@ def test_seed_rows_and_run_matching(tmp_path):
 
 
 # --------------------------------------------------------------------------------------------
-# evaluate_run on the test double
+# evaluate_models on the test double
 
 
 CONTRACT_KEYS = {"epoch", "classifier", "accuracy", "precision", "recall", "f1", "accuracy_ci"}
 
 
-def test_evaluate_run_prototype_tables_json_and_figures(tmp_path, monkeypatch):
-    run = make_run(tmp_path, monkeypatch, epochs=(30, 15))
-    results = report.evaluate_run(run, figures=True)
+def test_evaluate_models_prototype_tables_json_and_figures(tmp_path):
+    run = make_run(tmp_path, epochs=(15, 30))
+    ev = report.evaluate_models(run.models, run.out, run="RUN", metrics=run.metrics, figures=True)
+    results = [c.to_json() for c in ev.checkpoints]
     assert [r["epoch"] for r in results] == [15, 30]        # ordered by epoch
     for r in results:
         assert CONTRACT_KEYS <= set(r) and r["classifier"] == "prototype"
@@ -426,7 +466,7 @@ def test_evaluate_run_prototype_tables_json_and_figures(tmp_path, monkeypatch):
         assert r["recall"] == pytest.approx(r["accuracy"])
         assert 0 <= r["precision_at_1"] <= 100 and 0 <= r["map_at_r"] <= 100
     # the numbers equal an independent computation with the fake model
-    model = report.load_trained(run, 15)
+    model = run.models[0]
     protos = class_prototypes(model.embed(model.load_split("train").original, "original").numpy(),
                               model.load_split("train").labels.numpy(), 3)
     test = model.load_split("test")
@@ -434,21 +474,30 @@ def test_evaluate_run_prototype_tables_json_and_figures(tmp_path, monkeypatch):
     pred.prototypes = protos
     p = pred.predict(model.embed(test.lensless, "lensless").numpy())
     assert results[0]["accuracy"] == pytest.approx(100 * (p == test.labels.numpy()).mean())
+    assert ev.checkpoints[0].accuracy == results[0]["accuracy"]
 
     # seed rows: triplet on CIFAR-10 lensless -> Table 1, epochs 15 and 30
     assert results[0]["seed"]["accuracy"] == 16.40 and results[1]["seed"]["accuracy"] == 30.73
-    rows = list(csv.reader((run / "table.csv").read_text().splitlines()))
+    out = run.out
+    assert ev.out == out and ev.json_path == out / "eval_test_prototype.json"
+    assert ev.table_paths == (out / "table.md", out / "table.csv")
+    rows = list(csv.reader((out / "table.csv").read_text().splitlines()))
     assert rows[0] == ["Model", "Accuracy", "Precision", "Recall", "F1score", "Epochs"]
     assert [r[0] for r in rows[1:]] == ["ours (triplet, lensless, prototype)",
                                         "seed Table 1 (triplet, lensless)"] * 2
     assert rows[2] == ["seed Table 1 (triplet, lensless)", "16.40", "15.47", "16.40", "10.92", "15"]
     assert rows[1][1] == f"{results[0]['accuracy']:.2f}" and rows[3][5] == "30"
-    md = (run / "table.md").read_text()
+    md = (out / "table.md").read_text()
+    assert md.startswith("# out: prototype classifier, test split")
     assert "| Model | Accuracy | Precision | Recall | F1score | Epochs |" in md
     assert "| seed Table 1 (triplet, lensless) | 30.73 | 30.37 | 30.73 | 30.22 | 30 |" in md
     assert "support-weighted" in md
 
-    full = json.loads((run / "eval_test_prototype.json").read_text())
+    full = json.loads((out / "eval_test_prototype.json").read_text())
+    assert full == ev.to_json()
+    assert list(full) == ["run", "split", "classifier", "images", "loss", "conventions",
+                          "bootstrap", "figures", "checkpoints"]
+    assert (full["run"], full["loss"], full["images"]) == ("RUN", "triplet", "lensless")
     assert [c["epoch"] for c in full["checkpoints"]] == [15, 30]
     assert len(full["checkpoints"][0]["confusion_matrix"]) == 3
     assert "support-weighted" in full["conventions"]["precision_recall_f1"]
@@ -456,76 +505,128 @@ def test_evaluate_run_prototype_tables_json_and_figures(tmp_path, monkeypatch):
     assert figs == {"threshold_test.png", "confusion_test_prototype.png", "tsne_test.png",
                     "learning_curves.png"}
     for name in figs:
-        assert (run / "figures" / name).read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
+        assert (out / "figures" / name).read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
+    assert all(c.artifacts is None for c in ev.checkpoints)   # dropped once written
 
 
-def test_evaluate_run_knn_and_threshold(tmp_path, monkeypatch):
-    run = make_run(tmp_path, monkeypatch, epochs=(15,))
-    (r,) = report.evaluate_run(run, classifier="knn", figures=False)
-    assert r["classifier"] == "knn" and r["k"] in (1, 3, 5, 10, 20)
-    assert set(r["val_accuracy_by_k"]) == {"1", "3", "5", "10", "20"}
-    assert r["gallery_size"] == 24
-    (t,) = report.evaluate_run(run, classifier="threshold", figures=False)
+def test_checkpoint_json_key_order_and_summary():
+    """The per-checkpoint objects keep the documented key order; the summary (--json) leaves
+    out the bulky detail keys and nothing else."""
+    from opticsfree.evaluation.results import CheckpointEvaluation, KnnParams
+
+    c = CheckpointEvaluation(
+        epoch=3, classifier="knn", split="test", n=4, accuracy=50.0, precision=40.0, recall=50.0,
+        f1=44.0, accuracy_ci=(10.0, 90.0), macro_precision=1.0, macro_recall=2.0, macro_f1=3.0,
+        precision_at_1=60.0, map_at_r=30.0, per_class=[{"class": "a"}],
+        confusion_matrix=[[1, 1], [1, 1]], classes=["a", "b"],
+        params=KnnParams(k=5, val_accuracy_by_k={1: 10.0, 5: 20.0}, gallery_size=7),
+        seed=seed_row("triplet", "lensless", 15))
+    full = c.to_json()
+    assert list(full) == ["epoch", "classifier", "split", "n", "accuracy", "precision", "recall",
+                          "f1", "accuracy_ci", "macro_precision", "macro_recall", "macro_f1",
+                          "precision_at_1", "map_at_r", "k", "val_accuracy_by_k", "gallery_size",
+                          "per_class", "confusion_matrix", "classes", "seed"]
+    assert full["val_accuracy_by_k"] == {"1": 10.0, "5": 20.0} and full["accuracy_ci"] == [10.0, 90.0]
+    assert full["seed"]["accuracy"] == 16.40
+    summary = c.to_json(detail=False)
+    assert set(full) - set(summary) == {"per_class", "confusion_matrix", "classes"}
+    json.dumps(full)  # JSON-ready
+
+
+def test_evaluate_models_knn_and_threshold(tmp_path):
+    run = make_run(tmp_path, epochs=(15,))
+    ev = report.evaluate_models(run.models, run.out, classifier="knn", figures=False)
+    r = ev.checkpoints[0]
+    assert r.classifier == "knn" and r.params.k in (1, 3, 5, 10, 20)
+    assert set(r.to_json()["val_accuracy_by_k"]) == {"1", "3", "5", "10", "20"}
+    assert r.params.gallery_size == 24
+    t = report.evaluate_models(run.models, run.out, classifier="threshold",
+                               figures=False).checkpoints[0].to_json()
     for key in ("threshold", "verification_accuracy", "eer", "val_verification_accuracy",
                 "reject_rate", "accuracy_with_reject"):
         assert key in t
     assert 0 <= t["eer"] <= 100 and 0 < t["threshold"] < 2
     # closed-set threshold accuracy = nearest prototype
-    (p,) = report.evaluate_run(run, classifier="prototype", figures=False)
-    assert t["accuracy"] == p["accuracy"]
+    p = report.evaluate_models(run.models, run.out, classifier="prototype",
+                               figures=False).checkpoints[0]
+    assert t["accuracy"] == p.accuracy
     assert t["accuracy_with_reject"] <= t["accuracy"]
-    assert (run / "eval_test_knn.json").is_file() and (run / "eval_test_threshold.json").is_file()
-    assert not (run / "figures").exists()
+    assert (run.out / "eval_test_knn.json").is_file()
+    assert (run.out / "eval_test_threshold.json").is_file()
+    assert not (run.out / "figures").exists()
     # val split: a separate table, no seed rows (the seed's numbers are test numbers)
-    (v,) = report.evaluate_run(run, split="val", figures=False)
-    assert v["seed"] is None and v["n"] == 12 and (run / "table_val.md").is_file()
+    v = report.evaluate_models(run.models, run.out, split="val", figures=False).checkpoints[0]
+    assert v.seed is None and v.n == 12 and (run.out / "table_val.md").is_file()
+    # the same checkpoint scored on its own, without writing anything
+    alone = report.evaluate_checkpoint(run.models[0], "test", "knn")
+    assert alone.to_json() == ev.checkpoints[0].to_json()
 
 
-def test_evaluate_run_head_classifier(tmp_path, monkeypatch):
-    run = make_run(tmp_path, monkeypatch, epochs=(15,), loss="ce", head=False)
+def test_evaluate_models_head_classifier(tmp_path):
+    run = make_run(tmp_path, epochs=(15,), loss="ce", head=False)
     with pytest.raises(ConfigError, match="no classifier head"):
-        report.evaluate_run(run, classifier="head", figures=False)
+        report.evaluate_models(run.models, run.out, classifier="head", figures=False)
     (tmp_path / "h").mkdir()
-    run2 = make_run(tmp_path / "h", monkeypatch, epochs=(15,), loss="ce", head=True)
-    (r,) = report.evaluate_run(run2, classifier="head", figures=False)
-    assert r["classifier"] == "head" and r["seed"] is None     # ce has no seed row
+    run2 = make_run(tmp_path / "h", epochs=(15,), loss="ce", head=True)
+    r = report.evaluate_models(run2.models, run2.out, classifier="head",
+                               figures=False).checkpoints[0]
+    assert r.classifier == "head" and r.seed is None     # ce has no seed row
     # ce never trains the original tower: distance classifiers are refused, head is the default
     for clf in ("prototype", "knn", "threshold"):
         with pytest.raises(ConfigError, match=f"--classifier {clf}: .*loss 'ce'.*--classifier head"):
-            report.evaluate_run(run2, classifier=clf, figures=False)
-    (d,) = report.evaluate_run(run2, figures=False)
-    assert d["classifier"] == "head" and d["accuracy"] == r["accuracy"]
-    assert json.loads((run2 / "eval_test_head.json").read_text())["classifier"] == "head"
+            report.evaluate_models(run2.models, run2.out, classifier=clf, figures=False)
+    d = report.evaluate_models(run2.models, run2.out, figures=False).checkpoints[0]
+    assert d.classifier == "head" and d.accuracy == r.accuracy
+    assert json.loads((run2.out / "eval_test_head.json").read_text())["classifier"] == "head"
     assert report.default_classifier("triplet") == "prototype"
-    model = report.load_trained(run2, 15)
+    model = run2.models[0]
     test = model.load_split("test")
     pred = model.logits(test.lensless).argmax(1).numpy()
-    assert r["accuracy"] == pytest.approx(100 * (pred == test.labels.numpy()).mean())
+    assert r.accuracy == pytest.approx(100 * (pred == test.labels.numpy()).mean())
 
 
-def test_evaluate_run_bad_runs(tmp_path, monkeypatch):
-    with pytest.raises(DataError, match="run directory not found") as e:
-        report.evaluate_run(tmp_path / "nope")
-    assert str(tmp_path / "nope") in str(e.value)
-    run = make_run(tmp_path, monkeypatch, epochs=())
-    with pytest.raises(DataError, match="no checkpoints") as e:
-        report.evaluate_run(run)
-    assert str(run) in str(e.value)
+def test_evaluate_models_bad_arguments(tmp_path):
+    run = make_run(tmp_path, epochs=(15,))
+    with pytest.raises(DataError, match="no checkpoints to evaluate") as e:
+        report.evaluate_models([], run.out)
+    assert str(run.out) in str(e.value)
     with pytest.raises(ConfigError, match="unknown 'svm'"):
-        report.evaluate_run(run, classifier="svm")
+        report.evaluate_models(run.models, run.out, classifier="svm")
+    with pytest.raises(ConfigError, match="unknown 'svm'"):
+        report.evaluate_checkpoint(run.models[0], classifier="svm")
+    assert not run.out.exists()  # refused before any output
 
 
-def test_knn_and_threshold_need_the_val_split(tmp_path, monkeypatch):
-    run = make_run(tmp_path, monkeypatch, epochs=(15,))
-    no_val = report.load_trained(run, 15)
+def test_evaluate_models_loads_one_model_ahead(tmp_path):
+    """A generator of checkpoints is consumed one ahead (to know which is last, for the
+    figures) and no further, so the command line never holds more than two models."""
+    run = make_run(tmp_path, epochs=(1, 2, 3))
+    seen = []
+
+    def load():
+        for i, m in enumerate(run.models):
+            # when model i is loaded, every model before i - 1 has been evaluated, none after
+            seen.append([bool(x.calls["lensless"]) for x in run.models])
+            assert seen[-1] == [j < i - 1 for j in range(3)], seen
+            yield m
+
+    ev = report.evaluate_models(load(), run.out, figures=True, n_resamples=10)
+    assert [c.epoch for c in ev.checkpoints] == [1, 2, 3] and len(seen) == 3
+    names = {p.name for p in ev.figures}
+    assert "confusion_test_prototype.png" in names
+    assert "learning_curves.png" not in names   # no metrics.jsonl given
+
+
+def test_knn_and_threshold_need_the_val_split(tmp_path):
+    run = make_run(tmp_path, epochs=(15,))
+    no_val = run.models[0]
     del no_val._splits["val"]
-    monkeypatch.setattr(report, "load_trained", lambda r, epoch=None: no_val)
     for clf in ("knn", "threshold"):
         with pytest.raises(DataError, match=f"--classifier {clf} tunes on the run's val split"):
-            report.evaluate_run(run, classifier=clf, figures=False)
+            report.evaluate_models([no_val], run.out, classifier=clf, figures=False)
     # the prototype classifier does not need val; its threshold figure then has no line
-    (r,) = report.evaluate_run(run, figures=True)
-    assert (run / "figures" / "threshold_test.png").is_file()
+    report.evaluate_models([no_val], run.out, figures=True)
+    assert (run.out / "figures" / "threshold_test.png").is_file()
 
 
 def test_learning_curves_reader(tmp_path):
@@ -542,19 +643,17 @@ def test_learning_curves_reader(tmp_path):
     assert plot_learning_curves(tmp_path / "absent.jsonl", tmp_path / "x.png") is None
 
 
-def test_evaluate_run_on_a_real_capture_set(tmp_path, monkeypatch):
-    """The evaluation reads the lead's CaptureSplit (captures.loader) correctly, multi-frame too."""
-    testing = pytest.importorskip("opticsfree.captures.testing")
-    loader = pytest.importorskip("opticsfree.captures.loader")
+def test_evaluate_models_on_a_real_capture_set(tmp_path):
+    """The evaluation reads the CaptureSplit of captures.loader correctly, multi-frame too."""
+    from opticsfree.captures import loader, testing
+
     caps = testing.make_capture_set(tmp_path / "caps", n_classes=3, per_class=6, size=8,
                                     frames=2, splits=("train", "test"))
 
     class LoaderTrained(FakeTrained):
-        classes = ["class0", "class1", "class2"]
-
-        def __init__(self, *args):
-            super().__init__(*args)
-            self.classes = type(self).classes
+        def __init__(self, *args, **kw):
+            super().__init__(*args, **kw)
+            self.classes = ["class0", "class1", "class2"]
 
         def load_split(self, split):
             if split == "val":  # the run's held-out part of train: every 3rd scene
@@ -562,23 +661,35 @@ def test_evaluate_run_on_a_real_capture_set(tmp_path, monkeypatch):
                 return tr.subset(np.arange(0, len(tr), 3))
             return loader.load_captures(caps, split)
 
-    run = tmp_path / "run"
-    (run / "checkpoints").mkdir(parents=True)
-    config = {"loss": "quadruplet", "captures": str(caps)}
-    monkeypatch.setattr(report, "list_checkpoints", lambda r: [1])
-    monkeypatch.setattr(report, "load_trained",
-                        lambda r, epoch=None: LoaderTrained(caps, epoch, config))
-    (r,) = report.evaluate_run(run, classifier="knn", figures=True)
-    assert r["n"] == 3 * 6 * 2 and r["gallery_size"] == 3 * 6  # one original per scene
-    assert r["classes"] == ["class0", "class1", "class2"]
-    assert r["seed"] is None                      # a synthetic set is not CIFAR-10
-    assert "seed" not in (run / "table.md").read_text().split("|", 1)[1]
-    assert not (run / "figures" / "learning_curves.png").exists()   # no metrics.jsonl
-    assert (run / "figures" / "tsne_test.png").is_file()
+    out = tmp_path / "out"
+    ev = report.evaluate_models([LoaderTrained(caps, 1, "quadruplet")], out, classifier="knn",
+                                figures=True)
+    r = ev.checkpoints[0]
+    assert r.n == 3 * 6 * 2 and r.params.gallery_size == 3 * 6  # one original per scene
+    assert r.classes == ["class0", "class1", "class2"]
+    assert r.seed is None                      # a synthetic set is not CIFAR-10
+    assert "seed" not in (out / "table.md").read_text().split("|", 1)[1]
+    assert not (out / "figures" / "learning_curves.png").exists()   # no metrics.jsonl
+    assert (out / "figures" / "tsne_test.png").is_file()
 
 
 # --------------------------------------------------------------------------------------------
-# CLI
+# A real run: training, then the library and the command line
+
+
+@pytest.fixture(scope="module")
+def trained_run(tmp_path_factory):
+    """Real training (1 epoch, tiny CNN, tiny synthetic set, ce+triplet: a head and towers)."""
+    from opticsfree import training
+    from opticsfree.captures.testing import make_capture_set
+
+    base = tmp_path_factory.mktemp("evaluation_run")
+    captures = make_capture_set(base / "caps", n_classes=3, per_class=8, size=8)
+    out = base / "run"
+    training.train({"captures": str(captures), "loss": "ce+triplet", "epochs": 1,
+                    "backbone": "cnn4", "width": 8, "embedding_dim": 16, "batch_size": 12,
+                    "val_fraction": 0.25, "seed": 0, "threads": 1}, out, show_progress=False)
+    return out
 
 
 def _cli():
@@ -592,56 +703,84 @@ def _cli():
     return app, prefix
 
 
-def test_cli_evaluate_json_and_table(tmp_path, monkeypatch):
+def test_integration_train_one_epoch_then_evaluate(trained_run, tmp_path, contract_view):
+    """Every classifier on a real checkpoint; the library needs no more than the contract."""
+    from opticsfree import training
+    from opticsfree.evaluation.contract import TrainedEmbedder
+
+    run = trained_run
+    assert training.list_checkpoints(run) == [1]
+    model = training.load_trained(run)
+    assert isinstance(model, TrainedEmbedder) and model.loss == "ce+triplet"
+    for clf in ("prototype", "knn", "threshold", "head"):
+        out = tmp_path / clf
+        ev = report.evaluate_models([model], out, classifier=clf, run=run,
+                                    metrics=run / "metrics.jsonl",
+                                    figures=clf == "prototype", n_resamples=200)
+        r = ev.checkpoints[0].to_json()
+        assert CONTRACT_KEYS <= set(r) and r["epoch"] == 1 and r["n"] == 24
+        assert r["seed"] is None                      # synthetic set, ce+triplet: no seed row
+        # the same numbers through an object that has the contract's members only
+        view = report.evaluate_checkpoint(contract_view(model), "test", clf, n_resamples=200)
+        assert view.to_json() == r
+    assert (tmp_path / "prototype" / "table.md").is_file()
+    assert (tmp_path / "prototype" / "figures" / "learning_curves.png").is_file()
+    assert not (run / "table.md").exists()            # nothing written into the run
+
+
+def test_cli_evaluate_json_table_and_out(trained_run, tmp_path):
     from typer.testing import CliRunner
 
-    run = make_run(tmp_path, monkeypatch, epochs=(50, 15))
+    run = tmp_path / "run"
+    shutil.copytree(trained_run, run)
     cmd, prefix = _cli()
     runner = CliRunner()
     res = runner.invoke(cmd, prefix + [str(run), "--json", "--no-figures"])
     assert res.exit_code == 0, res.output
     out = json.loads(res.stdout)
-    assert [o["epoch"] for o in out] == [15, 50]
+    assert [o["epoch"] for o in out] == [1]
     for o in out:
-        assert CONTRACT_KEYS <= set(o) and "per_class" not in o
+        assert CONTRACT_KEYS <= set(o) and "per_class" not in o and "classes" not in o
         assert len(o["accuracy_ci"]) == 2 and o["classifier"] == "prototype"
-    assert out[1]["seed"]["accuracy"] == 31.13
+        assert "seed" in o and o["seed"] is None
+    # by default the outputs go to the run directory, as the file says
+    saved = json.loads((run / "eval_test_prototype.json").read_text())
+    assert saved["run"] == str(run) and saved["checkpoints"][0]["accuracy"] == out[0]["accuracy"]
+    assert (run / "table.md").is_file() and not (run / "figures").exists()
 
     res = runner.invoke(cmd, prefix + [str(run), "--classifier", "threshold", "--no-figures"])
     assert res.exit_code == 0, res.output
     text = " ".join(res.stdout.split())
     assert "support-weighted" in text and "test split" in text and "EER" in text
 
-    res = runner.invoke(cmd, prefix + [str(tmp_path / "missing"), "--json"])
-    assert res.exit_code == 2
-    assert "error:" in res.output and "missing" in res.output
+    # --out: everything goes there, nothing new into the run
+    before = sorted(p.name for p in run.iterdir())
+    elsewhere = tmp_path / "elsewhere"
+    res = runner.invoke(cmd, prefix + [str(run), "--classifier", "knn", "--out", str(elsewhere)])
+    assert res.exit_code == 0, res.output
+    assert sorted(p.name for p in run.iterdir()) == before
+    assert {p.name for p in elsewhere.iterdir()} == {"eval_test_knn.json", "table.md",
+                                                     "table.csv", "figures"}
+    assert (elsewhere / "figures" / "learning_curves.png").is_file()
+    assert str(elsewhere / "table.md") in " ".join(res.stdout.split())
+    assert json.loads((elsewhere / "eval_test_knn.json").read_text())["run"] == str(run)
 
 
-# --------------------------------------------------------------------------------------------
-# Integration with the real training package (when it exists)
-
-
-def test_integration_train_one_epoch_then_evaluate(tmp_path):
-    """Real training (1 epoch, tiny CNN, tiny synthetic set), then every classifier and the CLI."""
-    training = pytest.importorskip("opticsfree.training")
-    testing = pytest.importorskip("opticsfree.captures.testing")
-    if not hasattr(training, "train"):
-        pytest.skip("opticsfree.training.train not available yet")
+def test_cli_evaluate_user_errors(trained_run, tmp_path):
     from typer.testing import CliRunner
 
-    captures = testing.make_capture_set(tmp_path / "caps", n_classes=3, per_class=8, size=8)
-    out = tmp_path / "run"
-    training.train({"captures": str(captures), "loss": "ce+triplet", "epochs": 1,
-                    "backbone": "cnn4", "width": 8, "embedding_dim": 16, "batch_size": 12,
-                    "val_fraction": 0.25, "seed": 0, "threads": 1}, out, show_progress=False)
-    assert training.list_checkpoints(out) == [1]
-    for clf in ("prototype", "knn", "threshold", "head"):
-        (r,) = report.evaluate_run(out, classifier=clf, figures=clf == "prototype",
-                                   n_resamples=200)
-        assert CONTRACT_KEYS <= set(r) and r["epoch"] == 1 and r["n"] == 24
-        assert r["seed"] is None                      # synthetic set, ce+triplet: no seed row
-    assert (out / "table.md").is_file() and (out / "figures" / "learning_curves.png").is_file()
-    app, prefix = _cli()
-    res = CliRunner().invoke(app, prefix + [str(out), "--json", "--no-figures"])
-    assert res.exit_code == 0, res.output
-    assert [o["epoch"] for o in json.loads(res.stdout)] == [1]
+    cmd, prefix = _cli()
+    runner = CliRunner()
+    res = runner.invoke(cmd, prefix + [str(tmp_path / "missing"), "--json"])
+    assert res.exit_code == 2
+    assert "error:" in res.output and "missing" in res.output and "not found" in res.output
+    empty = tmp_path / "empty"
+    (empty / "checkpoints").mkdir(parents=True)
+    (empty / "config.json").write_text("{}")
+    res = runner.invoke(cmd, prefix + [str(empty)])
+    assert res.exit_code == 2 and "no checkpoints" in res.output and str(empty) in res.output
+    a_file = tmp_path / "file"
+    a_file.write_text("x")
+    res = runner.invoke(cmd, prefix + [str(trained_run), "--out", str(a_file)])
+    assert res.exit_code == 2 and "--out" in res.output and "is a file" in res.output
+    assert not (trained_run / "table.md").exists()

@@ -601,7 +601,7 @@ def test_cli_reconstruct_train_options_and_choices_are_checked_before_work(tmp_p
 
 def test_cli_choices_written_out_agree_with_the_library():
     from opticsfree.bayes.likelihood import LIKELIHOODS
-    from opticsfree.bayes.report import SPLITS
+    from opticsfree.bayes.model import SPLITS
     from opticsfree.cli import bayes as cli_bayes
     from opticsfree.cli import reconstruct as cli_rec
     from opticsfree.reconstruction.base import METHODS

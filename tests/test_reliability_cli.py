@@ -387,7 +387,7 @@ def test_each_command_states_how_it_resumes(captures, tmp_path, monkeypatch):
     line = _interrupted(monkeypatch, "opticsfree.study.runner", "run_study",
                         ["run", tmp_path / "any.toml"])
     assert line == "error: interrupted; rerun the same command to resume"
-    line = _interrupted(monkeypatch, "opticsfree.evaluation.report", "evaluate_run",
+    line = _interrupted(monkeypatch, "opticsfree.cli.evaluate", "run_epochs",
                         ["evaluate", tmp_path / "run"])
     assert "--resume" not in line and "starts over" in line
 

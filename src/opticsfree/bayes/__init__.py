@@ -2,8 +2,14 @@
 divergences, calibration and multi-frame evidence fusion.
 
 See docs/bayes.md for the equations and conventions (natural logs: all divergences in nats).
+
+Layers: the math (``priors``, ``likelihood``, ``posterior``, ``divergence``, ``calibration``);
+the model-free analysis of scores (``analysis``: :func:`analyse` -> :class:`Analysis`); the
+analysis of a loaded model (``model``: :func:`analyse_model` -> :class:`BayesResult`); the
+files and summary (``report``: :func:`write_report`, :func:`bayes_analysis`).
 """
 
+from opticsfree.bayes.analysis import Analysis, FrameGroups, analyse, group_frames
 from opticsfree.bayes.calibration import brier, calibration_metrics, ece, nll, reliability
 from opticsfree.bayes.divergence import (
     kl,
@@ -20,6 +26,7 @@ from opticsfree.bayes.likelihood import (
     metric_scores,
     squared_distances,
 )
+from opticsfree.bayes.model import BayesResult, analyse_model, choose_likelihood
 from opticsfree.bayes.posterior import (
     batch_log_posterior,
     log_posterior,
@@ -28,13 +35,15 @@ from opticsfree.bayes.posterior import (
     sequential_log_posteriors,
 )
 from opticsfree.bayes.priors import load_prior_file, resolve_prior, train_prior, uniform_prior
-from opticsfree.bayes.report import analyse, bayes_run, group_frames
+from opticsfree.bayes.report import bayes_analysis, write_report
 
 __all__ = [
-    "TemperatureFit", "analyse", "batch_log_posterior", "bayes_run", "brier",
-    "calibration_metrics", "ce_scores", "ece", "fit_temperature", "group_frames", "kl",
+    "Analysis", "BayesResult", "FrameGroups", "TemperatureFit", "analyse", "analyse_model",
+    "batch_log_posterior", "bayes_analysis", "brier", "calibration_metrics", "ce_scores",
+    "choose_likelihood", "ece", "fit_temperature", "group_frames", "kl",
     "kl_label_meanposterior", "kl_posterior_prior", "kl_posterior_prior_per_sample",
     "kl_prior_posterior", "load_prior_file", "log_likelihood", "log_posterior", "log_prior_of",
     "metric_scores", "nll", "posterior", "reliability", "resolve_prior",
     "sequential_log_posteriors", "squared_distances", "train_prior", "uniform_prior",
+    "write_report",
 ]

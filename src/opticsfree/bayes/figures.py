@@ -11,7 +11,7 @@ from __future__ import annotations
 
 import io
 from pathlib import Path
-from typing import Any, Sequence
+from typing import TYPE_CHECKING, Any, Sequence
 
 import matplotlib
 
@@ -20,6 +20,9 @@ import matplotlib.pyplot as plt  # noqa: E402
 import numpy as np  # noqa: E402
 
 from opticsfree.utils.io import write_bytes  # noqa: E402
+
+if TYPE_CHECKING:
+    from opticsfree.bayes.model import BayesResult
 
 
 def _save(fig: Any, path: Path) -> Path:
@@ -146,32 +149,32 @@ def plot_frames(path: str | Path, curve: Sequence[dict], mean_frame: dict | None
     return _save(fig, Path(path))
 
 
-def write_figures(fig_dir: str | Path, result: dict, images: Any = None,
+def write_figures(fig_dir: str | Path, result: BayesResult, images: Any = None,
                   split: str = "test") -> list[Path]:
-    """Write the figures of a :func:`opticsfree.bayes.report.analyse` result.
+    """Write the figures of a Bayesian analysis.
 
     Args:
-        fig_dir: output directory (``RUN/figures``).
-        result: the report dict (with ``examples``, ``reliability``, ``frames``, ``classes``).
+        fig_dir: output directory (``OUT/figures``).
+        result: the analysis (:func:`opticsfree.bayes.model.analyse_model`).
         images: optional uint8 (N, C, H, W) captures of the evaluated split.
-        split: split name used in the file names.
+        split: split name (the result's tag) used in the file names.
 
     Returns:
         The written paths: ``bayes_<split>_bars.png``, ``bayes_<split>_reliability.png`` and,
         with more than one frame per scene, ``bayes_<split>_frames.png``.
     """
     d = Path(fig_dir)
+    a = result.analysis
     out = [
-        plot_posterior_bars(d / f"bayes_{split}_bars.png", result["classes"], result["examples"],
-                            images,
-                            title=f"prior ({result.get('prior', '')}) x likelihood "
-                                  f"(T = {result['temperature']:.3g}) -> posterior; "
+        plot_posterior_bars(d / f"bayes_{split}_bars.png", result.classes,
+                            [e.to_json() for e in a.examples], images,
+                            title=f"prior ({result.prior}) x likelihood "
+                                  f"(T = {a.temperature:.3g}) -> posterior; "
                                   "true class in orange"),
-        plot_reliability(d / f"bayes_{split}_reliability.png", result["reliability_before"],
-                         result["reliability"], result["before_temperature"]["ece"],
-                         result["ece"], result["temperature"]),
+        plot_reliability(d / f"bayes_{split}_reliability.png", a.reliability_before,
+                         a.reliability, a.before.ece, a.fitted.ece, a.temperature),
     ]
-    if result.get("frames_per_scene", 1) > 1:
-        out.append(plot_frames(d / f"bayes_{split}_frames.png", result["frames"],
-                               result.get("mean_frame")))
+    if a.frames_per_scene > 1:
+        out.append(plot_frames(d / f"bayes_{split}_frames.png", [f.to_json() for f in a.frames],
+                               None if a.mean_frame is None else a.mean_frame.to_json()))
     return out

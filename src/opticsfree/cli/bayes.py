@@ -9,7 +9,7 @@ import typer
 
 from opticsfree.cli.common import RERUN_TO_REDO, choices, command, print_json
 
-#: ``--split`` and ``--likelihood``: opticsfree.bayes.report.SPLITS and "auto" +
+#: ``--split`` and ``--likelihood``: opticsfree.bayes.model.SPLITS and "auto" +
 #: opticsfree.bayes.likelihood.LIKELIHOODS (written out so that the command line starts without
 #: loading torch; a test checks that they agree).
 Split = choices(("test", "val", "train"))
@@ -36,23 +36,25 @@ def bayes(
         help="Evaluate --split of another capture set with the same classes (e.g. a multi-frame "
              "set from `simulate --frames K`); prototypes, prior and temperature stay the run's own."),
     json_out: bool = typer.Option(False, "--json", help="Print the report as JSON."),
+    out: Optional[Path] = typer.Option(None, "--out", help="Output folder (default: RUN)."),
 ) -> None:
     """Bayesian inference: prior x likelihood -> posterior, KL (nats), NLL, Brier, ECE.
 
-    Writes RUN/bayes_<split>.json (with --captures: RUN/bayes_<split>-<set name>.json) and
-    figures under RUN/figures/.
+    Writes OUT/bayes_<split>.json (with --captures: OUT/bayes_<split>-<set name>.json) and
+    figures under OUT/figures/ (OUT: RUN unless --out).
     """
-    from opticsfree.bayes.report import bayes_run, summary_lines
-
+    from opticsfree.bayes.report import bayes_analysis, summary_lines
+    from opticsfree.training import load_trained
+    from opticsfree.utils.io import check_out_dir
     from opticsfree.utils.threads import single_threaded_openmp
 
+    out = run if out is None else check_out_dir(out, "a folder for the report")
+    model = load_trained(run, checkpoint)
     with single_threaded_openmp():  # torch + scikit-learn in one process
-        result = bayes_run(run, checkpoint=checkpoint, prior=prior, frames=frames, split=split,
-                           likelihood=likelihood, captures=captures)
+        result = bayes_analysis(model, out, prior=prior, frames=frames, split=split,
+                                likelihood=likelihood, captures=captures, run=run)
     if json_out:
-        slim = {k: v for k, v in result.items()
-                if k not in ("reliability", "reliability_before", "examples")}
-        print_json(slim)
+        print_json(result.to_json(detail=False))
     else:
         for line in summary_lines(result):
             typer.echo(line)

@@ -4,11 +4,12 @@ from __future__ import annotations
 
 from enum import Enum
 from pathlib import Path
-from typing import Optional
+from typing import Any, Optional
 
 import typer
 
 from opticsfree.cli.common import RERUN_TO_REDO, command, print_json
+from opticsfree.errors import DataError
 
 
 class ClassifierName(str, Enum):
@@ -24,6 +25,24 @@ def _fmt(v: object, digits: int = 2) -> str:
     return "-" if v is None else f"{v:.{digits}f}"
 
 
+def run_epochs(run: Path) -> list[int]:
+    """The checkpointed epochs of RUN, ascending.
+
+    Raises:
+        DataError: RUN is missing, not a directory, not a training run, or has no checkpoint.
+    """
+    from opticsfree.training import list_checkpoints
+
+    if not run.exists():
+        raise DataError(f"{run}: run directory not found")
+    if not run.is_dir():
+        raise DataError(f"{run}: not a run directory")
+    epochs = sorted(int(e) for e in list_checkpoints(run))
+    if not epochs:
+        raise DataError(f"{run}: no checkpoints (expected {run / 'checkpoints'}/epoch_NNN.pt)")
+    return epochs
+
+
 @command("evaluate", resume_hint=RERUN_TO_REDO)
 def evaluate(
     run: Path = typer.Argument(..., help="Run directory written by `opticsfree train`."),
@@ -36,19 +55,26 @@ def evaluate(
              "Default: head for a ce run, prototype otherwise."),
     json_out: bool = typer.Option(False, "--json", help="Print a JSON list with one object per checkpoint, ordered by epoch."),
     figures: bool = typer.Option(True, "--figures/--no-figures",
-                                 help="Write RUN/figures/*.png for the last checkpoint."),
+                                 help="Write OUT/figures/*.png for the last checkpoint."),
+    out: Optional[Path] = typer.Option(None, "--out", help="Output folder (default: RUN)."),
 ) -> None:
-    """Evaluate every checkpoint of RUN (by epoch); write RUN/table.md, table.csv and
-    RUN/eval_<split>_<classifier>.json."""
-    from opticsfree.evaluation.report import CONVENTIONS, evaluate_run, summarize, table_paths
+    """Evaluate every checkpoint of RUN (by epoch); write OUT/table.md, table.csv and
+    OUT/eval_<split>_<classifier>.json (OUT: RUN unless --out)."""
+    from opticsfree.evaluation.report import CONVENTIONS, evaluate_models
+    from opticsfree.training import load_trained
+    from opticsfree.utils.io import check_out_dir
     from opticsfree.utils.threads import single_threaded_openmp
 
+    epochs = run_epochs(run)
+    out = run if out is None else check_out_dir(out, "a folder for the evaluation")
     with single_threaded_openmp():  # torch + scikit-learn (t-SNE) in one process
-        results = evaluate_run(run, split=split, classifier=classifier and classifier.value,
-                               figures=figures)
-    clf = results[0]["classifier"]
+        evaluation = evaluate_models((load_trained(run, e) for e in epochs), out, split=split,
+                                     classifier=classifier and classifier.value, run=run,
+                                     metrics=run / "metrics.jsonl", figures=figures)
+    results = evaluation.checkpoints
+    clf = evaluation.classifier
     if json_out:
-        print_json([summarize(r) for r in results])
+        print_json([r.to_json(detail=False) for r in results])
         return
 
     from rich import box
@@ -58,7 +84,7 @@ def evaluate(
     console = Console()
     if not console.is_terminal:  # piped / captured output: no need to squeeze into 80 columns
         console = Console(width=max(console.width, 120))
-    has_seed = any(r.get("seed") for r in results)
+    has_seed = any(r.seed for r in results)
     table = Table(title=f"{run.name}: {clf} classifier, {split} split", box=box.SIMPLE_HEAD,
                   caption="Percent. Precision/recall/F1 support-weighted (as in the seed's "
                           "tables); macro-F1 unweighted; 95% CI: bootstrap, 1000 resamples; "
@@ -70,32 +96,32 @@ def evaluate(
     for c in cols:
         table.add_column(c, justify="right")
     for r in results:
-        lo, hi = r["accuracy_ci"]
-        table.add_row(str(r["epoch"]), _fmt(r["accuracy"]), f"{lo:.2f}-{hi:.2f}",
-                      _fmt(r["precision"]), _fmt(r["recall"]), _fmt(r["f1"]),
-                      _fmt(r["macro_f1"]), _fmt(r["precision_at_1"]), _fmt(r["map_at_r"]),
-                      *([_fmt(r["seed"]["accuracy"]) if r.get("seed") else "-"]
-                        if has_seed else []))
+        lo, hi = r.accuracy_ci
+        table.add_row(str(r.epoch), _fmt(r.accuracy), f"{lo:.2f}-{hi:.2f}",
+                      _fmt(r.precision), _fmt(r.recall), _fmt(r.f1),
+                      _fmt(r.macro_f1), _fmt(r.precision_at_1), _fmt(r.map_at_r),
+                      *([_fmt(r.seed.accuracy) if r.seed else "-"] if has_seed else []))
     console.print(table)
     if clf in ("knn", "threshold"):
         extra = Table(title=f"{clf}: parameters chosen on val", box=box.SIMPLE_HEAD)
+        params: list[Any] = [r.params for r in results]
         if clf == "knn":
             cols = ["Epoch", "k", "val acc. at k", "gallery"]
-            rows = [[str(r["epoch"]), str(r["k"]), _fmt(r["val_accuracy_by_k"][str(r["k"])]),
-                     str(r["gallery_size"])] for r in results]
+            rows = [[str(r.epoch), str(p.k), _fmt(p.val_accuracy_by_k[p.k]), str(p.gallery_size)]
+                    for r, p in zip(results, params)]
         else:
             cols = ["Epoch", "t", "val verif.", f"{split} verif.", "TAR", "FAR", "EER",
                     "reject", "acc. w/ reject"]
-            rows = [[str(r["epoch"]), _fmt(r["threshold"], 3),
-                     _fmt(r["val_verification_accuracy"]), _fmt(r["verification_accuracy"]),
-                     _fmt(r["tar"]), _fmt(r["far"]), _fmt(r["eer"]), _fmt(r["reject_rate"]),
-                     _fmt(r["accuracy_with_reject"])] for r in results]
+            rows = [[str(r.epoch), _fmt(p.threshold, 3), _fmt(p.val_verification_accuracy),
+                     _fmt(p.verification_accuracy), _fmt(p.tar), _fmt(p.far), _fmt(p.eer),
+                     _fmt(p.reject_rate), _fmt(p.accuracy_with_reject)]
+                    for r, p in zip(results, params)]
         for c in cols:
             extra.add_column(c, justify="right")
         for row in rows:
             extra.add_row(*row)
         console.print(extra)
     console.print(f"{clf}: {CONVENTIONS[clf]}.", style="dim")
-    md, csv_path = table_paths(run, split)
-    console.print(f"wrote {md}, {csv_path}, {run / f'eval_{split}_{clf}.json'}"
-                  + (f", {run / 'figures'}/" if figures else ""))
+    md, csv_path = evaluation.table_paths
+    console.print(f"wrote {md}, {csv_path}, {evaluation.json_path}"
+                  + (f", {out / 'figures'}/" if figures else ""))

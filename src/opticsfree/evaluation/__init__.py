@@ -2,30 +2,53 @@
 
 Public API:
 
-- :func:`embed_split`, :class:`Embedded`, :func:`class_prototypes` (embedding a split)
+- :class:`Embedder`, :class:`TrainedEmbedder` (the contract a trained model satisfies:
+  :mod:`opticsfree.evaluation.contract`)
+- :func:`embed_split`, :class:`Embedded`, :func:`class_prototypes`, :func:`train_gallery`
+  (embedding a split; the train originals and their class prototypes)
 - :class:`PrototypeClassifier`, :class:`KNNClassifier`, :class:`ThresholdClassifier`
 - :func:`classification_metrics`, :func:`bootstrap_accuracy_ci`, :func:`retrieval_metrics`
 - :data:`SEED_ROWS`, :func:`seed_row`, :func:`match_run` (the seed's published tables)
-- :func:`evaluate_run`, :func:`evaluate_checkpoint` (``opticsfree evaluate``)
+- :func:`evaluate_models`, :func:`evaluate_checkpoint` (``opticsfree evaluate``) and their
+  typed results :class:`Evaluation`, :class:`CheckpointEvaluation`
+
+The names are loaded on first use (PEP 562), so that :mod:`opticsfree.evaluation.contract` (the
+protocols other packages type against) imports without torch, scikit-learn or matplotlib.
 """
 
-from opticsfree.evaluation.embed import Embedded, class_prototypes, embed_split
-from opticsfree.evaluation.knn_classifier import KNNClassifier, majority_vote
-from opticsfree.evaluation.metrics import (bootstrap_accuracy_ci, classification_metrics,
-                                           retrieval_metrics)
-from opticsfree.evaluation.prototype_classifier import PrototypeClassifier, pairwise_distances
-from opticsfree.evaluation.report import (ALL_CLASSIFIERS, CLASSIFIERS, evaluate_checkpoint,
-                                          evaluate_run, summarize, write_tables)
-from opticsfree.evaluation.seed_tables import SEED_ROWS, SeedRow, match_run, seed_row
-from opticsfree.evaluation.threshold_classifier import (UNKNOWN, ThresholdClassifier,
-                                                        choose_threshold, equal_error_rate,
-                                                        verification_accuracy)
+from __future__ import annotations
+
+from typing import TYPE_CHECKING
+
+from opticsfree.utils.lazy import lazy_getattr
+
+if TYPE_CHECKING:
+    from opticsfree.evaluation.contract import Embedder, TrainedEmbedder
+    from opticsfree.evaluation.embed import (Embedded, Gallery, class_prototypes, embed_split,
+                                             train_gallery)
+    from opticsfree.evaluation.knn_classifier import KNNClassifier, majority_vote
+    from opticsfree.evaluation.metrics import (bootstrap_accuracy_ci, classification_metrics,
+                                               retrieval_metrics)
+    from opticsfree.evaluation.prototype_classifier import PrototypeClassifier, pairwise_distances
+    from opticsfree.evaluation.report import (evaluate_checkpoint, evaluate_models, write_evaluation,
+                                              write_tables)
+    from opticsfree.evaluation.results import (ALL_CLASSIFIERS, CLASSIFIERS, CheckpointEvaluation,
+                                               Evaluation)
+    from opticsfree.evaluation.seed_tables import SEED_ROWS, SeedRow, match_run, seed_row
+    from opticsfree.evaluation.threshold_classifier import (UNKNOWN, ThresholdClassifier,
+                                                            choose_threshold, equal_error_rate,
+                                                            verification_accuracy)
 
 __all__ = [
-    "ALL_CLASSIFIERS", "CLASSIFIERS", "Embedded", "KNNClassifier", "PrototypeClassifier",
-    "SEED_ROWS", "SeedRow", "ThresholdClassifier", "UNKNOWN", "bootstrap_accuracy_ci",
+    "ALL_CLASSIFIERS", "CLASSIFIERS", "CheckpointEvaluation", "Embedded", "Embedder",
+    "Evaluation", "Gallery", "KNNClassifier", "PrototypeClassifier", "SEED_ROWS", "SeedRow",
+    "ThresholdClassifier", "TrainedEmbedder", "UNKNOWN", "bootstrap_accuracy_ci",
     "choose_threshold", "class_prototypes", "classification_metrics", "embed_split",
-    "equal_error_rate", "evaluate_checkpoint", "evaluate_run", "majority_vote", "match_run",
-    "pairwise_distances", "retrieval_metrics", "seed_row", "summarize", "verification_accuracy",
-    "write_tables",
+    "equal_error_rate", "evaluate_checkpoint", "evaluate_models", "majority_vote", "match_run",
+    "pairwise_distances", "retrieval_metrics", "seed_row", "train_gallery", "verification_accuracy",
+    "write_evaluation", "write_tables",
 ]
+
+__getattr__ = lazy_getattr(__name__, __all__, ("contract", "embed", "knn_classifier", "metrics",
+                                               "prototype_classifier", "report", "results",
+                                               "seed_tables", "threshold_classifier"))

@@ -1,7 +1,8 @@
 """Embedding a capture split with a trained model, and class prototypes.
 
-A trained metric-learning model (:class:`opticsfree.training.TrainedModel`) has two towers: one
-for lensless captures and one for the originals that were displayed. Evaluation embeds a whole
+A trained metric-learning model (an :class:`opticsfree.evaluation.contract.Embedder`, e.g.
+:class:`opticsfree.training.TrainedModel`) has two towers: one for lensless captures and one for
+the originals that were displayed. Evaluation embeds a whole
 split once with both towers and works on the resulting NumPy arrays.
 
 With multi-frame capture sets a split has one row per (scene, frame): the original of a scene
@@ -11,13 +12,16 @@ repeats on every frame row. It is embedded once per scene and copied to the rows
 from __future__ import annotations
 
 from dataclasses import dataclass
-from typing import Any, Sequence
+from typing import TYPE_CHECKING, Any, Sequence
 
 import numpy as np
 
 from opticsfree.errors import DataError
+from opticsfree.evaluation.contract import DOMAINS, Embedder
 
-DOMAINS = ("lensless", "original")
+if TYPE_CHECKING:
+    from opticsfree.captures.loader import CaptureSplit
+    from opticsfree.evaluation.contract import TrainedEmbedder
 
 
 @dataclass
@@ -63,9 +67,9 @@ def first_occurrences(ids: Sequence[str]) -> np.ndarray:
     return np.fromiter(seen.values(), dtype=np.int64, count=len(seen))
 
 
-def _embed_batched(trained: Any, images: Any, domain: str, batch_size: int,
+def _embed_batched(model: Embedder, images: Any, domain: str, batch_size: int,
                    desc: str) -> np.ndarray:
-    """Run ``trained.embed`` over ``images`` (uint8 (N,C,H,W) tensor) in batches."""
+    """Run ``model.embed`` over ``images`` (uint8 (N,C,H,W) tensor) in batches."""
     import torch
 
     from opticsfree.utils.progress import progress
@@ -75,7 +79,7 @@ def _embed_batched(trained: Any, images: Any, domain: str, batch_size: int,
     with progress(transient=True) as bar, torch.inference_mode():
         task = bar.add_task(desc, total=n)
         for start in range(0, n, batch_size):
-            out = trained.embed(images[start:start + batch_size], domain)
+            out = model.embed(images[start:start + batch_size], domain)
             out = out.detach().float().cpu().numpy() if isinstance(out, torch.Tensor) \
                 else np.asarray(out, dtype=np.float32)
             if out.ndim != 2 or out.shape[0] != min(batch_size, n - start):
@@ -88,19 +92,21 @@ def _embed_batched(trained: Any, images: Any, domain: str, batch_size: int,
     return np.ascontiguousarray(np.concatenate(chunks))
 
 
-def embed_split(trained: Any, split: Any, domains: Sequence[str] = DOMAINS,
-                batch_size: int = 256) -> Embedded:
-    """Embed one split of the run's captures with both towers of a trained model.
+def embed_split(model: Embedder, split: CaptureSplit | str, domains: Sequence[str] = DOMAINS,
+                batch_size: int = 256, name: str | None = None) -> Embedded:
+    """Embed one split of captures with both towers of a trained model.
 
     Args:
-        trained: a :class:`opticsfree.training.TrainedModel` (anything with ``embed(x, domain)``
-            and ``load_split(split)``).
-        split: a split name (``"train"``, ``"val"``, ``"test"``), loaded with
-            ``trained.load_split``, or an already loaded
-            :class:`opticsfree.captures.loader.CaptureSplit`.
+        model: the trained model.
+        split: a loaded :class:`opticsfree.captures.loader.CaptureSplit`, or a split name
+            (``"train"``, ``"val"``, ``"test"``) of the run's own captures, loaded with
+            ``model.load_split`` (then ``model`` must be a
+            :class:`~opticsfree.evaluation.contract.TrainedEmbedder`).
         domains: which towers to run (``"lensless"``, ``"original"``); a domain left out is
             ``None`` in the result (e.g. only originals are needed for the train gallery).
         batch_size: images per forward pass.
+        name: the split's name in progress bars and errors (default: ``split`` when it is a
+            name, else ``"split"``).
 
     Returns:
         :class:`Embedded` with float32 arrays (N, D), as L2-normalised as the model makes them.
@@ -113,28 +119,70 @@ def embed_split(trained: Any, split: Any, domains: Sequence[str] = DOMAINS,
         raise ValueError(f"unknown domain(s) {bad}; expected a subset of {DOMAINS}")
     if batch_size < 1:
         raise ValueError(f"batch_size must be >= 1, got {batch_size}")
-    name = split if isinstance(split, str) else "split"
-    data = trained.load_split(split) if isinstance(split, str) else split
+    if name is None:
+        name = split if isinstance(split, str) else "split"
+    # a split name needs a TrainedEmbedder (load_split); a loaded split any Embedder
+    data = model.load_split(split) if isinstance(split, str) else split  # type: ignore
     labels = np.asarray(data.labels.cpu().numpy() if hasattr(data.labels, "cpu") else data.labels,
                         dtype=np.int64)
     ids = list(data.ids)
     if len(labels) == 0:
-        raise DataError(f"{getattr(trained, 'captures', '?')}: split {name!r} has no captures")
+        raise DataError(f"{getattr(model, 'captures', '?')}: split {name!r} has no captures")
     lensless = original = None
     if "lensless" in domains:
-        lensless = _embed_batched(trained, data.lensless, "lensless", batch_size,
+        lensless = _embed_batched(model, data.lensless, "lensless", batch_size,
                                   f"embed {name} lensless")
     if "original" in domains:
         first = first_occurrences(ids)
         if len(first) == len(ids):
-            original = _embed_batched(trained, data.original, "original", batch_size,
+            original = _embed_batched(model, data.original, "original", batch_size,
                                       f"embed {name} originals")
         else:  # multi-frame: embed each scene's original once, then copy it to its frame rows
-            uniq = _embed_batched(trained, data.original[first], "original", batch_size,
+            uniq = _embed_batched(model, data.original[first], "original", batch_size,
                                   f"embed {name} originals")
             pos = {ids[i]: j for j, i in enumerate(first)}
             original = uniq[np.array([pos[k] for k in ids], dtype=np.int64)]
     return Embedded(lensless=lensless, original=original, labels=labels, ids=ids)
+
+
+@dataclass
+class Gallery:
+    """A run's train originals, one per scene, and the class prototypes made of them.
+
+    Attributes:
+        train: the train split embedded with the original tower only (every row, so the
+            labels and scene ids of the split: ``train.labels``, ``train.ids``).
+        originals: float32 (S, D) embeddings, one per train scene (first row of each id).
+        labels: int64 (S,) their classes.
+        prototypes: float32 (C, D) :func:`class_prototypes` of ``originals``.
+    """
+
+    train: Embedded
+    originals: np.ndarray
+    labels: np.ndarray
+    prototypes: np.ndarray
+
+
+def train_gallery(model: TrainedEmbedder, batch_size: int = 256) -> Gallery:
+    """Embed the run's train originals and build the class prototypes: the reference set of the
+    prototype, kNN and threshold classifiers and of the metric likelihood.
+
+    Args:
+        model: the trained model; ``model.load_split("train")`` gives the scenes it was trained
+            on (without the validation scenes).
+        batch_size: images per forward pass.
+
+    Returns:
+        The :class:`Gallery`.
+
+    Raises:
+        DataError: the train split is empty or a class has no train scene.
+    """
+    train = embed_split(model, model.load_split("train"), domains=("original",),
+                        batch_size=batch_size, name="train")
+    originals, labels = train.unique_originals()
+    return Gallery(train=train, originals=originals, labels=labels,
+                   prototypes=class_prototypes(originals, labels, len(model.classes)))
 
 
 def l2_normalise(x: np.ndarray, eps: float = 1e-12) -> np.ndarray:

@@ -31,7 +31,6 @@ import hashlib
 import inspect
 import json
 import os
-import shutil
 import time
 import traceback
 from pathlib import Path
@@ -383,36 +382,6 @@ def _check(root: Path, decode: bool) -> dict[str, Any]:
     return {"ok": res["ok"], "n_rows": res["n_rows"], "splits": res["splits"], "sizes": res["sizes"]}
 
 
-def _link_run(view: Path, run: Path) -> None:
-    """Make ``view`` a run directory sharing ``run``'s config, metrics and checkpoints."""
-    ensure_dir(view)
-    for name in ("config.json", "metrics.jsonl", "checkpoints"):
-        src, dst = run / name, view / name
-        if dst.is_symlink() or dst.exists():
-            if dst.is_symlink() and os.readlink(dst) == os.path.relpath(src, view):
-                continue
-            if dst.is_dir() and not dst.is_symlink():
-                shutil.rmtree(dst)
-            else:
-                dst.unlink()
-        if not src.exists():
-            continue
-        try:  # relative: the study directory can be moved as a whole
-            dst.symlink_to(os.path.relpath(src, view), target_is_directory=src.is_dir())
-        except OSError:  # no symlinks: copy (checkpoints hard-linked where possible)
-            if src.is_dir():
-                shutil.copytree(src, dst, copy_function=_link_or_copy)
-            else:
-                shutil.copy2(src, dst)
-
-
-def _link_or_copy(src: str, dst: str) -> None:
-    try:
-        os.link(src, dst)
-    except OSError:
-        shutil.copy2(src, dst)
-
-
 # ----------------------------------------------------------------------------------------------
 # stage functions: (stage, directory, ctx) -> outputs (JSON-ready)
 
@@ -564,21 +533,26 @@ def run_train(stage: Stage, d: Path, ctx: StageContext) -> dict[str, Any]:
 
 
 def run_evaluate(stage: Stage, d: Path, ctx: StageContext) -> dict[str, Any]:
-    """Evaluate every checkpoint with each classifier (figures with the first one)."""
-    from opticsfree.evaluation.report import evaluate_run, summarize
+    """Evaluate every checkpoint with each classifier (figures with the first one); the
+    outputs go to the stage's directory."""
+    from opticsfree.evaluation.report import evaluate_models
+    from opticsfree.training import list_checkpoints, load_trained
 
     train_out = ctx.outputs[stage.deps[0]]
-    _link_run(d, Path(train_out["run"]))
+    run = Path(train_out["run"])
     p = stage.params
     classifiers = list(p["classifiers"])
     primary = classifiers[0]
+    models = [load_trained(run, epoch) for epoch in list_checkpoints(run)]
     results: dict[str, list[dict[str, Any]]] = {}
     # the primary classifier last, so that table.md/csv hold its numbers
     with single_threaded_openmp():
         for clf in classifiers[1:] + [primary]:
-            res = evaluate_run(d, p["split"], clf, figures=clf == primary, seed=p["seed"],
-                               n_resamples=p["bootstrap"])
-            results[clf] = [dict(summarize(r), seed_row=r.get("seed")) for r in res]
+            evaluation = evaluate_models(models, d, p["split"], clf, run=run,
+                                         metrics=run / "metrics.jsonl", figures=clf == primary,
+                                         seed=p["seed"], n_resamples=p["bootstrap"])
+            summaries = [c.to_json(detail=False) for c in evaluation.checkpoints]
+            results[clf] = [dict(s, seed_row=s["seed"]) for s in summaries]
     figures = sorted(str(f) for f in (d / "figures").glob("*.png")) if (d / "figures").is_dir() else []
     return {"run": train_out["run"], "loss": train_out["loss"], "images": train_out["images"],
             "role": train_out["role"], "primary": primary, "results": results,
@@ -587,15 +561,19 @@ def run_evaluate(stage: Stage, d: Path, ctx: StageContext) -> dict[str, Any]:
 
 
 def run_bayes(stage: Stage, d: Path, ctx: StageContext) -> dict[str, Any]:
-    """The Bayesian analysis of one run (priors, posteriors, KL, calibration, frames)."""
-    from opticsfree.bayes.report import bayes_run
+    """The Bayesian analysis of one run (priors, posteriors, KL, calibration, frames); the
+    outputs go to the stage's directory."""
+    from opticsfree.bayes.report import bayes_analysis
+    from opticsfree.training import load_trained
 
     train_out = ctx.outputs[stage.deps[0]]
-    _link_run(d, Path(train_out["run"]))
+    run = Path(train_out["run"])
     p = stage.params
     prior = p["prior"].get("file") or p["prior"]["name"]
+    model = load_trained(run, p["checkpoint"])
     with single_threaded_openmp():
-        res = bayes_run(d, p["checkpoint"], prior, p["frames"], p["split"])
+        res = bayes_analysis(model, d, prior=prior, frames=p["frames"], split=p["split"],
+                             run=run).to_json()
     keep = ("kl_posterior_prior", "kl_label_meanposterior", "kl_prior_posterior", "accuracy",
             "nll", "brier", "ece", "temperature", "before_temperature", "temperature_fit",
             "frames", "mean_frame", "n", "n_scenes", "frames_per_scene", "prior", "likelihood",

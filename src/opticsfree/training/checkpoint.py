@@ -141,6 +141,12 @@ class TrainedModel:
         """True when the model has a classifier head (``ce``, ``ce+triplet``)."""
         return self.model.has_head
 
+    @property
+    def loss(self) -> str:
+        """The training loss (``config["loss"]``; part of the evaluation contract,
+        :class:`opticsfree.evaluation.contract.TrainedEmbedder`)."""
+        return str(self.config["loss"])
+
     def _check(self, x: Tensor, domain: str) -> None:
         c = self.model.norms[domain].channels
         if not isinstance(x, Tensor) or x.ndim != 4 or x.shape[1] != c or tuple(x.shape[2:]) != (self.size, self.size):

@@ -1,0 +1,265 @@
+"""Typed results of ``opticsfree evaluate``: one :class:`CheckpointEvaluation` per checkpoint,
+gathered in an :class:`Evaluation`.
+
+``to_json()`` gives the objects of the files and of ``--json`` (the keys are a contract: see
+docs/metric-learning.md, "Evaluation"); numbers are percent unless named otherwise.
+"""
+
+from __future__ import annotations
+
+from dataclasses import asdict, dataclass, field
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+from opticsfree.evaluation.embed import Embedded
+from opticsfree.evaluation.seed_tables import SeedRow
+
+#: The distance classifiers (every model but a :data:`HEAD_ONLY_LOSSES` one).
+CLASSIFIERS = ("prototype", "knn", "threshold")
+#: Plus the classifier head of models trained with one.
+ALL_CLASSIFIERS = CLASSIFIERS + ("head",)
+#: losses that train only the lensless tower and its head: ``head`` is their only classifier
+HEAD_ONLY_LOSSES = ("ce",)
+#: Keys left out of a checkpoint's summary (``to_json(detail=False)``: ``--json``, the study).
+DETAIL_KEYS = ("per_class", "confusion_matrix", "classes")
+
+CONVENTIONS = {
+    "units": "percent (0-100)",
+    "precision_recall_f1": "support-weighted averages over classes, as in the seed's tables "
+                           "(weighted recall equals accuracy); macro_* are unweighted means",
+    "zero_division": "a class never predicted has precision 0",
+    "accuracy_ci": "percentile bootstrap 95% interval, 1000 resamples of the split's rows, seeded",
+    "retrieval": "PML AccuracyCalculator; queries = lensless embeddings of the split, references "
+                 "= originals of the same split (one per scene); precision_at_1 and MAP@R",
+    "prototype": "nearest class centroid (L2-normalised mean) of the train original embeddings",
+    "knn": "majority vote of the k nearest train originals (exact L2 search, torch.cdist + topk); "
+           "ties to the class "
+           "of the nearest tied neighbour; k chosen on val from 1,3,5,10,20 by accuracy, ties to "
+           "the smaller k",
+    "threshold": "pairs (lensless, class prototype), matching when the classes agree; accept when "
+                 "d <= t; t maximises the balanced verification accuracy (TAR + 1 - FAR) / 2 on "
+                 "the val pairs (smallest t among ties); accuracy/precision/recall/f1 are "
+                 "closed-set (nearest prototype); reject option: 'unknown' when the nearest "
+                 "prototype is farther than t; EER where FAR = FRR (linear interpolation)",
+    "head": "argmax of the classifier head's logits on the lensless captures",
+}
+
+
+def default_classifier(loss: str | None) -> str:
+    """The classifier to use when none is named: ``head`` for :data:`HEAD_ONLY_LOSSES`,
+    ``prototype`` otherwise."""
+    return "head" if loss in HEAD_ONLY_LOSSES else "prototype"
+
+
+@dataclass(frozen=True)
+class KnnParams:
+    """What the ``knn`` classifier chose on the val split.
+
+    Attributes:
+        k: the chosen number of neighbours.
+        val_accuracy_by_k: val accuracy (percent) of every candidate k.
+        gallery_size: train originals searched (one per scene).
+    """
+
+    k: int
+    val_accuracy_by_k: dict[int, float]
+    gallery_size: int
+
+    def to_json(self) -> dict[str, Any]:
+        """``{"k", "val_accuracy_by_k" (keys as strings), "gallery_size"}``."""
+        return {"k": self.k,
+                "val_accuracy_by_k": {str(k): a for k, a in self.val_accuracy_by_k.items()},
+                "gallery_size": self.gallery_size}
+
+
+@dataclass(frozen=True)
+class ThresholdParams:
+    """The ``threshold`` classifier: t chosen on val, verification and reject numbers on the
+    evaluated split (percent, except the distances ``threshold`` and ``eer_threshold``).
+
+    Attributes:
+        threshold: t, the distance below which a (capture, prototype) pair matches.
+        val_verification_accuracy: balanced verification accuracy of the val pairs at t.
+        val_eer: equal error rate of the val pairs.
+        verification_accuracy: balanced verification accuracy of the split's pairs at t.
+        tar: true-accept rate at t.
+        far: false-accept rate at t.
+        eer: equal error rate of the split's pairs.
+        eer_threshold: the distance where FAR = FRR.
+        reject_rate: captures whose nearest prototype is farther than t.
+        accepted_accuracy: accuracy of the accepted captures (None when none is accepted).
+        accuracy_with_reject: accuracy counting a rejected capture as wrong.
+    """
+
+    threshold: float
+    val_verification_accuracy: float
+    val_eer: float
+    verification_accuracy: float
+    tar: float
+    far: float
+    eer: float
+    eer_threshold: float
+    reject_rate: float
+    accepted_accuracy: float | None
+    accuracy_with_reject: float
+
+    def to_json(self) -> dict[str, Any]:
+        """The fields, in order."""
+        return asdict(self)
+
+
+@dataclass
+class Artifacts:
+    """What the figures of one checkpoint need (never written to JSON).
+
+    Attributes:
+        test: the evaluated split's embeddings.
+        prototypes: (C, D) class prototypes of the train originals.
+        threshold: t chosen on val (None without a val split or with one class).
+    """
+
+    test: Embedded
+    prototypes: np.ndarray
+    threshold: float | None = None
+
+
+@dataclass
+class CheckpointEvaluation:
+    """One checkpoint scored on one split with one classifier.
+
+    Attributes:
+        epoch: the checkpoint's epoch.
+        classifier: one of :data:`ALL_CLASSIFIERS`.
+        split: the evaluated split.
+        n: rows scored (one per (scene, frame)).
+        accuracy, precision, recall, f1: percent; precision/recall/F1 support-weighted.
+        accuracy_ci: percentile bootstrap 95% interval of the accuracy.
+        macro_precision, macro_recall, macro_f1: unweighted means over classes.
+        precision_at_1, map_at_r: retrieval of the split's originals by its captures.
+        per_class: ``{"class", "precision", "recall", "f1", "support"}`` per class.
+        confusion_matrix: C x C counts, rows true, columns predicted.
+        classes: class names in label order.
+        params: what ``knn`` or ``threshold`` chose on val (None for the others).
+        seed: the seed study's published row for this run and epoch (test split only).
+        artifacts: embeddings for the figures (only when requested; not in JSON).
+    """
+
+    epoch: int
+    classifier: str
+    split: str
+    n: int
+    accuracy: float
+    precision: float
+    recall: float
+    f1: float
+    accuracy_ci: tuple[float, float]
+    macro_precision: float
+    macro_recall: float
+    macro_f1: float
+    precision_at_1: float
+    map_at_r: float
+    per_class: list[dict[str, Any]]
+    confusion_matrix: list[list[int]]
+    classes: list[str]
+    params: KnnParams | ThresholdParams | None = None
+    seed: SeedRow | None = None
+    artifacts: Artifacts | None = field(default=None, repr=False, compare=False)
+
+    def to_json(self, detail: bool = True) -> dict[str, Any]:
+        """The checkpoint's JSON object.
+
+        Args:
+            detail: include ``per_class``, ``confusion_matrix`` and ``classes`` (the file);
+                False gives the summary printed by ``evaluate --json``.
+
+        Returns:
+            ``{"epoch", "classifier", "split", "n", "accuracy", "precision", "recall", "f1",
+            "accuracy_ci", "macro_precision", "macro_recall", "macro_f1", "precision_at_1",
+            "map_at_r", <params>, ["per_class", "confusion_matrix", "classes"], "seed"}``.
+        """
+        out: dict[str, Any] = {
+            "epoch": self.epoch, "classifier": self.classifier, "split": self.split, "n": self.n,
+            "accuracy": self.accuracy, "precision": self.precision, "recall": self.recall,
+            "f1": self.f1, "accuracy_ci": list(self.accuracy_ci),
+            "macro_precision": self.macro_precision, "macro_recall": self.macro_recall,
+            "macro_f1": self.macro_f1, "precision_at_1": self.precision_at_1,
+            "map_at_r": self.map_at_r,
+        }
+        if self.params is not None:
+            out.update(self.params.to_json())
+        if detail:
+            out.update(per_class=self.per_class, confusion_matrix=self.confusion_matrix,
+                       classes=self.classes)
+        out["seed"] = self.seed.as_dict() if self.seed else None
+        return out
+
+
+@dataclass
+class Evaluation:
+    """Every checkpoint of a run scored with one classifier on one split.
+
+    Attributes:
+        split: the evaluated split.
+        classifier: the classifier used.
+        loss: the run's training loss.
+        images: ``"lensless"`` or ``"reconstructed"`` (from the capture set's manifest).
+        checkpoints: one result per checkpoint, in the order evaluated (ascending epoch).
+        run: the run directory, as recorded in the file (None when not given).
+        seed: the bootstrap and t-SNE seed.
+        n_resamples: bootstrap resamples.
+        out: the folder the outputs were written to (None until written).
+        figures: the figure files written.
+    """
+
+    split: str
+    classifier: str
+    loss: str
+    images: str
+    checkpoints: list[CheckpointEvaluation]
+    run: str | None = None
+    seed: int = 0
+    n_resamples: int = 1000
+    out: Path | None = None
+    figures: list[Path] = field(default_factory=list)
+
+    @property
+    def json_path(self) -> Path:
+        """``OUT/eval_<split>_<classifier>.json``."""
+        return self._out / f"eval_{self.split}_{self.classifier}.json"
+
+    @property
+    def table_paths(self) -> tuple[Path, Path]:
+        """``(OUT/table.md, OUT/table.csv)`` for the test split, ``table_<split>.*`` otherwise."""
+        return table_paths(self._out, self.split)
+
+    @property
+    def _out(self) -> Path:
+        if self.out is None:
+            raise ValueError("this Evaluation has not been written (out is None)")
+        return self.out
+
+    def to_json(self) -> dict[str, Any]:
+        """The object of ``eval_<split>_<classifier>.json``: ``{"run", "split", "classifier",
+        "images", "loss", "conventions", "bootstrap", "figures" (relative to OUT),
+        "checkpoints"}``."""
+        base = self.out or Path(".")
+        return {
+            "run": self.run,
+            "split": self.split,
+            "classifier": self.classifier,
+            "images": self.images,
+            "loss": self.loss,
+            "conventions": {k: v for k, v in CONVENTIONS.items()
+                            if k not in ALL_CLASSIFIERS or k == self.classifier},
+            "bootstrap": {"resamples": self.n_resamples, "seed": self.seed, "level": 0.95},
+            "figures": [str(p.relative_to(base)) for p in self.figures],
+            "checkpoints": [c.to_json() for c in self.checkpoints],
+        }
+
+
+def table_paths(out: str | Path, split: str) -> tuple[Path, Path]:
+    """``(table.md, table.csv)`` in ``out`` for the test split, ``table_<split>.*`` otherwise."""
+    stem = "table" if split == "test" else f"table_{split}"
+    return Path(out) / f"{stem}.md", Path(out) / f"{stem}.csv"
