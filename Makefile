@@ -12,6 +12,9 @@ export OPTICSFREE_DATA
 # fixed-tuple training speed on a
 # 5,000-image `seed` capture set (simulated into BENCH_CAPTURES, resumable)
 BENCH_CAPTURES ?= runs/bench-seed
+# ... then backbone step speed, and the full-strength recipe's scenes/s and time to 60% test
+# accuracy on all of CIFAR-10 through the `seed` camera (simulated into BENCH_FULL, resumable)
+BENCH_FULL ?= runs/seed-all
 
 .PHONY: install test demo bench clean
 
@@ -42,6 +45,9 @@ bench: $(STAMP)
 	$(PY) bench/bench_camera_info.py
 	$(VENV)/bin/opticsfree simulate --dataset cifar10 --camera seed --split train --limit 5000 --out $(BENCH_CAPTURES)
 	$(PY) bench/bench_train.py $(BENCH_CAPTURES)
+	$(PY) bench/bench_backbones.py
+	$(VENV)/bin/opticsfree simulate --dataset cifar10 --camera seed --out $(BENCH_FULL)
+	$(PY) bench/bench_recipe.py $(BENCH_FULL) --out runs/bench-recipe
 
 clean:
 	rm -rf $(VENV) runs .pytest_cache

@@ -147,7 +147,7 @@ class UNetConfig(MethodOptions):
     batch_size: int = Field(32, ge=1, description="images per step")
     epochs: int = Field(30, ge=1, description="default number of epochs")
     front_end: bool = Field(False, description="start from a learned affine inverse initialised from the camera's regularised inverse; predict a correction")
-    front_end_lr_scale: float = Field(0.01, ge=0, description="learning rate of the front end relative to lr (0: frozen)")
+    front_end_lr_scale: float = Field(0.0, ge=0, description="learning rate of the front end relative to lr (0: frozen)")
 
 
 def auto_depth(size: int) -> int:
@@ -180,8 +180,10 @@ class UNetMethod:
             nn.init.zeros_(self.net.head.weight)
             nn.init.zeros_(self.net.head.bias)
         self.net.to(device)
-        front = list(self.net.front.parameters()) if self.net.front is not None else []
-        rest = [p for p in self.net.parameters() if all(p is not q for q in front)]
+        if self.net.front is not None and cfg.front_end_lr_scale == 0:
+            self.net.front.requires_grad_(False)  # frozen at the regularised inverse
+        front = [p for p in self.net.front.parameters() if p.requires_grad] if self.net.front is not None else []
+        rest = [p for p in self.net.parameters() if p.requires_grad and all(p is not q for q in front)]
         groups = [{"params": rest}] + ([{"params": front, "lr": cfg.lr * cfg.front_end_lr_scale}] if front else [])
         self.opt = torch.optim.Adam(groups, lr=cfg.lr, betas=(0.9, 0.999))
 

@@ -45,7 +45,7 @@ class TrainConfig(BaseModel):
     shared: bool = Field(False, description="one encoder for both domains")
     pool: Literal["avg", "max", "flatten"] = Field("avg", description="feature pooling before the projection")
     front_end: bool = Field(False, description="lensless tower starts with a learned affine inverse to the display grid, initialised from the camera's regularised inverse (ridge from train captures to originals)")
-    front_end_lr_scale: float = Field(0.01, ge=0, description="peak learning rate of the front end, relative to lr (0: frozen at the regularised inverse)")
+    front_end_lr_scale: float = Field(0.0, ge=0, description="peak learning rate of the front end, relative to lr (0: frozen at the regularised inverse)")
     lensless_contrast: bool = Field(False, description="the lensless tower also sees each capture standardised by its own mean and std (auto-contrast)")
     global_features: int = Field(0, ge=0, description="maps of a learned global (non-local) linear layer in front of the lensless tower (0: none)")
     # objective

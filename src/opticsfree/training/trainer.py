@@ -345,6 +345,8 @@ def _train(cfg: TrainConfig, run: Path, resume: bool, show_progress: bool,
     seed_everything(cfg.seed)
     model = build_model(full)
     initialise_model(model, tr, va, cfg.seed)
+    if model.front_end is not None and cfg.front_end_lr_scale == 0:
+        model.front_end.requires_grad_(False)  # frozen at the regularised inverse
     model.to(device)
     if info.enabled and cfg.sync_bn:  # before the optimizer: on GPU the BN modules are replaced
         model = D.convert_sync_batchnorm(model, info, cfg.device)
