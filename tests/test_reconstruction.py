@@ -299,10 +299,10 @@ def test_cyclegan_identity_only_when_shapes_match():
     assert CycleGANMethod(cfg, 3, 3, 16, dev, g).use_identity
     m = CycleGANMethod(cfg, 1, 3, 16, dev, g)
     assert not m.use_identity
-    from opticsfree.reconstruction.base import autocast
+    from opticsfree.runs import Runtime
 
     terms = m.train_step(torch.rand(2, 1, 16, 16) * 2 - 1, torch.rand(2, 3, 16, 16) * 2 - 1,
-                         lambda: autocast(dev, False))
+                         Runtime(dev, amp=False, channels_last=False).autocast)
     assert float(terms["identity"]) == 0.0 and float(terms["cycle"]) > 0
 
 
@@ -414,7 +414,7 @@ def test_resume_continues_from_the_checkpoint_epoch(tmp_path, synth):
         train(synth, "cyclegan", cut, epochs=2, options=opts, amp=False, seed=3)
     with pytest.raises(ConfigError, match="seed"):
         train(synth, "cyclegan", cut, epochs=2, options=opts, amp=False, seed=4, resume=True)
-    with pytest.raises(ConfigError, match=r"\(option width\); recorded: option width=4"):
+    with pytest.raises(ConfigError, match=r"differs in option width\); recorded: option width=4"):
         train(synth, "cyclegan", cut, epochs=2, options={**opts, "width": 8}, amp=False, seed=3, resume=True)
     # a MODEL written by the older command line recorded its options as strings: still resumable
     cfg = json.loads((cut / "config.json").read_text())
@@ -429,6 +429,31 @@ def test_resume_continues_from_the_checkpoint_epoch(tmp_path, synth):
     for k in a["state_dict"]:
         assert torch.equal(a["state_dict"][k], b["state_dict"][k]), k  # same as an uninterrupted run
     assert list_metrics(cut)[1]["g_gan"] == pytest.approx(list_metrics(straight)[1]["g_gan"])
+
+
+def test_resume_of_a_model_without_the_shared_holdout_is_refused(tmp_path, synth):
+    """A MODEL from before the hold-out was shared with the embedding training held out other
+    scenes: continuing it would silently switch its validation scenes."""
+    model = tmp_path / "m"
+
+    def stop(row):
+        raise KeyboardInterrupt
+
+    kw = dict(epochs=2, options=TINY["unet"], amp=False, seed=1)
+    with pytest.raises(KeyboardInterrupt):
+        train(synth, "unet", model, on_epoch=stop, **kw)
+    cfg = json.loads((model / "config.json").read_text())
+    assert cfg["holdout"] == 2
+    old = {k: v for k, v in cfg.items() if k != "holdout"}                # as an older version wrote it
+    (model / "config.json").write_text(json.dumps(old))
+    with pytest.raises(ConfigError, match=r"differs in holdout\); recorded: holdout=None; the validation "
+                                          r"hold-out is not this version's .*add \"holdout\": 2 to config.json"):
+        train(synth, "unet", model, resume=True, **kw)
+    assert [r["epoch"] for r in list_metrics(model)] == [1]               # nothing touched
+    (model / "config.json").write_text(json.dumps({**old, "holdout": 2}))  # the way out it names
+    ran = []
+    train(synth, "unet", model, resume=True, on_epoch=lambda r: ran.append(r["epoch"]), **kw)
+    assert ran == [2]
 
 
 def test_bad_options_are_refused(tmp_path, synth):
@@ -612,12 +637,12 @@ def test_cli_choices_written_out_agree_with_the_library():
 
 
 def test_resolve_amp_switch_and_auto(monkeypatch):
-    from opticsfree.reconstruction import base
+    from opticsfree import runs
 
     cpu = torch.device("cpu")
-    assert base.resolve_amp(True, cpu) is True and base.resolve_amp(False, cpu) is False
+    assert runs.resolve_amp(True, cpu) is True and runs.resolve_amp(False, cpu) is False
     for native in (True, False):
-        monkeypatch.setattr(base, "cpu_has_bf16", lambda: native)
-        assert base.resolve_amp(None, cpu) is native                      # auto: native bf16 only
+        monkeypatch.setattr(runs, "cpu_has_bf16", lambda: native)
+        assert runs.resolve_amp(None, cpu) is native                      # auto: native bf16 only
     with pytest.raises(ConfigError):
-        base.resolve_amp("on", cpu)
+        runs.resolve_amp("on", cpu)

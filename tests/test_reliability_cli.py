@@ -212,6 +212,22 @@ def test_packages_import_only_what_docs_architecture_allows():
         assert all(rank[d] < rank[p] for d in deps if d in rank and p != "cli"), p
 
 
+def test_the_run_layer_sits_below_both_trainers_and_alone_names_the_run_files():
+    order, allowed = _documented_layers()
+    rank = {p: i for i, p in enumerate(order)}
+    assert rank["runs"] < min(rank["training"], rank["reconstruction"])
+    assert allowed["runs"] == {"errors", "utils"}
+    graph = import_graph()
+    assert "opticsfree.runs" in graph["opticsfree.training.trainer"]
+    assert "opticsfree.runs" in graph["opticsfree.reconstruction.train"]
+    # config.json and metrics.jsonl are named (as a path part) only by the run layer
+    named = sorted(f"{m}: {n.value}" for m, path in MODULES.items() if m != "opticsfree.runs"
+                   and _package(m) in ("training", "reconstruction")
+                   for n in ast.walk(ast.parse(path.read_text(encoding="utf-8")))
+                   if isinstance(n, ast.Constant) and n.value in ("config.json", "metrics.jsonl"))
+    assert named == []
+
+
 def test_the_former_ddp_entry_point_names_the_command_to_use():
     env = {**os.environ, "OMP_NUM_THREADS": "1"}
     res = subprocess.run([sys.executable, "-m", "opticsfree.training.distributed", "x", "--loss", "triplet"],

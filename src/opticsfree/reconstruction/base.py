@@ -1,6 +1,7 @@
-"""Shared pieces of the reconstruction methods: image scaling, method options, devices and
-mixed precision, and sample-image grids (the validation hold-out is
-:func:`opticsfree.data.split.split_scenes`, shared with the embedding training).
+"""Shared pieces of the reconstruction methods: image scaling, method options and sample-image
+grids (the validation hold-out is :func:`opticsfree.data.split.split_scenes`, shared with the
+embedding training; devices, mixed precision and threads are the run layer's,
+:mod:`opticsfree.runs`).
 
 Networks see images in [-1, 1] (``x / 127.5 - 1``), the range of a ``tanh`` output; captures
 and reconstructions on disk and in memory are uint8.
@@ -8,16 +9,16 @@ and reconstructions on disk and in memory are uint8.
 
 from __future__ import annotations
 
-import contextlib
 import os
 from pathlib import Path
-from typing import Any, Iterator
+from typing import Any
 
 import numpy as np
 import torch
 from pydantic import BaseModel, ConfigDict, ValidationError
 
 from opticsfree.errors import ConfigError
+from opticsfree.runs import resolve_device, torch_threads  # noqa: F401 - re-exported (apply.py)
 
 METHODS = ("cyclegan", "unet", "bijective", "tikhonov")
 
@@ -70,73 +71,6 @@ def parse_options(config_cls: type[MethodOptions], options: dict[str, Any] | Non
         msg = err.get("msg", "invalid value").removeprefix("Value error, ")
         raise ConfigError(f"option {key} for method {method}: {msg[0].lower() + msg[1:]} "
                           f"(got {options.get(key)!r})") from None
-
-
-# --------------------------------------------------------------------------- device / precision
-
-def resolve_device(device: str) -> torch.device:
-    """``cpu``, ``cuda`` or ``cuda:N``; ConfigError when CUDA is asked for but missing."""
-    try:
-        d = torch.device(device)
-    except RuntimeError:
-        raise ConfigError(f"--device {device!r}: expected cpu or cuda") from None
-    if d.type == "cuda" and not torch.cuda.is_available():
-        raise ConfigError("--device cuda: no CUDA device is available (use --device cpu)")
-    if d.type not in ("cpu", "cuda"):
-        raise ConfigError(f"--device {device!r}: expected cpu or cuda")
-    return d
-
-
-@contextlib.contextmanager
-def torch_threads(threads: int | None) -> Iterator[None]:
-    """Use ``threads`` CPU threads in torch inside the block (None: leave torch's setting)."""
-    if threads is None:
-        yield
-        return
-    if threads < 1:
-        raise ConfigError(f"--threads must be >= 1, got {threads}")
-    old = torch.get_num_threads()
-    torch.set_num_threads(threads)
-    try:
-        yield
-    finally:
-        torch.set_num_threads(old)
-
-
-def cpu_has_bf16() -> bool:
-    """True when the CPU has native bfloat16 arithmetic (AVX512-BF16 or AMX)."""
-    try:
-        with open("/proc/cpuinfo", encoding="utf-8") as f:
-            flags = f.read()
-    except OSError:
-        return False
-    return "avx512_bf16" in flags or "amx_bf16" in flags
-
-
-def resolve_amp(amp: bool | None, device: torch.device) -> bool:
-    """Whether to train under bf16 autocast: ``True``, ``False`` or ``None`` (auto).
-
-    Auto: on for CUDA devices with bf16 support and for CPUs with native bf16 arithmetic
-    (where it measured faster, see docs/reconstruction.md), off otherwise; the same rule as
-    ``train --amp/--no-amp``.
-    """
-    if amp is not None and not isinstance(amp, bool):
-        raise ConfigError(f"amp must be True, False or None (auto), got {amp!r}")
-    if amp is not None:
-        return amp
-    if device.type == "cuda":
-        return torch.cuda.is_bf16_supported()
-    return cpu_has_bf16()
-
-
-@contextlib.contextmanager
-def autocast(device: torch.device, enabled: bool) -> Iterator[None]:
-    """bf16 autocast on ``device`` when ``enabled`` (a no-op context otherwise)."""
-    if not enabled:
-        yield
-        return
-    with torch.autocast(device_type=device.type, dtype=torch.bfloat16):
-        yield
 
 
 # --------------------------------------------------------------------------- samples

@@ -10,15 +10,16 @@ A MODEL directory holds::
                              Tikhonov inverse), its architecture, epoch and image size
     samples/epoch_NNN.png    validation captures | reconstructions | originals after each epoch
 
-Every file is written atomically, so an interrupted run leaves the previous epoch intact.
-The validation hold-out is a class-stratified share of the train split's scenes
-(:func:`opticsfree.data.split.split_scenes`, the embedding training's hold-out: for the same
-seed, val_fraction and limit both hold out the same scenes); the test split is never read.
+Every file is written atomically, so an interrupted run leaves the previous epoch intact;
+config.json, metrics.jsonl and the checkpoints are kept by the run layer (:mod:`opticsfree.runs`,
+kind :data:`RECONSTRUCTION_MODEL`). The validation hold-out is a class-stratified share of the
+train split's scenes (:func:`opticsfree.data.split.split_scenes`, the embedding training's
+hold-out: for the same seed, val_fraction and limit both hold out the same scenes; config.json
+records it as ``"holdout": 2``, see :data:`HOLDOUT`); the test split is never read.
 """
 
 from __future__ import annotations
 
-import json
 import time
 from pathlib import Path
 from typing import Any, Callable
@@ -30,59 +31,58 @@ from opticsfree.captures.format import open_capture_set
 from opticsfree.captures.loader import CaptureSplit, load_captures
 from opticsfree.data.split import split_scenes
 from opticsfree.errors import ConfigError, DataError, OpticsfreeError
-from opticsfree.reconstruction.base import (
-    METHODS,
-    autocast,
-    torch_threads,
-    parse_options,
-    resolve_amp,
-    resolve_device,
-    save_sample_grid,
-    to_model,
-    to_uint8,
-)
+from opticsfree.reconstruction.base import METHODS, parse_options, save_sample_grid, to_model, to_uint8
 from opticsfree.reconstruction.bijective import BijectiveMethod
 from opticsfree.reconstruction.cyclegan import CycleGANMethod, unpaired_batches
 from opticsfree.reconstruction.schedules import constant_then_linear_decay, decay_start
 from opticsfree.reconstruction.unet import UNetMethod
-from opticsfree.utils.io import check_out_dir, ensure_dir, load_torch, read_json, save_torch, write_json, write_text
+from opticsfree.runs import (
+    Nested,
+    ResumeCheck,
+    RunDir,
+    RunKind,
+    Runtime,
+    capture_rng,
+    load_state,
+    restore_rng,
+    save_state,
+    torch_threads,
+)
+from opticsfree.utils.io import write_json
 from opticsfree.utils.seeding import derive_seed, seed_everything
 
 DEEP_METHODS = {"cyclegan": CycleGANMethod, "unet": UNetMethod, "bijective": BijectiveMethod}
 CHECKPOINT_FORMAT = 1
+#: The validation hold-out a MODEL's config.json records (``"holdout"``): 2 is
+#: :func:`opticsfree.data.split.split_scenes`, shared with the embedding training. A config.json
+#: without it was written by an older version, which may have used the reconstruction's own
+#: hold-out (hold-out 1, other scenes for the same seed): such a run is not resumed (it would go on
+#: validating on other scenes); the message says how to resume one known to use hold-out 2.
+HOLDOUT = 2
+#: A reconstruction model's names (MODEL, ``checkpoints/last.pt``) in the run layer.
+RECONSTRUCTION_MODEL = RunKind(noun="reconstruction model", placeholder="MODEL",
+                               command="opticsfree reconstruct train", resume_file="checkpoints/last.pt")
 #: config.json keys that must agree when resuming (epochs may grow). The method options are
 #: compared as validated values (``method_config``), so ``width=4`` given as the string "4" by
 #: an older command line and as the number 4 now are the same.
-RESUME_KEYS = ("method", "captures", "size", "limit", "seed", "val_fraction", "method_config", "batch_size")
+RESUME_KEYS = ("method", "captures", "size", "limit", "seed", "val_fraction", "holdout", "method_config",
+               "batch_size")
+SAME_MODEL = ResumeCheck(fields=RESUME_KEYS, nested={"method_config": Nested("option ")}, notes={
+    "holdout": f"the validation hold-out is not this version's (hold-out {HOLDOUT}; a config.json without "
+               f"'holdout' comes from an older version, whose hold-out may have chosen other scenes), so "
+               f"resuming would validate on other scenes; train a new model into another --out, or add "
+               f"\"holdout\": {HOLDOUT} to config.json if the model was trained with hold-out {HOLDOUT}"})
 
 
-def _config_path(out: Path) -> Path:
-    return out / "config.json"
+def reconstruction_run(out: str | Path) -> RunDir:
+    """The MODEL directory ``out`` of a reconstruction run."""
+    return RunDir(out, RECONSTRUCTION_MODEL)
 
 
-def _check_out(out: Path, config: dict[str, Any], resume: bool) -> None:
-    existing = _config_path(out)
-    if existing.is_file():
-        trained = (out / "checkpoints" / "last.pt").is_file() or (out / "model.pt").is_file()
-        if not resume and trained:
-            raise ConfigError(f"{out} already holds a reconstruction model; pass --resume to continue "
-                              "it or choose another --out")
-        if not resume:
-            return  # an earlier run stopped before its first checkpoint: start over
-        old = read_json(existing)
-        recorded, now = {}, {}
-        for k in RESUME_KEYS:
-            if k == "method_config" and isinstance(old.get(k), dict) and isinstance(config.get(k), dict):
-                for o in sorted(set(old[k]) | set(config[k])):
-                    recorded[f"option {o}"], now[f"option {o}"] = old[k].get(o), config[k].get(o)
-            else:
-                recorded[k], now[k] = old.get(k), config.get(k)
-        diff = [k for k in recorded if recorded[k] != now[k]]
-        if diff:
-            raise ConfigError(f"{out}: cannot resume with different settings ({', '.join(diff)}); "
-                              f"recorded: {', '.join(f'{k}={recorded[k]!r}' for k in diff)}")
-    elif out.exists() and any(p for p in out.iterdir() if not p.name.startswith(".")):
-        raise ConfigError(f"{out} exists and is not a reconstruction model directory; choose another --out")
+def _begin(run: RunDir, config: dict[str, Any], resume: bool) -> None:
+    """Refuse to start over a trained model, or to resume with other settings (before any work)."""
+    if run.begin(resume):
+        run.check_resume(config, SAME_MODEL)
 
 
 def _load_data(captures: Path, size: int | None, val_fraction: float, seed: int, limit: int | None
@@ -95,17 +95,6 @@ def _load_data(captures: Path, size: int | None, val_fraction: float, seed: int,
     if len(tr) == 0:
         raise DataError(f"{captures}: no training scenes left after the validation hold-out")
     return data.subset(tr), data.subset(va)
-
-
-def _read_metrics(path: Path, upto: int | None) -> list[dict]:
-    if not path.is_file():
-        return []
-    rows = [json.loads(line) for line in path.read_text(encoding="utf-8").splitlines() if line.strip()]
-    return [r for r in rows if upto is None or int(r.get("epoch", 0)) <= upto]
-
-
-def _write_metrics(path: Path, rows: list[dict]) -> None:
-    write_text(path, "".join(json.dumps(r) + "\n" for r in rows))
 
 
 @torch.no_grad()
@@ -181,32 +170,33 @@ def train_reconstruction(captures: str | Path, method: str, out: str | Path, epo
     if limit is not None and limit < 1:
         raise ConfigError(f"--limit must be >= 1, got {limit}")
     captures = Path(captures).resolve()
-    out = Path(out)
-    check_out_dir(out, "a MODEL directory (to write the reconstruction model in)")
+    run = reconstruction_run(out)
+    run.check_path()
     open_capture_set(captures)  # validates manifest and index (DataError naming the file)
-    dev = resolve_device(device)
+    # channels_last only on CUDA by default: not measured for these networks on a bf16 CPU
+    rt = Runtime.resolve(device, amp, channels_last, channels_last_with_cpu_amp=False)
     opts = dict(options or {})
 
     if method == "tikhonov":
         if opts:
             raise ConfigError(f"method tikhonov takes no options (--set; got {', '.join(opts)})")
         with torch_threads(threads):
-            return _train_tikhonov(captures, out, resume, seed, size, limit, val_fraction, camera, samples,
+            return _train_tikhonov(captures, run, resume, seed, size, limit, val_fraction, camera, samples,
                                    on_epoch)
     if camera is not None:
         raise ConfigError("--camera applies to --method tikhonov only")
     with torch_threads(threads):
-        return _train_deep(captures, method, out, epochs, dev, resume, seed, size, limit, val_fraction,
-                           batch_size, amp, channels_last, opts, samples, max_val, on_epoch)
+        return _train_deep(captures, method, run, epochs, rt, resume, seed, size, limit, val_fraction,
+                           batch_size, opts, samples, max_val, on_epoch)
 
 
-def _train_deep(captures: Path, method: str, out: Path, epochs: int | None, dev: torch.device, resume: bool,
+def _train_deep(captures: Path, method: str, run: RunDir, epochs: int | None, rt: Runtime, resume: bool,
                 seed: int, size: int | None, limit: int | None, val_fraction: float, batch_size: int | None,
-                amp: bool | None, channels_last: bool | None, opts: dict[str, Any], samples: int, max_val: int,
+                opts: dict[str, Any], samples: int, max_val: int,
                 on_epoch: Callable[[dict], None] | None) -> Path:
     cls = DEEP_METHODS[method]
     cfg = parse_options(cls.config_cls, opts, method)
-    use_amp = resolve_amp(amp, dev)
+    dev, cl = rt.device, rt.channels_last
     bs = batch_size or cfg.batch_size
     if bs < 1:
         raise ConfigError(f"--batch-size must be >= 1, got {bs}")
@@ -216,9 +206,9 @@ def _train_deep(captures: Path, method: str, out: Path, epochs: int | None, dev:
     except ValueError as e:
         raise ConfigError(f"option decay_start for method {method}: {e}") from None
     config = {"method": method, "captures": str(captures), "size": size, "limit": limit, "seed": seed,
-              "val_fraction": val_fraction, "options": opts, "batch_size": bs, "epochs": total,
-              "method_config": cfg.model_dump(), "package_version": __version__}
-    _check_out(out, config, resume)
+              "val_fraction": val_fraction, "holdout": HOLDOUT, "options": opts, "batch_size": bs,
+              "epochs": total, "method_config": cfg.model_dump(), "package_version": __version__}
+    _begin(run, config, resume)
 
     seed_everything(seed)
     train, val = _load_data(captures, size, val_fraction, seed, limit)
@@ -226,34 +216,33 @@ def _train_deep(captures: Path, method: str, out: Path, epochs: int | None, dev:
     cin, cout = int(train.lensless.shape[1]), int(train.original.shape[1])
     config.update({"image_size": side, "in_channels": cin, "out_channels": cout,
                    "n_train": len(train), "n_val": len(val)})
-    cl = (dev.type == "cuda") if channels_last is None else bool(channels_last)
-    config.update({"amp": "bf16" if use_amp else "off", "channels_last": cl, "device": dev.type})
+    config.update({"amp": "bf16" if rt.amp else "off", "channels_last": cl, "device": dev.type})
 
     shuffle = torch.Generator().manual_seed(derive_seed(seed, "shuffle"))
     try:
         m = cls(cfg, cin, cout, side, dev, shuffle)
     except ValueError as e:
         raise ConfigError(f"method {method} at {side}x{side}: {e}") from None
-    ckpt_path = out / "checkpoints" / "last.pt"
+    resuming = resume and run.resume_path.is_file()
     init = getattr(m, "init_from_data", None)
-    if init is not None and not (resume and ckpt_path.is_file()):  # a resume restores the weights
+    if init is not None and not resuming:  # a resume restores the weights
         fit = init(train.lensless, train.original, val.lensless, val.original, seed)
         if fit is not None:
             config["front_end_fit"] = fit
-    elif _config_path(out).is_file():  # resumed: keep the record of the first initialisation
-        old_fit = read_json(_config_path(out)).get("front_end_fit")
+    elif run.exists:  # resumed: keep the record of the first initialisation
+        old_fit = run.read_config().get("front_end_fit")
         if old_fit is not None:
             config["front_end_fit"] = old_fit
     if cl:
         for net in m.networks().values():
             net.to(memory_format=torch.channels_last)
 
-    ensure_dir(out)
+    out = run.path
     start = 0
-    if resume and ckpt_path.is_file():
-        start = _restore(ckpt_path, m, shuffle, dev)
-    metrics = _read_metrics(out / "metrics.jsonl", start)
-    write_json(_config_path(out), config)
+    if resuming:
+        start = _restore(run.resume_path, m, shuffle, dev)
+    run.write_config(config)
+    run.truncate_metrics(start)
     if start >= total:
         return out
 
@@ -264,7 +253,7 @@ def _train_deep(captures: Path, method: str, out: Path, epochs: int | None, dev:
     val_eval = val.subset(spread(len(val), max_val)) if len(val) > max_val else val
     schedules = [constant_then_linear_decay(o, total, cfg.decay_start, start) for o in m.optimizers().values()]
     first_opt = next(iter(m.optimizers().values()))
-    amp_ctx = (lambda: autocast(dev, use_amp))
+    amp_ctx = rt.autocast
     from opticsfree.utils.progress import progress
 
     for epoch in range(start, total):
@@ -298,10 +287,9 @@ def _train_deep(captures: Path, method: str, out: Path, epochs: int | None, dev:
                          [sample_src.lensless[pick], rec_s, sample_src.original[pick]])
         for s in schedules:
             s.step()
-        _save_checkpoint(ckpt_path, m, shuffle, epoch + 1, config)
-        save_torch(out / "model.pt", _inference_state(method, net_arch, net, epoch + 1, side, cin, cout, config))
-        metrics.append(row)
-        _write_metrics(out / "metrics.jsonl", metrics)
+        _save_checkpoint(run.resume_path, m, shuffle, epoch + 1, config)
+        save_state(out / "model.pt", _inference_state(method, net_arch, net, epoch + 1, side, cin, cout, config))
+        run.append_metrics(row)
         if on_epoch:
             on_epoch(row)
     return out
@@ -314,23 +302,18 @@ def spread(n: int, k: int) -> torch.Tensor:
     return torch.linspace(0, n - 1, k).round().long()
 
 
-def _cpu_state(sd: dict) -> dict:
-    return {k: v.detach().cpu().contiguous() if torch.is_tensor(v) else v for k, v in sd.items()}
-
-
 def _save_checkpoint(path: Path, m, shuffle: torch.Generator, epoch: int, config: dict) -> None:
-    rng = {"torch": torch.get_rng_state(), "shuffle": shuffle.get_state()}
-    if torch.cuda.is_available() and m.device.type == "cuda":
-        rng["cuda"] = torch.cuda.get_rng_state(m.device)
+    """The resume state: networks, optimizers, the method's extra state (image pools) and RNGs."""
     state = {"format": CHECKPOINT_FORMAT, "method": m.name, "epoch": epoch, "config": config,
-             "networks": {k: _cpu_state(n.state_dict()) for k, n in m.networks().items()},
+             "networks": {k: n.state_dict() for k, n in m.networks().items()},
              "optimizers": {k: o.state_dict() for k, o in m.optimizers().items()},
-             "extra": m.extra_state(), "rng": rng}
-    save_torch(path, state)
+             "extra": m.extra_state(), "rng": capture_rng(m.device, {"shuffle": shuffle})}
+    save_state(path, state)
 
 
 def _restore(path: Path, m, shuffle: torch.Generator, dev: torch.device) -> int:
-    state = load_torch(path)
+    """Load the resume state into ``m`` and ``shuffle``; the epoch it was saved after."""
+    state = load_state(path, what="opticsfree reconstruction checkpoint")
     try:
         if state.get("format") != CHECKPOINT_FORMAT or state.get("method") != m.name:
             raise KeyError("format/method")
@@ -339,10 +322,7 @@ def _restore(path: Path, m, shuffle: torch.Generator, dev: torch.device) -> int:
         for k, o in m.optimizers().items():
             o.load_state_dict(state["optimizers"][k])
         m.load_extra_state(state["extra"])
-        torch.set_rng_state(state["rng"]["torch"])
-        shuffle.set_state(state["rng"]["shuffle"])
-        if "cuda" in state["rng"] and dev.type == "cuda":
-            torch.cuda.set_rng_state(state["rng"]["cuda"], dev)
+        restore_rng(state["rng"], dev, {"shuffle": shuffle}, source=str(path))
         return int(state["epoch"])
     except (KeyError, RuntimeError, TypeError, ValueError) as e:
         raise OpticsfreeError(f"{path}: checkpoint does not match this method/configuration "
@@ -352,7 +332,7 @@ def _restore(path: Path, m, shuffle: torch.Generator, dev: torch.device) -> int:
 def _inference_state(method: str, arch: dict, net: torch.nn.Module, epoch: int | None, side: int,
                      cin: int, cout: int, config: dict) -> dict:
     return {"format": CHECKPOINT_FORMAT, "method": method, "epoch": epoch, "arch": arch,
-            "state_dict": _cpu_state(net.state_dict()), "size": side, "in_channels": cin,
+            "state_dict": net.state_dict(), "size": side, "in_channels": cin,
             "out_channels": cout, "captures": config["captures"], "config": config}
 
 
@@ -394,15 +374,16 @@ def _tikhonov_operator(captures: Path, camera: str | Path | None, train: Capture
     return op, sensor, gamma, {"operator": "camera", "camera": name}
 
 
-def _train_tikhonov(captures: Path, out: Path, resume: bool, seed: int, size: int | None, limit: int | None,
+def _train_tikhonov(captures: Path, run: RunDir, resume: bool, seed: int, size: int | None, limit: int | None,
                     val_fraction: float, camera: str | Path | None, samples: int,
                     on_epoch: Callable[[dict], None] | None) -> Path:
     from opticsfree.reconstruction import tikhonov as tk
 
+    out = run.path
     config = {"method": "tikhonov", "captures": str(captures), "size": size, "limit": limit, "seed": seed,
-              "val_fraction": val_fraction, "options": {}, "batch_size": None, "epochs": None,
-              "camera": None if camera is None else str(camera), "package_version": __version__}
-    _check_out(out, config, resume)
+              "val_fraction": val_fraction, "holdout": HOLDOUT, "options": {}, "batch_size": None,
+              "epochs": None, "camera": None if camera is None else str(camera), "package_version": __version__}
+    _begin(run, config, resume)
     seed_everything(seed)
     train, val = _load_data(captures, size, val_fraction, seed, limit)
     side = int(train.lensless.shape[-1])
@@ -414,10 +395,9 @@ def _train_tikhonov(captures: Path, out: Path, resume: bool, seed: int, size: in
     model = tk.fit_tikhonov(op, sensor, gamma, train.lensless, train.original, val.lensless, val.original,
                             info=info, seed=seed)
     seconds = time.perf_counter() - t0
-    ensure_dir(out)
-    write_json(_config_path(out), config)
+    run.write_config(config)
     write_json(out / "tikhonov.json", {k: v for k, v in model.info.items()} | {"lambda": model.lam})
-    save_torch(out / "model.pt", {"format": CHECKPOINT_FORMAT, "method": "tikhonov", "epoch": None,
+    save_state(out / "model.pt", {"format": CHECKPOINT_FORMAT, "method": "tikhonov", "epoch": None,
                                   "tikhonov": model.state(), "size": side, "in_channels": cin,
                                   "out_channels": cout, "captures": str(captures), "config": config})
     rec_val = model.reconstruct(val.lensless)
@@ -425,7 +405,8 @@ def _train_tikhonov(captures: Path, out: Path, resume: bool, seed: int, size: in
            "prior": model.info["prior"], **_val_quality(rec_val, val.original), "seconds": round(seconds, 3)}
     pick = spread(len(val), samples)
     save_sample_grid(out / "samples" / "epoch_001.png", [val.lensless[pick], rec_val[pick], val.original[pick]])
-    _write_metrics(out / "metrics.jsonl", [row])
+    run.truncate_metrics(0)
+    run.append_metrics(row)
     if on_epoch:
         on_epoch(row)
     return out
@@ -433,7 +414,7 @@ def _train_tikhonov(captures: Path, out: Path, resume: bool, seed: int, size: in
 
 def list_metrics(model_dir: str | Path) -> list[dict]:
     """The rows of ``MODEL/metrics.jsonl``."""
-    return _read_metrics(Path(model_dir) / "metrics.jsonl", None)
+    return reconstruction_run(model_dir).read_metrics()
 
 
 __all__ = ["train_reconstruction", "reconstruct_with", "list_metrics", "DEEP_METHODS"]

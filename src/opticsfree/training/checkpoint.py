@@ -7,16 +7,17 @@ RUN layout::
     RUN/checkpoints/epoch_NNN.pt  the listed epochs and the last one
     RUN/resume.pt                 the state after the last finished epoch (for --resume)
 
-A checkpoint is a dict of tensors and plain containers (loadable with
+The files are kept by the run layer (:mod:`opticsfree.runs`, kind :data:`TRAINING_RUN`). A
+checkpoint is a dict of tensors and plain containers (loadable with
 ``torch.load(weights_only=True)``): ``model`` (state dict), ``config`` (the config.json
 dict), ``epoch``, ``step``, ``optimizer`` (state dict), ``scheduler`` (``{"name", "step",
 "total_steps", "warmup_steps", "state"}``, ``state`` being the torch scheduler's state dict),
-``rng`` (``{"torch": ByteTensor}``) and ``metrics`` (the epoch's metrics line).
+``rng`` (``{"torch": ByteTensor}``, and ``"cuda"`` on a GPU: :func:`opticsfree.runs.capture_rng`)
+and ``metrics`` (the epoch's metrics line).
 """
 
 from __future__ import annotations
 
-import re
 from pathlib import Path
 from typing import Any
 
@@ -26,28 +27,25 @@ from torch import Tensor
 from opticsfree.captures.loader import CaptureSplit, load_captures
 from opticsfree.errors import DataError
 from opticsfree.models.embedding import DOMAINS, EmbeddingModel
+from opticsfree.runs import Nested, ResumeCheck, RunDir, RunKind
+from opticsfree.runs import load_state as _load_state
 from opticsfree.training.config import RUNTIME_FIELDS
-from opticsfree.utils.io import load_torch, read_json, save_torch
 
 CHECKPOINT_KEYS = ("model", "config", "epoch", "optimizer", "rng")
-_EPOCH_RE = re.compile(r"^epoch_(\d{3,})\.pt$")
+
+#: A training run's names (RUN, ``resume.pt``) in the run layer.
+TRAINING_RUN = RunKind(noun="training run", placeholder="RUN", command="opticsfree train",
+                       resume_file="resume.pt")
+
+#: What must agree to resume a run or load its checkpoint: every field but the runtime-only ones
+#: (device, workers, threads), and of the derived values those that shape the model and the data.
+SAME_RUN = ResumeCheck(ignore=RUNTIME_FIELDS, nested={"resolved": Nested("resolved.", (
+    "size", "classes", "lensless_channels", "original_channels", "val_ids_sha256", "has_head"))})
 
 
-def checkpoint_path(run: str | Path, epoch: int) -> Path:
-    """``RUN/checkpoints/epoch_NNN.pt``."""
-    return Path(run) / "checkpoints" / f"epoch_{int(epoch):03d}.pt"
-
-
-def resume_path(run: str | Path) -> Path:
-    """``RUN/resume.pt``: the state after the last finished epoch."""
-    return Path(run) / "resume.pt"
-
-
-def _check_run(run: str | Path) -> Path:
-    p = Path(run)
-    if not (p / "config.json").is_file():
-        raise DataError(f"{p}: not a training run (no config.json); make one with `opticsfree train`")
-    return p
+def training_run(run: str | Path) -> RunDir:
+    """The run directory ``run`` of a training run."""
+    return RunDir(run, TRAINING_RUN)
 
 
 def list_checkpoints(run: str | Path) -> list[int]:
@@ -56,49 +54,16 @@ def list_checkpoints(run: str | Path) -> list[int]:
     Raises:
         DataError: ``run`` is not a training run directory.
     """
-    p = _check_run(run) / "checkpoints"
-    if not p.is_dir():
-        return []
-    return sorted(int(m.group(1)) for f in p.iterdir() if (m := _EPOCH_RE.match(f.name)))
-
-
-def save_state(path: str | Path, state: dict[str, Any]) -> None:
-    """Atomically save a checkpoint dict (tensors moved to the CPU)."""
-    save_torch(path, _to_cpu(state))
-
-
-def _to_cpu(obj: Any) -> Any:
-    if isinstance(obj, Tensor):
-        return obj.detach().cpu()
-    if isinstance(obj, dict):
-        return {k: _to_cpu(v) for k, v in obj.items()}
-    if isinstance(obj, (list, tuple)):
-        return type(obj)(_to_cpu(v) for v in obj)
-    return obj
+    return training_run(run).list_checkpoints()
 
 
 def load_state(path: str | Path) -> dict[str, Any]:
-    """Safely load a checkpoint (weights_only) and check that it has the expected keys."""
-    state = load_torch(path)
-    if not isinstance(state, dict) or any(k not in state for k in CHECKPOINT_KEYS):
-        have = sorted(state) if isinstance(state, dict) else type(state).__name__
-        raise DataError(f"{path}: not an opticsfree training checkpoint (keys {have}, expected "
-                        f"{', '.join(CHECKPOINT_KEYS)})")
-    return state
+    """Safely load a training checkpoint (weights_only) and check that it has the expected keys.
 
-
-def config_differences(a: dict[str, Any], b: dict[str, Any]) -> list[str]:
-    """Fields (``resolved.x`` for derived values) that differ between two run configs, ignoring
-    the runtime-only fields (device, workers, threads) and provenance."""
-    skip = RUNTIME_FIELDS | {"resolved"}
-    keys = sorted((set(a) | set(b)) - skip)
-    diff = [k for k in keys if a.get(k) != b.get(k)]
-    ra, rb = a.get("resolved") or {}, b.get("resolved") or {}
-    for k in ("size", "classes", "lensless_channels", "original_channels", "val_ids_sha256",
-              "has_head"):
-        if ra.get(k) != rb.get(k):
-            diff.append(f"resolved.{k}")
-    return diff
+    Raises:
+        DataError: not a training checkpoint (names the file and the keys).
+    """
+    return _load_state(path, CHECKPOINT_KEYS, "opticsfree training checkpoint")
 
 
 def build_model(config: dict[str, Any]) -> EmbeddingModel:
@@ -215,21 +180,22 @@ def load_trained(run: str | Path, epoch: int | None = None, device: str = "cpu")
         DataError: not a run, no checkpoint, an unknown epoch, an unreadable file or a checkpoint
             written by a different config.
     """
-    p = _check_run(run)
-    config = read_json(p / "config.json")
-    epochs = list_checkpoints(p)
+    rd = training_run(run)
+    p = rd.path
+    config = rd.read_config()
+    epochs = rd.list_checkpoints()
     if not epochs:
         raise DataError(f"{p}: no checkpoint yet (RUN/checkpoints/epoch_NNN.pt)")
     if epoch is None:
         epoch = epochs[-1]
     if epoch not in epochs:
         raise DataError(f"{p}: no checkpoint for epoch {epoch} (have {', '.join(map(str, epochs))})")
-    path = checkpoint_path(p, epoch)
+    path = rd.checkpoint_path(epoch)
     state = load_state(path)
-    diff = config_differences(config, state["config"])
+    diff = SAME_RUN.differences(config, state["config"])
     if diff:
-        raise DataError(f"{path}: written by a different training config than {p / 'config.json'} "
-                        f"(differs in {', '.join(diff)})")
+        raise DataError(f"{path}: written by a different training config than {rd.config_path} "
+                        f"(differs in {SAME_RUN.names(diff)})")
     model = build_model(config)
     try:
         model.load_state_dict(state["model"])

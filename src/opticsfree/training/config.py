@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import functools
 import math
 from typing import Any, Literal
 
@@ -11,6 +10,7 @@ from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_valida
 from opticsfree.errors import ConfigError
 from opticsfree.losses.names import LOSSES, MINING, default_mining
 from opticsfree.models.names import BACKBONES
+from opticsfree.runs import resolve_amp, resolve_channels_last
 
 #: The seed study's checkpoint epochs.
 SEED_EPOCHS: tuple[int, ...] = (15, 30, 50)
@@ -149,31 +149,12 @@ class TrainConfig(BaseModel):
         return 0.05 if self.optimizer == "adamw" else 5e-4
 
     def resolved_amp(self) -> bool:
-        """bf16 autocast on or off.
-
-        Default: on for cuda when the GPU supports bf16, and on for a CPU with native bf16
-        instructions (AVX512-BF16 or AMX); there it measured about 1.5x faster than float32
-        for cnn4 and resnet20 (with channels_last about 2x). Elsewhere bf16 is emulated and
-        slower, so it is off.
-        """
-        if self.amp is not None:
-            return self.amp
-        if self.device == "cuda":
-            import torch
-
-            return bool(torch.cuda.is_available() and torch.cuda.is_bf16_supported())
-        return cpu_has_bf16()
+        """bf16 autocast on or off (:func:`opticsfree.runs.resolve_amp`)."""
+        return resolve_amp(self.amp, self.device)
 
     def resolved_channels_last(self) -> bool:
-        """channels_last memory format on or off.
-
-        Default: on for CUDA, and on the CPU together with bf16 autocast (about 2x faster
-        there). Off for fp32 on the CPU: with torch 2.13, fp32 channels_last backward passes
-        (e.g. resnet8, width 4) abort with heap corruption ("corrupted double-linked list").
-        """
-        if self.channels_last is not None:
-            return self.channels_last
-        return self.device == "cuda" or self.resolved_amp()
+        """channels_last memory format on or off (:func:`opticsfree.runs.resolve_channels_last`)."""
+        return resolve_channels_last(self.channels_last, self.device, self.resolved_amp())
 
     @classmethod
     def from_dict(cls, d: dict[str, Any], source: str = "config") -> "TrainConfig":
@@ -186,21 +167,6 @@ class TrainConfig(BaseModel):
     def to_dict(self) -> dict[str, Any]:
         """JSON-ready dict of the fields (tuples as lists)."""
         return self.model_dump(mode="json")
-
-
-@functools.lru_cache(maxsize=1)
-def cpu_has_bf16() -> bool:
-    """True when the CPU has native bf16 arithmetic (Linux ``/proc/cpuinfo`` flags
-    ``avx512_bf16`` or ``amx_bf16``)."""
-    try:
-        with open("/proc/cpuinfo", encoding="utf-8") as f:
-            for line in f:
-                if line.startswith("flags"):
-                    flags = set(line.split(":", 1)[1].split())
-                    return bool(flags & {"avx512_bf16", "amx_bf16"})
-    except OSError:
-        pass
-    return False
 
 
 def config_error(e: ValidationError, source: str = "config") -> ConfigError:

@@ -13,11 +13,9 @@ and, at the listed epochs, a checkpoint.
 from __future__ import annotations
 
 import contextlib
-import json
 import math
 import time
 import warnings
-from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Callable
 
@@ -31,16 +29,19 @@ from opticsfree.captures.loader import CaptureSplit
 from opticsfree.errors import ConfigError, OpticsfreeError
 from opticsfree.losses.criterion import Criterion
 from opticsfree.models.embedding import EmbeddingModel
+from opticsfree.runs import (
+    RunDir,
+    Runtime,
+    capture_rng,
+    jsonable,
+    resolve_device,
+    restore_rng,
+    save_state,
+    torch_threads,
+)
 from opticsfree.training import distributed as D
 from opticsfree.training.augment import augment_originals, augment_scenes, scene_camera
-from opticsfree.training.checkpoint import (
-    build_model,
-    checkpoint_path,
-    config_differences,
-    load_state,
-    resume_path,
-    save_state,
-)
+from opticsfree.training.checkpoint import SAME_RUN, build_model, list_checkpoints, load_state, training_run
 from opticsfree.training.config import TrainConfig
 from opticsfree.training.data import prototype_rows, train_val
 from opticsfree.training.initialise import initialise_model
@@ -53,7 +54,7 @@ from opticsfree.training.sampling import (
     generator,
     load_tuple_rows,
 )
-from opticsfree.utils.io import ensure_dir, file_sha256, read_json, write_json, write_text
+from opticsfree.utils.io import file_sha256
 from opticsfree.utils.progress import progress
 from opticsfree.utils.seeding import seed_everything
 
@@ -216,34 +217,6 @@ def validate(model: EmbeddingModel, train: CaptureSplit, val: CaptureSplit, prot
 # the run
 
 
-@dataclass
-class _Setup:
-    cfg: TrainConfig
-    run: Path
-    info: D.DistInfo
-    device: torch.device
-    full_config: dict[str, Any]
-
-
-def _autocast_factory(cfg: TrainConfig, device: torch.device) -> Callable[[], Any]:
-    if not cfg.resolved_amp():
-        return contextlib.nullcontext
-    return lambda: torch.autocast(device.type, dtype=torch.bfloat16)
-
-
-def _read_metrics(path: Path, upto: int) -> list[str]:
-    if not path.is_file():
-        return []
-    keep = []
-    for line in path.read_text(encoding="utf-8").splitlines():
-        try:
-            if json.loads(line).get("epoch", 0) <= upto:
-                keep.append(line)
-        except json.JSONDecodeError:
-            continue
-    return keep
-
-
 def train(config: TrainConfig | dict[str, Any], out: str | Path, resume: bool = False,
           show_progress: bool = True) -> dict[str, Any]:
     """Train an embedding model and write the run directory ``out``.
@@ -266,24 +239,20 @@ def train(config: TrainConfig | dict[str, Any], out: str | Path, resume: bool = 
         TrainingError: a non-finite loss (the last good state stays in ``out``).
     """
     cfg = config if isinstance(config, TrainConfig) else TrainConfig.from_dict(config)
-    if cfg.device == "cuda" and not torch.cuda.is_available():
-        raise ConfigError("device: cuda requested but torch sees no CUDA device (use --device cpu)")
+    resolve_device(cfg.device)  # cuda without a GPU: refused before joining a process group
     info = D.init_distributed(cfg.device)
     try:
-        return _train(cfg, Path(out), resume, show_progress, info)
+        with torch_threads(cfg.threads):
+            return _train(cfg, training_run(out), resume, show_progress, info)
     finally:
         D.shutdown(info)
 
 
-def _train(cfg: TrainConfig, run: Path, resume: bool, show_progress: bool,
+def _train(cfg: TrainConfig, run: RunDir, resume: bool, show_progress: bool,
            info: D.DistInfo) -> dict[str, Any]:
-    if cfg.threads:
-        torch.set_num_threads(cfg.threads)
-    device = torch.device(f"cuda:{info.local_rank}" if cfg.device == "cuda" else "cpu")
-    existing = (run / "config.json").is_file()
-    if existing and not resume:
-        raise ConfigError(f"{run}: already holds a training run; pass --resume to continue it "
-                          f"or choose another --out")
+    rt = Runtime.resolve(cfg.device, cfg.amp, cfg.channels_last, local_rank=info.local_rank)
+    device = rt.device
+    existing = run.begin(resume)
     captures = str(Path(cfg.captures).resolve())
     cfg = cfg.model_copy(update={"captures": captures})
     criterion = Criterion(cfg.loss, cfg.mining if cfg.sampling == "online" else None, cfg.margin,
@@ -312,8 +281,8 @@ def _train(cfg: TrainConfig, run: Path, resume: bool, show_progress: bool,
         "n_train_rows": len(tr), "n_val_rows": len(va), "val_ids_sha256": tv.val_ids_sha256,
         "mining": criterion.mining if cfg.sampling == "online" else "fixed tuples",
         "lr": cfg.resolved_lr(), "weight_decay": cfg.resolved_weight_decay(),
-        "checkpoints": cfg.resolved_checkpoints(), "amp": cfg.resolved_amp(),
-        "channels_last": cfg.resolved_channels_last(), "world_size": info.world_size,
+        "checkpoints": cfg.resolved_checkpoints(), "amp": rt.amp,
+        "channels_last": rt.channels_last, "world_size": info.world_size,
     }
     if cfg.sampling == "online":
         m, k = auto_batch(len(classes), cfg.batch_size, cfg.m_per_class, int(counts.min()))
@@ -339,7 +308,7 @@ def _train(cfg: TrainConfig, run: Path, resume: bool, show_progress: bool,
     resolved.update(steps_per_epoch=steps_per_epoch, total_steps=total_steps, warmup_steps=warmup,
                     package_version=__version__, torch_version=str(torch.__version__))
     # JSON round trip: plain types only (what config.json holds and weights_only loading allows)
-    full = json.loads(json.dumps({**cfg.to_dict(), "resolved": resolved}))
+    full = jsonable({**cfg.to_dict(), "resolved": resolved})
 
     # ---- model and optimizer ----------------------------------------------------------------
     seed_everything(cfg.seed)
@@ -350,36 +319,29 @@ def _train(cfg: TrainConfig, run: Path, resume: bool, show_progress: bool,
     model.to(device)
     if info.enabled and cfg.sync_bn:  # before the optimizer: on GPU the BN modules are replaced
         model = D.convert_sync_batchnorm(model, info, cfg.device)
-    if cfg.resolved_channels_last():
+    if rt.channels_last:
         model.to(memory_format=torch.channels_last)
         model.channels_last = True
     optimizer = make_optimizer(model, cfg)
     scheduler = make_scheduler(optimizer, cfg.schedule, total_steps, warmup)
     start_epoch, step, resumed_from = 1, 0, None
-    metrics_path = run / "metrics.jsonl"
-    if existing and resume:
-        saved = read_json(run / "config.json")
-        diff = config_differences(saved, full)
-        if diff:
-            raise ConfigError(f"{run}: --resume with a different config (differs in {', '.join(diff)}); "
-                              f"use the original options or another --out")
-        rp = resume_path(run)
+    if existing:
+        run.check_resume(full, SAME_RUN)
+        rp = run.resume_path
         if rp.is_file():
             state = load_state(rp)
-            if config_differences(state["config"], full):
-                raise ConfigError(f"{rp}: written by a different config than {run / 'config.json'}")
+            if SAME_RUN.differences(state["config"], full):
+                raise ConfigError(f"{rp}: written by a different config than {run.config_path}")
             model.load_state_dict(state["model"])
             optimizer.load_state_dict(state["optimizer"])
             scheduler = restore_scheduler(scheduler, state.get("scheduler", {}), cfg.schedule,
                                           total_steps, warmup, cfg.resolved_lr())
-            torch.set_rng_state(state["rng"]["torch"])
+            restore_rng(state["rng"], device, source=str(rp))
             start_epoch, step = int(state["epoch"]) + 1, int(state["step"])
             resumed_from = int(state["epoch"])
     if info.is_main:
-        ensure_dir(run)
-        write_json(run / "config.json", full)
-        lines = _read_metrics(metrics_path, start_epoch - 1)
-        write_text(metrics_path, "".join(line + "\n" for line in lines))
+        run.write_config(full)
+        run.truncate_metrics(start_epoch - 1)
     D.barrier(info)
 
     net: nn.Module = model
@@ -387,9 +349,9 @@ def _train(cfg: TrainConfig, run: Path, resume: bool, show_progress: bool,
         net = nn.parallel.DistributedDataParallel(
             model, device_ids=[info.local_rank] if cfg.device == "cuda" else None,
             find_unused_parameters=cfg.loss == "ce")
-    autocast = _autocast_factory(cfg, device)
+    autocast = rt.autocast
     proto = prototype_rows(tr, cfg.val_prototypes, cfg.seed)
-    tb = _tensorboard(run) if info.is_main else None
+    tb = _tensorboard(run.path) if info.is_main else None
 
     # ---- epochs -----------------------------------------------------------------------------
     last: dict[str, Any] = {}
@@ -436,7 +398,7 @@ def _train(cfg: TrainConfig, run: Path, resume: bool, show_progress: bool,
                                             D.gather_batch(out["logits"], info))
                 value = float(loss.detach())
                 if not math.isfinite(value):
-                    kept = (f"the last good state is {resume_path(run)} (epoch {epoch - 1})"
+                    kept = (f"the last good state is {run.resume_path} (epoch {epoch - 1})"
                             if epoch > 1 else "no state was saved (first epoch)")
                     raise TrainingError(f"loss is {value} at epoch {epoch}, step {i}/{steps_per_epoch}; "
                                         f"training stopped and {kept}; try a lower --lr")
@@ -463,12 +425,11 @@ def _train(cfg: TrainConfig, run: Path, resume: bool, show_progress: bool,
                      "optimizer": optimizer.state_dict(),
                      "scheduler": {"name": cfg.schedule, "step": step, "total_steps": total_steps,
                                    "warmup_steps": warmup, "state": scheduler.state_dict()},
-                     "rng": {"torch": torch.get_rng_state()}, "metrics": last}
+                     "rng": capture_rng(device), "metrics": last}
             if epoch in resolved["checkpoints"]:
-                save_state(checkpoint_path(run, epoch), state)
-            save_state(resume_path(run), state)
-            with open(metrics_path, "a", encoding="utf-8") as f:
-                f.write(json.dumps(last) + "\n")
+                save_state(run.checkpoint_path(epoch), state)
+            save_state(run.resume_path, state)
+            run.append_metrics(last)
             if tb is not None:
                 for k in ("loss", "val_accuracy", "lr", "images_per_s"):
                     if last.get(k) is not None:
@@ -476,14 +437,12 @@ def _train(cfg: TrainConfig, run: Path, resume: bool, show_progress: bool,
         D.barrier(info)
     if tb is not None:
         tb.close()
-    return summarize(run, resumed_from)
+    return summarize(run.path, resumed_from)
 
 
 def summarize(run: Path, resumed_from: int | None = None) -> dict[str, Any]:
     """The summary of a finished run (from metrics.jsonl and the checkpoint list)."""
-    from opticsfree.training.checkpoint import list_checkpoints
-
-    rows = [json.loads(line) for line in _read_metrics(run / "metrics.jsonl", 10**9)]
+    rows = training_run(run).read_metrics()
     ckpts = list_checkpoints(run)
     scored = [r for r in rows if r["epoch"] in ckpts and r.get("val_accuracy") is not None]
     best = max(scored, key=lambda r: (r["val_accuracy"], -r["epoch"]), default=None)
