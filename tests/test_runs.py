@@ -78,6 +78,20 @@ def test_differences_in_field_order_with_nested_keys():
     assert check.differences(a, {**a, "epochs": 1}) == []                   # not a compared field
 
 
+def test_fields_added_later_count_as_their_defaults():
+    check = ResumeCheck(defaults={"front_end": False})
+    old = {"lr": 0.1}                                                       # recorded before front_end
+    assert check.differences(old, {"lr": 0.1, "front_end": False}) == []
+    assert check.differences(old, old) == []
+    assert check.differences(old, {"lr": 0.1, "front_end": True}) == [ConfigDifference("front_end", False, True)]
+    assert ResumeCheck().differences(old, {"lr": 0.1, "front_end": False}) == [
+        ConfigDifference("front_end", None, False)]
+    nested = ResumeCheck(nested={"opts": Nested("option ", defaults={"depth": 2})})
+    assert nested.differences({"opts": {"width": 4}}, {"opts": {"width": 4, "depth": 2}}) == []
+    assert nested.differences({"opts": {"width": 4}}, {"opts": {"width": 4, "depth": 3}}) == [
+        ConfigDifference("option depth", 2, 3)]
+
+
 def test_require_and_read_config(tmp_path):
     with pytest.raises(DataError, match=r"not a test run \(no config.json\); make one with `opticsfree test`"):
         RunDir(tmp_path, KIND).read_config()
@@ -113,6 +127,7 @@ def test_a_bad_metrics_line_is_a_one_line_error_naming_file_and_line(tmp_path):
     run.metrics_path.write_text('{"epoch": 1}\nnot json\n')
     with pytest.raises(DataError, match=r"metrics.jsonl: line 2 is not valid JSON"):
         run.read_metrics()
+    assert runs.read_metrics_file(run.metrics_path.with_name("missing.jsonl")) == []
     run.metrics_path.write_text('{"epoch": 1}\n[2]\n')
     with pytest.raises(DataError, match=r"metrics.jsonl: line 2 is not a JSON object"):
         run.append_metrics({"epoch": 3})

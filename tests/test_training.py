@@ -260,6 +260,25 @@ def test_same_config_same_numbers_and_resume_is_exact(captures, tmp_path, monkey
     assert [r["val_accuracy"] for r in la] == [r["val_accuracy"] for r in lb]
 
 
+def test_a_run_recorded_before_a_field_existed_resumes_and_loads(base_run, captures, tmp_path):
+    """Fields added later (front_end, scene_augment, ...) are missing from older runs' configs:
+    they count as their defaults, which keep the old behaviour."""
+    run = tmp_path / "old"
+    shutil.copytree(base_run[0], run)
+    new = ("front_end", "scene_augment", "scene_copies", "global_features")
+    cfg = json.loads((run / "config.json").read_text())
+    (run / "config.json").write_text(json.dumps({k: v for k, v in cfg.items() if k not in new}))
+    for p in [run / "resume.pt", *(run / "checkpoints").iterdir()]:
+        state = torch.load(p, weights_only=True)
+        state["config"] = {k: v for k, v in state["config"].items() if k not in new}
+        torch.save(state, p)
+    assert load_trained(run, 3).epoch == 3
+    again = {"captures": str(captures), "loss": "triplet", "epochs": 6, "checkpoints": [3], **TINY}
+    assert train(again, run, resume=True, show_progress=False)["resumed_from"] == 6
+    with pytest.raises(ConfigError, match=r"differs in global_features\); recorded: global_features=0"):
+        train({**again, "global_features": 2}, run, resume=True, show_progress=False)
+
+
 def test_nan_loss_stops_with_a_clear_error_and_keeps_the_last_state(captures, tmp_path, monkeypatch):
     real = Criterion.online
     calls = []

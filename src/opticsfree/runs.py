@@ -7,7 +7,8 @@ else writes a run's ``config.json``, ``metrics.jsonl`` or checkpoints. A run dir
 
     config.json                 the run's configuration, one JSON object (RunDir.write_config);
                                 --resume compares it with the new one (ResumeCheck)
-    metrics.jsonl               one JSON object per finished epoch (RunDir.append_metrics)
+    metrics.jsonl               one JSON object per finished epoch (RunDir.append_metrics;
+                                read_metrics_file reads one from anywhere)
     checkpoints/epoch_NNN.pt    checkpoints of chosen epochs (RunDir.checkpoint_path)
     <resume state>              the state after the last finished epoch (RunKind.resume_file)
 
@@ -73,10 +74,13 @@ class Nested:
     Attributes:
         label: prefix of the reported field names (``"resolved."`` gives ``resolved.size``).
         keys: the keys compared, in order (None: every key of either side, sorted).
+        defaults: values of keys added later (a missing key counts as this value; see
+            :attr:`ResumeCheck.defaults`).
     """
 
     label: str
     keys: tuple[str, ...] | None = None
+    defaults: Mapping[str, Any] = field(default_factory=dict)
 
 
 @dataclass(frozen=True)
@@ -90,12 +94,16 @@ class ResumeCheck:
         nested: dict-valued fields compared key by key (see :class:`Nested`).
         notes: an explanation added to the error when a field differs (e.g. why an old run
             cannot be continued).
+        defaults: values of fields added after a run was recorded: a top-level field missing
+            from a config counts as this value (the default that keeps the old behaviour), so
+            older runs stay resumable.
     """
 
     fields: tuple[str, ...] | None = None
     ignore: frozenset[str] = frozenset()
     nested: Mapping[str, Nested] = field(default_factory=dict)
     notes: Mapping[str, str] = field(default_factory=dict)
+    defaults: Mapping[str, Any] = field(default_factory=dict)
 
     def differences(self, recorded: Mapping[str, Any], current: Mapping[str, Any]) -> list[ConfigDifference]:
         """The compared fields whose values differ (values compared as JSON, so a tuple equals
@@ -108,7 +116,7 @@ class ResumeCheck:
         Returns:
             The differences, in field order (empty when the run can be resumed).
         """
-        a, b = jsonable(dict(recorded)), jsonable(dict(current))
+        a, b = jsonable({**self.defaults, **recorded}), jsonable({**self.defaults, **current})
         names = self.fields if self.fields is not None else tuple(sorted((set(a) | set(b)) - self.ignore))
         out: list[ConfigDifference] = []
         for name in names:
@@ -117,8 +125,8 @@ class ResumeCheck:
                 if a.get(name) != b.get(name):
                     out.append(ConfigDifference(name, a.get(name), b.get(name)))
                 continue
-            da = a.get(name) if isinstance(a.get(name), dict) else {}
-            db = b.get(name) if isinstance(b.get(name), dict) else {}
+            da = jsonable({**spec.defaults, **a[name]}) if isinstance(a.get(name), dict) else {}
+            db = jsonable({**spec.defaults, **b[name]}) if isinstance(b.get(name), dict) else {}
             keys = spec.keys if spec.keys is not None else tuple(sorted(set(da) | set(db)))
             out.extend(ConfigDifference(f"{spec.label}{k}", da.get(k), db.get(k))
                        for k in keys if da.get(k) != db.get(k))
@@ -238,6 +246,10 @@ class RunDir:
     def check_resume(self, config: Mapping[str, Any], check: ResumeCheck) -> dict[str, Any]:
         """Check that ``config`` continues the recorded run.
 
+        Args:
+            config: the new run's config.
+            check: which fields must agree.
+
         Returns:
             The recorded config.
 
@@ -258,6 +270,9 @@ class RunDir:
 
     def require(self) -> "RunDir":
         """This run directory, checked to hold a run.
+
+        Returns:
+            ``self``.
 
         Raises:
             DataError: no ``config.json`` (names the command that makes one).
@@ -285,27 +300,6 @@ class RunDir:
         write_json(self.config_path, jsonable(dict(config)))
 
     # ---- metrics.jsonl -----------------------------------------------------------------------
-    def _metric_lines(self) -> list[tuple[str, dict[str, Any]]]:
-        """(line, row) of every complete line (an unterminated last line, left by a writer that
-        was stopped, is ignored)."""
-        p = self.metrics_path
-        if not p.is_file():
-            return []
-        text = p.read_text(encoding="utf-8")
-        lines = text.split("\n")[:-1]  # the part after the last newline is unterminated
-        out = []
-        for i, line in enumerate(lines, 1):
-            if not line.strip():
-                continue
-            try:
-                row = json.loads(line)
-            except json.JSONDecodeError as e:
-                raise DataError(f"{p}: line {i} is not valid JSON ({e.msg})") from None
-            if not isinstance(row, dict):
-                raise DataError(f"{p}: line {i} is not a JSON object")
-            out.append((line, row))
-        return out
-
     def read_metrics(self, upto: int | None = None) -> list[dict[str, Any]]:
         """The rows of ``metrics.jsonl`` (none when it is missing).
 
@@ -315,7 +309,8 @@ class RunDir:
         Raises:
             DataError: a complete line is not a JSON object (names the file and line).
         """
-        return [row for _, row in self._metric_lines() if upto is None or int(row.get("epoch", 0)) <= upto]
+        rows = read_metrics_file(self.metrics_path)
+        return [row for row in rows if upto is None or int(row.get("epoch", 0)) <= upto]
 
     def truncate_metrics(self, upto: int) -> list[dict[str, Any]]:
         """Keep the rows up to epoch ``upto`` (those of the epochs a resume keeps) and drop the rest;
@@ -324,13 +319,13 @@ class RunDir:
         Returns:
             The rows kept.
         """
-        kept = [(line, row) for line, row in self._metric_lines() if int(row.get("epoch", 0)) <= upto]
+        kept = [(line, row) for line, row in _jsonl_lines(self.metrics_path) if int(row.get("epoch", 0)) <= upto]
         write_text(self.metrics_path, "".join(line + "\n" for line, _ in kept))
         return [row for _, row in kept]
 
     def append_metrics(self, row: Mapping[str, Any]) -> None:
         """Append one epoch's row (the whole file is rewritten atomically)."""
-        lines = [line for line, _ in self._metric_lines()]
+        lines = [line for line, _ in _jsonl_lines(self.metrics_path)]
         write_text(self.metrics_path, "".join(line + "\n" for line in [*lines, json.dumps(dict(row))]))
 
     # ---- checkpoints -------------------------------------------------------------------------
@@ -344,6 +339,36 @@ class RunDir:
         if not d.is_dir():
             return []
         return sorted(int(m.group(1)) for f in d.iterdir() if (m := _EPOCH_RE.match(f.name)))
+
+
+def _jsonl_lines(path: Path) -> list[tuple[str, dict[str, Any]]]:
+    """(line, row) of every complete line of a JSON-lines file (none when it is missing); an
+    unterminated last line, left by a writer that was stopped, is ignored."""
+    if not path.is_file():
+        return []
+    lines = path.read_text(encoding="utf-8").split("\n")[:-1]  # after the last newline: unterminated
+    out = []
+    for i, line in enumerate(lines, 1):
+        if not line.strip():
+            continue
+        try:
+            row = json.loads(line)
+        except json.JSONDecodeError as e:
+            raise DataError(f"{path}: line {i} is not valid JSON ({e.msg})") from None
+        if not isinstance(row, dict):
+            raise DataError(f"{path}: line {i} is not a JSON object")
+        out.append((line, row))
+    return out
+
+
+def read_metrics_file(path: str | Path) -> list[dict[str, Any]]:
+    """The rows of a ``metrics.jsonl`` file, wherever it is (:meth:`RunDir.read_metrics` for a
+    run's own): none when it is missing, an unterminated last line ignored.
+
+    Raises:
+        DataError: a complete line is not a JSON object (names the file and line).
+    """
+    return [row for _, row in _jsonl_lines(Path(path))]
 
 
 def save_state(path: str | Path, state: Mapping[str, Any]) -> None:

@@ -21,6 +21,7 @@ records it as ``"holdout": 2``, see :data:`HOLDOUT`); the test split is never re
 from __future__ import annotations
 
 import time
+from dataclasses import replace
 from pathlib import Path
 from typing import Any, Callable
 
@@ -80,9 +81,14 @@ def reconstruction_run(out: str | Path) -> RunDir:
 
 
 def _begin(run: RunDir, config: dict[str, Any], resume: bool) -> None:
-    """Refuse to start over a trained model, or to resume with other settings (before any work)."""
+    """Refuse to start over a trained model, or to resume with other settings (before any work).
+    A method option added after the model was trained counts as its default."""
     if run.begin(resume):
-        run.check_resume(config, SAME_MODEL)
+        check = SAME_MODEL
+        if config["method"] in DEEP_METHODS:
+            defaults = DEEP_METHODS[config["method"]].config_cls().model_dump()
+            check = replace(SAME_MODEL, nested={"method_config": Nested("option ", defaults=defaults)})
+        run.check_resume(config, check)
 
 
 def _load_data(captures: Path, size: int | None, val_fraction: float, seed: int, limit: int | None
@@ -143,7 +149,7 @@ def train_reconstruction(captures: str | Path, method: str, out: str | Path, epo
         limit: at most this many training scenes (class-stratified) before the hold-out.
         val_fraction: share of the train scenes held out for validation.
         batch_size: images per step (default: the method's).
-        amp: bf16 autocast on (True), off (False) or auto (None; see :func:`~.base.resolve_amp`).
+        amp: bf16 autocast on (True), off (False) or auto (None; see :func:`opticsfree.runs.resolve_amp`).
         channels_last: channels-last memory format (default: on for CUDA, off on CPU).
         options: method options (``--set key=value``), validated by the method's option model
             (:class:`~.cyclegan.CycleGANConfig`, :class:`~.unet.UNetConfig`,

@@ -29,7 +29,7 @@ from opticsfree.errors import DataError
 from opticsfree.models.embedding import DOMAINS, EmbeddingModel
 from opticsfree.runs import Nested, ResumeCheck, RunDir, RunKind
 from opticsfree.runs import load_state as _load_state
-from opticsfree.training.config import RUNTIME_FIELDS
+from opticsfree.training.config import RUNTIME_FIELDS, TrainConfig
 
 CHECKPOINT_KEYS = ("model", "config", "epoch", "optimizer", "rng")
 
@@ -39,8 +39,12 @@ TRAINING_RUN = RunKind(noun="training run", placeholder="RUN", command="opticsfr
 
 #: What must agree to resume a run or load its checkpoint: every field but the runtime-only ones
 #: (device, workers, threads), and of the derived values those that shape the model and the data.
+#: A field missing from an older run's config counts as its default (which keeps the behaviour
+#: from before the field existed).
 SAME_RUN = ResumeCheck(ignore=RUNTIME_FIELDS, nested={"resolved": Nested("resolved.", (
-    "size", "classes", "lensless_channels", "original_channels", "val_ids_sha256", "has_head"))})
+    "size", "classes", "lensless_channels", "original_channels", "val_ids_sha256", "has_head"))},
+    defaults={k: f.get_default(call_default_factory=True) for k, f in TrainConfig.model_fields.items()
+              if not f.is_required()})
 
 
 def training_run(run: str | Path) -> RunDir:
