@@ -34,23 +34,11 @@ from pathlib import Path
 
 import torch
 
+from opticsfree.cli.common import parse_key_values
 from opticsfree.training import train
 
 RECIPE = {"loss": "ce", "backbone": "wvgg", "width": 16, "pool": "max", "front_end": True,
           "optimizer": "sgd", "lr": 0.1, "label_smoothing": 0.2}
-
-
-def parse_set(items: list[str]) -> dict:
-    out = {}
-    for item in items:
-        key, sep, value = item.partition("=")
-        if not sep:
-            raise SystemExit(f"--set {item!r}: expected KEY=VALUE")
-        try:
-            out[key] = json.loads(value)
-        except json.JSONDecodeError:
-            out[key] = value
-    return out
 
 
 def main() -> None:
@@ -62,7 +50,7 @@ def main() -> None:
     ap.add_argument("--out", default="runs/bench-recipe")
     ap.add_argument("--set", dest="set_", action="append", default=[])
     args = ap.parse_args()
-    cfg = {**RECIPE, **parse_set(args.set_), "captures": args.captures, "epochs": args.epochs,
+    cfg = {**RECIPE, **parse_key_values(args.set_, "--set"), "captures": args.captures, "epochs": args.epochs,
            "checkpoints": list(range(1, args.epochs + 1))}
     if args.threads:
         cfg["threads"] = args.threads

@@ -17,6 +17,7 @@ from typing import Any, Sequence
 
 import numpy as np
 
+from opticsfree.runs import read_metrics_file
 from opticsfree.errors import DataError
 from opticsfree.utils.io import atomic_path
 
@@ -160,29 +161,12 @@ def plot_embedding_map(lensless: np.ndarray, original: np.ndarray, labels: np.nd
 
 
 def read_metrics_jsonl(path: str | Path) -> list[dict[str, Any]]:
-    """Read ``RUN/metrics.jsonl`` (one JSON object per line; an unterminated last line, as left
-    by a run that is still writing, is ignored).
+    """The rows of a ``metrics.jsonl`` file (:func:`opticsfree.runs.read_metrics_file`).
 
     Raises:
         DataError: a complete line is not a JSON object (names the file and line).
     """
-    p = Path(path)
-    text = p.read_text(encoding="utf-8")
-    lines = text.split("\n")
-    if not text.endswith("\n"):
-        lines = lines[:-1]
-    rows = []
-    for i, line in enumerate(lines, 1):
-        if not line.strip():
-            continue
-        try:
-            obj = json.loads(line)
-        except json.JSONDecodeError as e:
-            raise DataError(f"{p}: line {i} is not valid JSON ({e.msg})") from None
-        if not isinstance(obj, dict):
-            raise DataError(f"{p}: line {i} is not a JSON object")
-        rows.append(obj)
-    return rows
+    return read_metrics_file(path)
 
 
 def plot_learning_curves(metrics_jsonl: str | Path, path: str | Path,

@@ -13,6 +13,7 @@ from __future__ import annotations
 
 import hashlib
 from dataclasses import dataclass
+from typing import Callable
 
 import numpy as np
 import torch
@@ -66,17 +67,26 @@ def train_val(captures: str, size: int | None, val_fraction: float, seed: int,
     return TrainVal(tr, va, ids_sha256(va.ids), len(set(tr.ids)), len(set(va.ids)))
 
 
-def channel_stats(x: torch.Tensor, chunk: int = 4096) -> tuple[list[float], list[float]]:
-    """Per-channel mean and standard deviation of uint8 images (N, C, H, W) on the [0, 1] scale."""
+def channel_stats(x: torch.Tensor, chunk: int = 4096,
+                  transform: Callable[[torch.Tensor], torch.Tensor] | None = None
+                  ) -> tuple[list[float], list[float]]:
+    """Per-channel mean and standard deviation of uint8 images (N, C, H, W) on the [0, 1] scale,
+    or of ``transform(images)`` (float, any channel count) when given."""
     c = x.shape[1]
-    s = torch.zeros(c, dtype=torch.float64)
-    s2 = torch.zeros(c, dtype=torch.float64)
+    s = s2 = None
     n = 0
     for i in range(0, len(x), chunk):
-        v = x[i:i + chunk].to(torch.float64) / 255.0
+        v = (transform(x[i:i + chunk]).to(torch.float64) if transform is not None
+             else x[i:i + chunk].to(torch.float64) / 255.0)
+        c = v.shape[1]
+        if s is None:
+            s = torch.zeros(c, dtype=torch.float64)
+            s2 = torch.zeros(c, dtype=torch.float64)
         s += v.sum(dim=(0, 2, 3))
         s2 += (v * v).sum(dim=(0, 2, 3))
         n += v.numel() // c
+    if s is None:  # no images
+        s = s2 = torch.zeros(c, dtype=torch.float64)
     mean = s / max(n, 1)
     std = (s2 / max(n, 1) - mean * mean).clamp_min(0).sqrt()
     return mean.tolist(), std.tolist()

@@ -70,21 +70,9 @@ def fit_front_end(model: EmbeddingModel, train: CaptureSplit, val: CaptureSplit,
 
 
 @torch.no_grad()
-def estimate_stats(model: EmbeddingModel, lensless: torch.Tensor,
-                   chunk: int = 4096) -> tuple[list[float], list[float]]:
+def estimate_stats(model: EmbeddingModel, lensless: torch.Tensor) -> tuple[list[float], list[float]]:
     """Per-channel mean and std of the front end's display estimates of ``lensless``."""
-    c = model.front_end.out_channels
-    s = torch.zeros(c, dtype=torch.float64)
-    s2 = torch.zeros(c, dtype=torch.float64)
-    n = 0
-    for i in range(0, len(lensless), chunk):
-        v = model.display_estimate(lensless[i:i + chunk]).double()
-        s += v.sum(dim=(0, 2, 3))
-        s2 += (v * v).sum(dim=(0, 2, 3))
-        n += v.numel() // c
-    mean = s / max(n, 1)
-    std = (s2 / max(n, 1) - mean * mean).clamp_min(0).sqrt()
-    return mean.tolist(), std.tolist()
+    return channel_stats(lensless, transform=model.display_estimate)
 
 
 def initialise_model(model: EmbeddingModel, train: CaptureSplit, val: CaptureSplit,
