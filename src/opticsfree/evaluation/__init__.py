@@ -5,7 +5,7 @@ Public API:
 - :func:`embed_split`, :class:`Embedded`, :func:`class_prototypes` (embedding a split)
 - :class:`PrototypeClassifier`, :class:`KNNClassifier`, :class:`ThresholdClassifier`
 - :func:`classification_metrics`, :func:`bootstrap_accuracy_ci`, :func:`retrieval_metrics`
-- :data:`SEED_ROWS`, :func:`seed_row`, :func:`match_run` (the seed's published tables)
+- :func:`match_run` (which of the seed's published rows, :mod:`opticsfree.seed_study`, a run matches)
 - :func:`evaluate_run`, :func:`evaluate_checkpoint` (``opticsfree evaluate``)
 """
 
@@ -16,16 +16,16 @@ from opticsfree.evaluation.metrics import (bootstrap_accuracy_ci, classification
 from opticsfree.evaluation.prototype_classifier import PrototypeClassifier, pairwise_distances
 from opticsfree.evaluation.report import (ALL_CLASSIFIERS, CLASSIFIERS, evaluate_checkpoint,
                                           evaluate_run, summarize, write_tables)
-from opticsfree.evaluation.seed_tables import SEED_ROWS, SeedRow, match_run, seed_row
+from opticsfree.evaluation.seed_tables import match_run
 from opticsfree.evaluation.threshold_classifier import (UNKNOWN, ThresholdClassifier,
                                                         choose_threshold, equal_error_rate,
                                                         verification_accuracy)
 
 __all__ = [
     "ALL_CLASSIFIERS", "CLASSIFIERS", "Embedded", "KNNClassifier", "PrototypeClassifier",
-    "SEED_ROWS", "SeedRow", "ThresholdClassifier", "UNKNOWN", "bootstrap_accuracy_ci",
+    "ThresholdClassifier", "UNKNOWN", "bootstrap_accuracy_ci",
     "choose_threshold", "class_prototypes", "classification_metrics", "embed_split",
     "equal_error_rate", "evaluate_checkpoint", "evaluate_run", "majority_vote", "match_run",
-    "pairwise_distances", "retrieval_metrics", "seed_row", "summarize", "verification_accuracy",
+    "pairwise_distances", "retrieval_metrics", "summarize", "verification_accuracy",
     "write_tables",
 ]
