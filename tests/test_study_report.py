@@ -323,3 +323,17 @@ def test_the_study_package_neither_probes_signatures_nor_swallows_exceptions():
                 if not any(isinstance(n, ast.Raise) for n in ast.walk(node)):
                     offenders.append(f"{path.name}:{node.lineno}: except Exception without raise")
     assert offenders == []
+
+
+def test_a_sample_grid_of_an_unreadable_set_becomes_a_note_not_a_crash(tmp_path):
+    from opticsfree.study.report import build_samples, draw_figures
+
+    res = make_results({"triplet/lensless": TRIPLET}, upper=False)     # captures: /x/lensless
+    log: list[str] = []
+    ctx = StageContext(cfg=config(), out=tmp_path, device="cpu", outputs={}, stages={}, log=log.append)
+    figs = draw_figures(ctx, res, tmp_path)
+    assert figs.samples is None and len(figs.problems) == 1
+    assert figs.problems[0].startswith("the sample grid not drawn: ") and "/x/lensless" in figs.problems[0]
+    assert log == [f"  report: {figs.problems[0]}"]
+    sec = build_samples(figs, config())
+    assert [b.text for b in sec.blocks] == figs.problems
