@@ -18,10 +18,11 @@ from opticsfree.errors import ConfigError, DataError
 from opticsfree.evaluation import (KNNClassifier, PrototypeClassifier, ThresholdClassifier,
                                    bootstrap_accuracy_ci, choose_threshold, class_prototypes,
                                    classification_metrics, embed_split, equal_error_rate,
-                                   majority_vote, match_run, retrieval_metrics, seed_row,
+                                   majority_vote, match_run, retrieval_metrics,
                                    verification_accuracy)
 from opticsfree.evaluation import report
 from opticsfree.evaluation.threshold_classifier import UNKNOWN, pair_distances, sweep
+from opticsfree.seed_study import seed_row
 
 
 # --------------------------------------------------------------------------------------------

@@ -43,6 +43,7 @@ from opticsfree.reconstruction import (
     train_reconstruction,
 )
 from opticsfree.reconstruction import tikhonov as tk
+from opticsfree.reconstruction.sensor_model import drive
 from opticsfree.reconstruction.cyclegan import CycleGANConfig, CycleGANMethod, unpaired_batches
 
 runner = CliRunner()
@@ -529,7 +530,7 @@ def test_tikhonov_per_image_exposure_is_exact_up_to_brightness():
     cap = noiseless_capture(cfg, x)
     # with the true mean irradiance of each image the inverse is exact
     for i in range(len(x)):
-        sensor.scale = float(op.apply(tk.drive(x[i:i + 1], gamma)).mean())
+        sensor.scale = float(op.apply(drive(x[i:i + 1], gamma)).mean())
         rec = tk.build_model(op, sensor, gamma, 1e-8).reconstruct(cap[i:i + 1])
         assert psnr(rec, x[i:i + 1]).item() > 30
 
@@ -647,3 +648,32 @@ def test_resolve_amp_switch_and_auto(monkeypatch):
         assert runs.resolve_amp(None, cpu) is native                      # auto: native bf16 only
     with pytest.raises(ConfigError):
         runs.resolve_amp("on", cpu)
+
+
+def test_calibration_file_layout_is_stable(tmp_path):
+    """camera.npz as docs/reconstruction.md describes it (arrays A and c, meta as JSON text, no
+    pickle) loads, and save_calibration writes that layout back."""
+    from opticsfree.reconstruction.calibration import CALIBRATION_VERSION, save_calibration
+
+    a = np.arange(6, dtype=np.float32).reshape(3, 2)           # (C P, Cin Q)
+    c = np.array([[0.5, 0.25, 0.125]], dtype=np.float32)       # (C, P)
+    meta = {"version": 1, "display_gamma": 2.0, "in_shape": [1, 1, 2], "out_shape": [1, 1, 3],
+            "sensor": {"output_gamma": 2.4, "exposure": "per-image", "scale": 0.3, "tau": None,
+                       "tmax_scale": None},
+            "report": {"n_train": 4, "lambda_relative": 0.01}}
+    path = tmp_path / "camera.npz"
+    np.savez(path, A=a, c=c, meta=np.array(json.dumps(meta)))
+    cal = load_calibration(path)
+    assert torch.equal(cal.operator.dense, torch.from_numpy(a).double())
+    assert torch.equal(cal.operator.bias, torch.from_numpy(c).double())
+    assert cal.operator.in_shape == (1, 1, 2) and cal.operator.out_shape == (1, 1, 3)
+    assert (cal.sensor.output_gamma, cal.sensor.exposure, cal.sensor.scale) == (2.4, "per-image", 0.3)
+    assert cal.display_gamma == 2.0 and cal.report == meta["report"]
+
+    again = save_calibration(tmp_path / "again.npz", cal)
+    with np.load(again, allow_pickle=False) as z:
+        assert sorted(z.files) == ["A", "c", "meta"]
+        np.testing.assert_array_equal(z["A"], a)
+        written = json.loads(str(z["meta"]))
+    assert written["version"] == CALIBRATION_VERSION == 1
+    assert written["sensor"] == meta["sensor"] and written["in_shape"] == meta["in_shape"]

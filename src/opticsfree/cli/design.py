@@ -10,6 +10,7 @@ from typing import Annotated, List, Optional
 
 import typer
 
+from opticsfree import seed_study
 from opticsfree.cli.common import app, command, print_json
 from opticsfree.errors import ConfigError
 from opticsfree.utils.io import check_out_dir, check_out_file
@@ -108,7 +109,8 @@ def info(
 def fit(
     base: str = typer.Argument(..., help="starting camera (preset or TOML file)"),
     target: List[str] = typer.Option(..., "--target", metavar="KEY=VALUE",
-                                     help="a camera info number to match, repeatable (e.g. raw_psnr=10.74)"),
+                                     help="a camera info number to match, repeatable (e.g. "
+                                          f"raw_psnr={seed_study.DEGRADATION.psnr})"),
     free: List[str] = typer.Option(..., "--free", metavar="PATH=LO:HI",
                                    help="a parameter to search within bounds, repeatable "
                                         "(e.g. geometry.gap_mm=0.3:3)"),

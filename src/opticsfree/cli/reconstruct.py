@@ -16,7 +16,7 @@ from opticsfree.utils.progress import console, progress
 #: ``--method``: the names of opticsfree.reconstruction.base.METHODS (written out here so that
 #: the command line starts without loading torch; a test checks that they agree).
 Method = choices(("cyclegan", "unet", "bijective", "tikhonov"))
-#: ``calibrate --exposure`` (opticsfree.reconstruction.tikhonov.SensorModel's exposure modes).
+#: ``calibrate --exposure`` (opticsfree.reconstruction.sensor_model.SensorModel's exposure modes).
 Exposure = choices(("per-image", "fixed"))
 
 reconstruct_app = typer.Typer(
@@ -122,7 +122,7 @@ def calibrate(
 ) -> None:
     """Fit an affine camera model (H and offset) by ridge regression; report its error on val."""
     check_out_file(out, what="a .npz file (the camera model to write)")
-    from opticsfree.reconstruction.tikhonov import calibrate as run
+    from opticsfree.reconstruction.calibration import calibrate as run
 
     with console.status("fitting the camera model"):
         rep = run(captures, out, size=size, limit=limit, seed=seed, val_fraction=val_fraction,

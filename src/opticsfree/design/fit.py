@@ -26,6 +26,7 @@ from typing import Callable, Mapping, Sequence
 
 import numpy as np
 
+from opticsfree import seed_study
 from opticsfree.data.base import ImageDataset
 from opticsfree.design.info import METRICS, camera_info, relative_errors
 from opticsfree.design.params import Bound, get_value, parse_number, set_values
@@ -77,7 +78,8 @@ def parse_targets(specs: Sequence[str]) -> dict[str, float]:
         key, sep, value = spec.partition("=")
         key = key.strip()
         if not sep or not key or not value.strip():
-            raise ConfigError(f"--target {spec!r}: expected KEY=VALUE, e.g. raw_psnr=10.74")
+            raise ConfigError(f"--target {spec!r}: expected KEY=VALUE, e.g. "
+                              f"raw_psnr={seed_study.DEGRADATION.psnr}")
         if key not in METRICS:
             raise ConfigError(f"--target {spec!r}: unknown key {key!r}; expected one of: {', '.join(METRICS)}")
         v = parse_number(value, spec, "--target")

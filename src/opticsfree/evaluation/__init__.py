@@ -8,7 +8,7 @@ Public API:
   (embedding a split; the train originals and their class prototypes)
 - :class:`PrototypeClassifier`, :class:`KNNClassifier`, :class:`ThresholdClassifier`
 - :func:`classification_metrics`, :func:`bootstrap_accuracy_ci`, :func:`retrieval_metrics`
-- :data:`SEED_ROWS`, :func:`seed_row`, :func:`match_run` (the seed's published tables)
+- :func:`match_run` (which of the seed's published rows, :mod:`opticsfree.seed_study`, a run matches)
 - :func:`evaluate_models`, :func:`evaluate_checkpoint` (``opticsfree evaluate``) and their
   typed results :class:`Evaluation`, :class:`CheckpointEvaluation`
 
@@ -34,18 +34,18 @@ if TYPE_CHECKING:
                                               write_tables)
     from opticsfree.evaluation.results import (ALL_CLASSIFIERS, CLASSIFIERS, CheckpointEvaluation,
                                                Evaluation)
-    from opticsfree.evaluation.seed_tables import SEED_ROWS, SeedRow, match_run, seed_row
+    from opticsfree.evaluation.seed_tables import match_run
     from opticsfree.evaluation.threshold_classifier import (UNKNOWN, ThresholdClassifier,
                                                             choose_threshold, equal_error_rate,
                                                             verification_accuracy)
 
 __all__ = [
     "ALL_CLASSIFIERS", "CLASSIFIERS", "CheckpointEvaluation", "Embedded", "Embedder",
-    "Evaluation", "Gallery", "KNNClassifier", "PrototypeClassifier", "SEED_ROWS", "SeedRow",
+    "Evaluation", "Gallery", "KNNClassifier", "PrototypeClassifier",
     "ThresholdClassifier", "TrainedEmbedder", "UNKNOWN", "bootstrap_accuracy_ci",
     "choose_threshold", "class_prototypes", "classification_metrics", "embed_split",
     "equal_error_rate", "evaluate_checkpoint", "evaluate_models", "majority_vote", "match_run",
-    "pairwise_distances", "retrieval_metrics", "seed_row", "train_gallery", "verification_accuracy",
+    "pairwise_distances", "retrieval_metrics", "train_gallery", "verification_accuracy",
     "write_evaluation", "write_tables",
 ]
 

@@ -6,7 +6,9 @@ Methods (``opticsfree reconstruct train CAPTURES --method M --out MODEL``):
 - ``unet``: paired U-Net with L1 (+ SSIM) loss (:mod:`.unet`).
 - ``bijective``: paired inverse and forward networks with cycle terms (:mod:`.bijective`).
 - ``tikhonov``: regularised inverse of the linear camera model, known or calibrated
-  (:mod:`.tikhonov`; ``opticsfree calibrate`` fits the model of a real set).
+  (:mod:`.tikhonov`; the model: :mod:`.linear_ops` (the operator :math:`A`),
+  :mod:`.sensor_model` (linearised units, known cameras); ``opticsfree calibrate`` fits the
+  model of a real set: :mod:`.calibration`).
 
 ``opticsfree reconstruct apply MODEL CAPTURES --out CAPTURES2`` writes a derived capture set
 whose lensless images are the reconstructions (:mod:`.apply`). See docs/reconstruction.md.
@@ -18,16 +20,11 @@ from opticsfree.reconstruction.discriminators import PatchDiscriminator, patch_l
 from opticsfree.reconstruction.generators import ResnetGenerator
 from opticsfree.reconstruction.image_pool import ImagePool
 from opticsfree.reconstruction.schedules import constant_then_linear_decay
-from opticsfree.reconstruction.tikhonov import (
-    AffineOperator,
-    Calibration,
-    SensorModel,
-    TikhonovModel,
-    calibrate,
-    camera_operator,
-    fit_affine,
-    load_calibration,
-)
+from opticsfree.captures.linear import fit_affine
+from opticsfree.reconstruction.calibration import Calibration, calibrate, load_calibration
+from opticsfree.reconstruction.linear_ops import AffineOperator
+from opticsfree.reconstruction.sensor_model import SensorModel, camera_operator
+from opticsfree.reconstruction.tikhonov import TikhonovModel
 from opticsfree.reconstruction.train import list_metrics, train_reconstruction
 from opticsfree.reconstruction.unet import UNet
 

@@ -346,13 +346,14 @@ def _inference_state(method: str, arch: dict, net: torch.nn.Module, epoch: int |
 
 def _tikhonov_operator(captures: Path, camera: str | Path | None, train: CaptureSplit, val: CaptureSplit,
                        side: int, cin: int, cout: int):
-    """(operator, sensor, display gamma, info) for the Tikhonov inverse (see tikhonov.py)."""
+    """(operator, sensor, display gamma, info) for the Tikhonov inverse (see tikhonov.py, sensor_model.py, calibration.py)."""
     from opticsfree.optics import camera_from_dict, load_camera_config
-    from opticsfree.reconstruction import tikhonov as tk
+    from opticsfree.reconstruction.calibration import calibrate_pairs, load_calibration
+    from opticsfree.reconstruction.sensor_model import camera_operator
 
     manifest = open_capture_set(captures).manifest
     if camera is not None and str(camera).endswith(".npz"):
-        cal = tk.load_calibration(camera)
+        cal = load_calibration(camera)
         if tuple(cal.operator.in_shape) != (cout, side, side) or tuple(cal.operator.out_shape) != (cin, side, side):
             raise DataError(f"{camera}: calibration maps images {tuple(cal.operator.in_shape)} to captures "
                             f"{tuple(cal.operator.out_shape)}, but the data are {(cout, side, side)} -> "
@@ -368,22 +369,22 @@ def _tikhonov_operator(captures: Path, camera: str | Path | None, train: Capture
         cfg = camera_from_dict(manifest["camera"], f"{captures}/manifest.json: camera")
         name = f"camera {cfg.name} (from the capture set's manifest)"
     else:
-        cal = tk.calibrate_pairs(train.lensless, train.original, val.lensless, val.original,
-                                 source=f"{captures} (fitted during training)")
+        cal = calibrate_pairs(train.lensless, train.original, val.lensless, val.original,
+                              source=f"{captures} (fitted during training)")
         return cal.operator, cal.sensor, cal.display_gamma, {
             "operator": "fitted", "scale_from_calibration": True,
             "calibration_report": {k: v for k, v in cal.report.items() if k != "table"}}
     if cin != cout:
         raise DataError(f"{captures}: captures have {cin} channels and originals {cout}; a known camera "
                         "maps images to captures with the same channels")
-    op, sensor, gamma = tk.camera_operator(cfg, side, cout)
+    op, sensor, gamma = camera_operator(cfg, side, cout)
     return op, sensor, gamma, {"operator": "camera", "camera": name}
 
 
 def _train_tikhonov(captures: Path, run: RunDir, resume: bool, seed: int, size: int | None, limit: int | None,
                     val_fraction: float, camera: str | Path | None, samples: int,
                     on_epoch: Callable[[dict], None] | None) -> Path:
-    from opticsfree.reconstruction import tikhonov as tk
+    from opticsfree.reconstruction.tikhonov import fit_tikhonov
 
     out = run.path
     config = {"method": "tikhonov", "captures": str(captures), "size": size, "limit": limit, "seed": seed,
@@ -398,8 +399,8 @@ def _train_tikhonov(captures: Path, run: RunDir, resume: bool, seed: int, size: 
                    "n_train": len(train), "n_val": len(val)})
     t0 = time.perf_counter()
     op, sensor, gamma, info = _tikhonov_operator(captures, camera, train, val, side, cin, cout)
-    model = tk.fit_tikhonov(op, sensor, gamma, train.lensless, train.original, val.lensless, val.original,
-                            info=info, seed=seed)
+    model = fit_tikhonov(op, sensor, gamma, train.lensless, train.original, val.lensless, val.original,
+                         info=info, seed=seed)
     seconds = time.perf_counter() - t0
     run.write_config(config)
     write_json(out / "tikhonov.json", {k: v for k, v in model.info.items()} | {"lambda": model.lam})

@@ -11,7 +11,9 @@ See docs/study.md.
 
 from opticsfree.study.config import StudyConfig, load_study_config, study_config_from_dict
 from opticsfree.study.runner import run_study
-from opticsfree.study.stages import Stage, StageError, plan_study
+from opticsfree.study.base import Stage
+from opticsfree.study.engine import StageError
+from opticsfree.study.plan import plan_study
 
 __all__ = ["Stage", "StageError", "StudyConfig", "load_study_config", "plan_study", "run_study",
            "study_config_from_dict"]

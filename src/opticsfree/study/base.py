@@ -1,9 +1,11 @@
-"""The names the study's stages and its report share: a stage, the context a stage runs in, the
-evaluated split, the upper-bound image kind, run labels and the JSON round trip.
+"""The names the study's engine, stages and report share: a stage, the record of a finished
+stage, the context a stage runs in, the evaluated split, the upper-bound image kind, run labels
+and the JSON round trip.
 
-This module sits below both :mod:`opticsfree.study.stages` (which plans and runs stages) and
-:mod:`opticsfree.study.report` (which reads their outputs), so that imports inside the study
-package point one way: ``config <- base <- report <- stages <- runner``.
+This module sits below :mod:`opticsfree.study.engine` (keys, markers, running a stage),
+:mod:`opticsfree.study.plan` (which stages a config has), :mod:`opticsfree.study.stages` (what
+each kind of stage does) and :mod:`opticsfree.study.report` (which reads their outputs), so that
+imports inside the study package point one way (docs/study.md, "Library").
 """
 
 from __future__ import annotations
@@ -28,11 +30,12 @@ class Stage:
 
     Attributes:
         name: unique name, e.g. ``train/triplet/lensless``.
-        kind: what it does (a key of :data:`opticsfree.study.stages.STAGE_VERSIONS`).
+        kind: what it does (a key of :data:`opticsfree.study.plan.STAGE_VERSIONS` and of
+            :data:`opticsfree.study.stages.STAGE_FUNCTIONS`).
         params: the JSON-ready part of the config the stage depends on.
         deps: names of the upstream stages whose outputs it reads.
         key: hash of kind, params and upstream keys (set by
-            :func:`opticsfree.study.stages.assign_keys`).
+            :func:`opticsfree.study.engine.assign_keys`).
     """
 
     name: str
@@ -51,6 +54,52 @@ class Stage:
         return Path(out) / "stages" / f"{self.slug}-{self.key}"
 
 
+@dataclass(frozen=True)
+class StageRecord:
+    """The ``DONE.json`` of a finished stage.
+
+    Attributes:
+        stage, kind, key: the stage's name, kind and key.
+        params: the config part the key hashes.
+        deps: upstream stage name -> its key.
+        outputs: what the stage function returned (JSON-ready; read by downstream stages).
+        files: the files named in ``outputs``, relative to the study directory (a rerun
+            re-runs the stage when one is missing).
+        wall_s: wall time of the attempt that finished; wall_s_total: of all attempts.
+        resumed: whether the finishing attempt found earlier partial output.
+        started, finished: local time stamps of the finishing attempt.
+    """
+
+    stage: str
+    kind: str
+    key: str
+    params: dict[str, Any]
+    deps: dict[str, str]
+    outputs: dict[str, Any]
+    files: list[str]
+    wall_s: float
+    wall_s_total: float
+    resumed: bool
+    started: str
+    finished: str
+
+    @classmethod
+    def from_json(cls, d: dict[str, Any]) -> "StageRecord":
+        """Parse a DONE.json; KeyError/TypeError/ValueError when it is not one."""
+        return cls(stage=str(d["stage"]), kind=str(d["kind"]), key=str(d["key"]),
+                   params=dict(d["params"]), deps=dict(d["deps"]), outputs=dict(d["outputs"]),
+                   files=[str(f) for f in d["files"]], wall_s=float(d["wall_s"]),
+                   wall_s_total=float(d["wall_s_total"]), resumed=bool(d["resumed"]),
+                   started=str(d["started"]), finished=str(d["finished"]))
+
+    def to_json(self) -> dict[str, Any]:
+        """The content of DONE.json."""
+        return {"stage": self.stage, "kind": self.kind, "key": self.key, "params": self.params,
+                "deps": self.deps, "outputs": self.outputs, "files": self.files,
+                "wall_s": self.wall_s, "wall_s_total": self.wall_s_total, "resumed": self.resumed,
+                "started": self.started, "finished": self.finished}
+
+
 @dataclass
 class StageContext:
     """What a stage function gets besides its own directory.
@@ -62,7 +111,7 @@ class StageContext:
         outputs: outputs of the finished stages, by name.
         stages: every stage of the plan, by name.
         log: a function printing one progress line.
-        done: the DONE records of the finished stages, by name.
+        done: the records of the finished stages, by name.
     """
 
     cfg: StudyConfig
@@ -71,7 +120,7 @@ class StageContext:
     outputs: dict[str, dict[str, Any]]
     stages: dict[str, Stage]
     log: Callable[[str], None]
-    done: dict[str, dict[str, Any]] = field(default_factory=dict)
+    done: dict[str, StageRecord] = field(default_factory=dict)
 
 
 def run_label(loss: str, images: str) -> str:

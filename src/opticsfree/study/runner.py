@@ -8,8 +8,10 @@ The study directory ``OUT`` holds::
     OUT/report.html, OUT/report.md, OUT/results.json
 
 A rerun of the same config skips every finished stage; an interrupted stage resumes; a failing
-stage stops the study with :class:`~opticsfree.study.stages.StageError` naming it, and the
-stages finished before it stay on disk.
+stage stops the study with :class:`~opticsfree.study.engine.StageError` naming it, and the
+stages finished before it stay on disk. The plan comes from :mod:`opticsfree.study.plan`, the
+running from :mod:`opticsfree.study.engine`, what each stage does from
+:mod:`opticsfree.study.stages`.
 """
 
 from __future__ import annotations
@@ -23,9 +25,11 @@ from typing import Any, Callable
 from opticsfree import __version__
 from opticsfree.errors import ConfigError
 from opticsfree.study.config import StudyConfig, load_study_config
-from opticsfree.study.report import publish
 from opticsfree.study.base import StageContext
-from opticsfree.study.stages import execute_stage, plan_study, read_done
+from opticsfree.study.engine import run_stages
+from opticsfree.study.plan import plan_study
+from opticsfree.study.report import publish
+from opticsfree.study.stages import STAGE_FUNCTIONS
 from opticsfree.utils.io import check_out_dir, ensure_dir, write_json, write_text
 
 
@@ -91,22 +95,11 @@ def run_study(config_path: str | os.PathLike, out: str | os.PathLike | None = No
 
     ctx = StageContext(cfg=cfg, out=out_dir, device=dev, outputs={},
                        stages={s.name: s for s in stages}, log=log)
-    summary: list[dict[str, Any]] = []
     log(f"study {cfg.study.name}: {len(stages)} stages in {out_dir}")
-    for i, stage in enumerate(stages, start=1):
-        prefix = f"[{i}/{len(stages)}] {stage.name}"
-        if read_done(stage.directory(out_dir)) is None:
-            log(f"{prefix}: running ({stage.directory(out_dir).name})")
-        record, status = execute_stage(stage, ctx)
-        ctx.outputs[stage.name] = record["outputs"]
-        ctx.done[stage.name] = record
-        wall = float(record.get("wall_s_total", record.get("wall_s", 0.0)))
-        if status == "skipped":
-            log(f"{prefix}: done earlier, skipped")
-        else:
-            log(f"{prefix}: finished in {wall:.1f} s")
-        summary.append({"name": stage.name, "kind": stage.kind, "key": stage.key,
-                        "dir": str(stage.directory(out_dir)), "status": status, "wall_s": wall})
+    runs = run_stages(stages, ctx, STAGE_FUNCTIONS)
+    summary = [{"name": r.stage.name, "kind": r.stage.kind, "key": r.stage.key,
+                "dir": str(r.stage.directory(out_dir)), "status": r.status, "wall_s": r.wall_s}
+               for r in runs]
     report = publish(ctx.outputs["report"], out_dir)
     total = time.perf_counter() - t0
     log(f"study {cfg.study.name} finished in {total:.1f} s: {report['html']}")
