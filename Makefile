@@ -8,9 +8,9 @@ STAMP  := $(VENV)/.installed
 OPTICSFREE_DATA ?= $(HOME)/.cache/opticsfree
 export OPTICSFREE_DATA
 
-# make bench: simulation speed, `camera info --limit 5000` time, then online-mining vs
-# fixed-tuple training speed on a
-# 5,000-image `seed` capture set (simulated into BENCH_CAPTURES, resumable)
+# make bench: simulation speed, `camera info --limit 5000` time, inference speed (PyTorch,
+# ONNX Runtime fp32/int8, `predict` end to end), then online-mining vs fixed-tuple training speed
+# on a 5,000-image `seed` capture set (simulated into BENCH_CAPTURES, resumable)
 BENCH_CAPTURES ?= runs/bench-seed
 # ... then backbone step speed, and the full-strength recipe's scenes/s and time to 60% test
 # accuracy on all of CIFAR-10 through the `seed` camera (simulated into BENCH_FULL, resumable)
@@ -24,7 +24,7 @@ $(STAMP): pyproject.toml constraints.txt
 	# torch first, pinned, so nothing else can pull a different (CUDA) build; the constraint
 	# keeps it pinned while the package and its dependencies are installed
 	$(PY) -m pip install --quiet -c constraints.txt torch
-	$(PY) -m pip install --quiet -c constraints.txt -e ".[test]"
+	$(PY) -m pip install --quiet -c constraints.txt -e ".[test,export]"
 	touch $(STAMP)
 
 install: $(STAMP)
@@ -43,6 +43,7 @@ demo: $(STAMP)
 bench: $(STAMP)
 	$(PY) bench/bench_simulate.py
 	$(PY) bench/bench_camera_info.py
+	$(PY) bench/bench_inference.py
 	$(VENV)/bin/opticsfree simulate --dataset cifar10 --camera seed --split train --limit 5000 --out $(BENCH_CAPTURES)
 	$(PY) bench/bench_train.py $(BENCH_CAPTURES)
 	$(PY) bench/bench_backbones.py

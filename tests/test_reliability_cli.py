@@ -228,6 +228,22 @@ def test_the_run_layer_sits_below_both_trainers_and_alone_names_the_run_files():
     assert named == []
 
 
+def test_inference_sits_after_bayes_and_before_study():
+    # predict/export use a trained model (training), its prototypes (evaluation), the Bayes
+    # likelihood and fusion (bayes), and nothing above; the study does not depend on it
+    order, allowed = _documented_layers()
+    assert order.index("bayes") + 1 == order.index("inference") == order.index("study") - 1
+    assert {"training", "evaluation", "bayes"} <= allowed["inference"]
+    assert "inference" not in allowed["study"]
+    graph = import_graph()
+    used = {_package(t) for m, ts in graph.items() if _package(m) == "inference" for t in ts}
+    assert {"training", "evaluation", "bayes"} <= used and "study" not in used
+    # the trained model is reached through one adapter module only
+    reach = sorted(m for m, ts in graph.items() if _package(m) == "inference"
+                   and any(_package(t) == "training" for t in ts))
+    assert reach == ["opticsfree.inference.adapter"], reach
+
+
 def test_the_former_ddp_entry_point_names_the_command_to_use():
     env = {**os.environ, "OMP_NUM_THREADS": "1"}
     res = subprocess.run([sys.executable, "-m", "opticsfree.training.distributed", "x", "--loss", "triplet"],
@@ -566,9 +582,16 @@ def _third_party_imports(folder: Path) -> set[str]:
 
 
 def test_every_imported_package_is_declared():
+    # the package may import its optional extras (e.g. onnx for `export`: imported where used,
+    # with an error saying how to install them); the tests may import every extra (`make test`
+    # installs test and export)
     project = tomllib.loads((ROOT / "pyproject.toml").read_text(encoding="utf-8"))["project"]
-    declared = {_requirement_name(d) for d in project["dependencies"]}
-    test_declared = declared | {_requirement_name(d) for d in project["optional-dependencies"]["test"]}
+    extras = project["optional-dependencies"]
+    optional = {_requirement_name(d) for k, v in extras.items() if k != "test" for d in v}
+    declared = {_requirement_name(d) for d in project["dependencies"]} | optional
+    test_declared = declared | {_requirement_name(d) for d in extras["test"]}
+    make = (ROOT / "Makefile").read_text(encoding="utf-8")
+    assert '-e ".[test,export]"' in make, "make test installs the export extra"
     dists = importlib.metadata.packages_distributions()
     for folder, allowed in ((PKG, declared), (ROOT / "tests", test_declared)):
         missing = {}
