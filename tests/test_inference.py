@@ -11,6 +11,10 @@ from pathlib import Path
 
 import numpy as np
 import pytest
+
+from opticsfree.bayes.report import bayes_analysis
+from opticsfree.evaluation.report import evaluate_models
+from opticsfree.training import list_checkpoints, load_trained, train
 from PIL import Image
 from typer.testing import CliRunner
 
@@ -18,7 +22,6 @@ from opticsfree.captures.testing import make_capture_set
 from opticsfree.cli.main import app
 from opticsfree.errors import ConfigError, DataError
 from opticsfree.inference import export_onnx, load_classifier, predict, write_predictions
-from opticsfree.training import train
 
 runner = CliRunner()
 TINY = {"backbone": "cnn4", "width": 4, "embedding_dim": 16, "batch_size": 24,
@@ -57,13 +60,17 @@ def bare_run(captures, tmp_path_factory):
 @pytest.fixture(scope="module")
 def run(captures, tmp_path_factory):
     """A run with a validated threshold (evaluate) and a fitted temperature (bayes)."""
-    from opticsfree.bayes.report import bayes_run
-    from opticsfree.evaluation.report import evaluate_run
-
     out = _train(captures, tmp_path_factory.mktemp("runs") / "full")
-    evaluate_run(out, "test", "threshold", figures=False, n_resamples=10)
-    bayes_run(out, figures=False)
+    _evaluate(out, "threshold")
+    bayes_analysis(load_trained(out), out, figures=False, run=out)
     return out
+
+
+def _evaluate(run, classifier):
+    """``opticsfree evaluate RUN --classifier C`` (no figures), as the command calls it."""
+    models = (load_trained(run, e) for e in list_checkpoints(run))
+    return evaluate_models(models, run, "test", classifier, run=run, metrics=run / "metrics.jsonl",
+                           figures=False, n_resamples=10)
 
 
 def _csv(path: Path) -> list[dict]:
@@ -110,9 +117,6 @@ def test_predicted_classes_equal_evaluates(run, captures):
     """The capture set's test split, and the same files as a plain folder: evaluate's classes."""
     from opticsfree.evaluation.embed import class_prototypes, embed_split
     from opticsfree.evaluation.prototype_classifier import PrototypeClassifier
-    from opticsfree.evaluation.report import evaluate_run
-    from opticsfree.training import load_trained
-
     clf = load_classifier(run)
     res = predict(clf, [captures], split="test")
     trained = load_trained(run)
@@ -122,7 +126,7 @@ def test_predicted_classes_equal_evaluates(run, captures):
     assert np.array_equal(res.predicted, want)
     assert np.allclose(clf.prototypes, class_prototypes(gallery, labels, 3), atol=1e-6)
     # evaluate's own numbers for the same captures
-    ev = evaluate_run(run, "test", "prototype", figures=False, n_resamples=10)[-1]
+    ev = _evaluate(run, "prototype").checkpoints[-1].to_json()
     y = np.array([int(lab[-1]) for lab in res.labels])
     cm = np.zeros((3, 3), int)
     np.add.at(cm, (y, res.predicted), 1)

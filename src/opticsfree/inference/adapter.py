@@ -122,6 +122,6 @@ def for_inference(model: RunModel, device: str = "cpu") -> RunModel:
 
 def checkpoint_file(run: str | Path, epoch: int) -> Path:
     """The checkpoint file of ``epoch`` (for cache keys)."""
-    from opticsfree.training.checkpoint import checkpoint_path
+    from opticsfree.training.checkpoint import training_run
 
-    return checkpoint_path(run, epoch)
+    return training_run(run).checkpoint_path(epoch)
