@@ -2,12 +2,15 @@
 
 from __future__ import annotations
 
+import io
 import json
 import math
+import re
 
 import numpy as np
 import pytest
 import torch
+from rich.console import Console
 from scipy.special import softmax
 from scipy.stats import entropy
 from typer.testing import CliRunner
@@ -37,9 +40,10 @@ from opticsfree.bayes.posterior import (
 )
 from opticsfree.bayes.priors import load_prior_file, resolve_prior, train_prior, uniform_prior
 from opticsfree.bayes.model import analyse_model
-from opticsfree.bayes.report import bayes_analysis, summary_lines, write_report
+from opticsfree.bayes.report import bayes_analysis, summary_document, write_report
 from opticsfree.cli.common import app
 from opticsfree.errors import ConfigError, DataError
+from opticsfree.utils.document import Document, Table, render_terminal
 
 runner = CliRunner()
 CLASSES = ["cat", "dog", "ship"]
@@ -513,9 +517,23 @@ def test_bayes_train_and_file_priors(capture_sets, tmp_path):
     assert skewed["prior"] == "file:p.json"
     assert skewed["kl_label_meanposterior"] > out["kl_label_meanposterior"]
     # human-readable output
-    lines = summary_lines(analyse_model(fake, run="RUN"))
-    assert lines[0].startswith("run RUN  epoch 1  split test  likelihood metric  prior uniform")
-    assert any(line.startswith("KL(posterior||prior)") for line in lines)
+    doc = summary_document(analyse_model(fake, run="RUN"))
+    assert doc.title == "run RUN  epoch 1  split test  likelihood metric  prior uniform"
+    table = next(b for b in doc.blocks if isinstance(b, Table))
+    assert list(table.columns) == ["", "T = 1", "fitted T"]
+    assert [r.cells[0] for r in table.rows][-2:] == ["KL(posterior||prior)",
+                                                     "KL(labels||mean posterior)"]
+    lines = summary_text(doc).splitlines()
+    assert lines[0] == doc.title
+    assert any(re.match(r"\s*KL\(posterior\|\|prior\)\s+\d+\.\d{4}\s+\d+\.\d{4}$", line)
+               for line in lines)
+
+
+def summary_text(doc: Document) -> str:
+    """What ``opticsfree bayes`` prints for ``doc`` (trailing spaces dropped)."""
+    buf = io.StringIO()
+    render_terminal(doc, Console(file=buf, width=120, color_system=None))
+    return "\n".join(line.rstrip() for line in buf.getvalue().splitlines())
 
 
 def test_bayes_user_errors(capture_sets, tmp_path):
@@ -549,7 +567,10 @@ def test_bayes_multi_frame(capture_sets, tmp_path):
     # T is fitted on the whole val split either way, so the first two curve points coincide
     assert out2["temperature"] == out["temperature"]
     assert out2["frames"] == out["frames"][:2]
-    assert any(line.startswith("mean of 3 frames") for line in summary_lines(result))
+    text = summary_text(summary_document(result)).splitlines()
+    assert any(line.startswith("mean of 3 frames") for line in text)
+    assert any(re.match(r"\s*3\s+\d+\.\d{2}\s+\d+\.\d{4}$", line) for line in text)
+    assert f"wrote {tmp_path / 'bayes_test.json'}" in text
 
 
 def test_bayes_ce_likelihood_uses_head(capture_sets):

@@ -23,6 +23,7 @@ from opticsfree.evaluation import (KNNClassifier, PrototypeClassifier, Threshold
 from opticsfree.evaluation import report
 from opticsfree.evaluation.threshold_classifier import UNKNOWN, pair_distances, sweep
 from opticsfree.seed_study import seed_row
+from opticsfree.utils.document import Paragraph, Table
 
 
 # --------------------------------------------------------------------------------------------
@@ -492,7 +493,19 @@ def test_evaluate_models_prototype_tables_json_and_figures(tmp_path):
     assert md.startswith("# out: prototype classifier, test split")
     assert "| Model | Accuracy | Precision | Recall | F1score | Epochs |" in md
     assert "| seed Table 1 (triplet, lensless) | 30.73 | 30.37 | 30.73 | 30.22 | 30 |" in md
+    assert "| --- | ---: | ---: | ---: | ---: | ---: |" in md.splitlines()
     assert "support-weighted" in md
+
+    # the terminal summary (opticsfree evaluate without --json): one row per checkpoint
+    summary = report.summary_document(ev)
+    assert summary.title == "RUN: prototype classifier, test split"
+    table = summary.blocks[0]
+    assert isinstance(table, Table) and table.columns[-1] == "Seed acc."
+    assert [r.cells[0] for r in table.rows] == ["15", "30"]
+    assert table.rows[0].cells[1] == f"{results[0]['accuracy']:.2f}"
+    assert [r.cells[-1] for r in table.rows] == ["16.40", "30.73"]
+    assert summary.blocks[-1] == Paragraph(f"wrote {out / 'table.md'}, {out / 'table.csv'}, "
+                                           f"{ev.json_path}, {out / 'figures'}/")
 
     full = json.loads((out / "eval_test_prototype.json").read_text())
     assert full == ev.to_json()

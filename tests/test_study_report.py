@@ -21,8 +21,9 @@ from opticsfree.study.report import (TABLE_COLUMNS, ReportFigures, build_bayes, 
                                      build_reconstruction, build_seed_table, build_seed_tables)
 from opticsfree.study.results import (CameraSummary, CaptureSetInfo, Machine, Provenance, Quality,
                                       RunResults, StageTime, StudyResults, _seed_tables)
-from opticsfree.utils.document import (Code, Document, Figure, Note, Paragraph, Row, Section, Table,
-                                       figure_if_present, render_html, render_markdown)
+from opticsfree.utils.document import (BulletList, Code, Document, Figure, Note, Paragraph, Row,
+                                       Section, Table, figure_if_present, render_html,
+                                       render_markdown, render_terminal)
 
 SRC = Path(__file__).resolve().parents[1] / "src" / "opticsfree"
 PNG = base64.b64decode("iVBORw0KGgoAAAANSUhEUgAAAAEAAAABCAAAAAA6fptVAAAACklEQVR4nGNgAAAAAgABSK+kcQAAAABJRU5ErkJggg==")
@@ -52,6 +53,7 @@ def test_markdown_and_html_render_nesting_tables_figures_and_code(tmp_path):
     md = render_markdown(doc, tmp_path).splitlines()
     assert md[0] == "# Title <1>" and "## First part" in md and "### Sub part" in md
     assert "| a \\| b | - |" in md and "| published | 1.5 |" in md and "**cap**" in md
+    assert "| --- | --- |" in md              # no alignment stated: plain separators
     assert "*units*" in md and "![a figure](figs/a.png)" in md
     assert md[md.index("```toml") + 1] == "x = 1"
 
@@ -65,6 +67,55 @@ def test_markdown_and_html_render_nesting_tables_figures_and_code(tmp_path):
     data = re.search(r'src="data:image/png;base64,([^"]+)"', page).group(1)
     assert base64.b64decode(data) == PNG
     assert "<script" not in page
+
+
+def terminal_text(doc: Document, width: int = 100) -> str:
+    """What :func:`render_terminal` prints, as plain text."""
+    import io
+
+    from rich.console import Console
+
+    buf = io.StringIO()
+    render_terminal(doc, Console(file=buf, width=width, color_system=None))
+    return buf.getvalue()
+
+
+def test_the_terminal_shows_titles_tables_lists_and_figure_paths(tmp_path):
+    fig = tmp_path / "a.png"
+    doc = Document("Title [bold]x[/bold]", [
+        Paragraph("intro"),
+        Section("First part", [
+            Table(["name", "value"], [Row(["alpha", None]), Row(["published", 1.5], reference=True)],
+                  caption="cap", align=["left", "right"]),
+            Note("units"),
+            BulletList(["one", "two"]),
+            Section("Sub part", [Figure(fig, "a figure"), Code("x = 1\n")]),
+        ]),
+    ])
+    text = terminal_text(doc)
+    lines = [line.rstrip() for line in text.splitlines()]
+    assert lines[0] == "Title [bold]x[/bold]"      # not parsed as rich markup
+    assert "intro" in lines and "First part" in lines and "  Sub part" in lines
+    assert "cap" in text and re.search(r"name\s+value", text)
+    assert re.search(r"alpha\s+-", text) and re.search(r"published\s+1\.5", text)
+    assert "units" in lines and "- one" in lines and "- two" in lines
+    assert f"a figure: {fig}" in lines and "x = 1" in lines
+    # a right-aligned column puts its cells under the header's right edge
+    header = next(line for line in lines if "value" in line)
+    row = next(line for line in lines if "alpha" in line)
+    assert len(row) == len(header) and row.endswith("-")
+    # a long paragraph (a path) is not wrapped
+    long = "wrote " + "/x" * 80
+    assert long in terminal_text(Document("t", [Paragraph(long)]), width=40).splitlines()
+
+
+def test_table_alignment_marks_markdown_columns_and_is_checked(tmp_path):
+    doc = Document("T", [Table(["a", "b"], [Row(["x", 1])], align=["left", "right"])])
+    assert "| --- | ---: |" in render_markdown(doc, tmp_path).splitlines()
+    with pytest.raises(ValueError, match="1 alignments for 2 columns"):
+        Table(["a", "b"], [], align=["left"])
+    with pytest.raises(ValueError, match="unknown alignment 'centre'"):
+        Table(["a", "b"], [], align=["left", "centre"])
 
 
 def test_a_table_row_with_the_wrong_number_of_cells_is_refused():

@@ -9,7 +9,7 @@
   per scene, ``..._frames.png``.
 
 :func:`bayes_analysis` is the one call that does both halves: :func:`analyse_model` on a loaded
-model, then :func:`write_report`. :func:`summary_lines` is the human-readable summary.
+model, then :func:`write_report`. :func:`summary_document` is the human-readable summary.
 """
 
 from __future__ import annotations
@@ -21,6 +21,7 @@ from typing import Any
 
 from opticsfree.bayes.model import BayesResult, analyse_model
 from opticsfree.evaluation.contract import TrainedEmbedder
+from opticsfree.utils.document import Document, Paragraph, Row, Table
 from opticsfree.utils.io import write_json
 
 
@@ -72,8 +73,22 @@ def bayes_analysis(model: TrainedEmbedder, out: str | os.PathLike, *, figures: b
     return write_report(analyse_model(model, **options), out, figures=figures)
 
 
-def summary_lines(result: BayesResult) -> list[str]:
-    """Human-readable lines for the command line."""
+def summary_document(result: BayesResult) -> Document:
+    """The human-readable summary for the command line (``opticsfree bayes`` prints it with
+    :func:`~opticsfree.utils.document.render_terminal`).
+
+    The run, epoch, split, likelihood and prior; the number of captures, scenes and frames; the
+    temperature; a table of MAP accuracy, NLL, Brier, ECE and the two KL divergences at T = 1
+    and at the fitted T; with more than one frame per scene, accuracy and KL by number of fused
+    frames and the mean-of-frames baseline; the written files.
+
+    Args:
+        result: from :func:`bayes_analysis` (or :func:`~opticsfree.bayes.model.analyse_model`:
+            then no files are listed).
+
+    Returns:
+        The document.
+    """
     a = result.analysis
     b = a.before
     fit = a.temperature_fit
@@ -82,28 +97,27 @@ def summary_lines(result: BayesResult) -> list[str]:
     def f(v: Any, fmt: str = ".4f") -> str:
         return "n/a" if v is None or not math.isfinite(v) else format(v, fmt)
 
-    lines = [
-        f"run {result.run}  epoch {result.epoch}  split {result.split}  "
-        f"likelihood {result.likelihood}  prior {result.prior}",
-        f"{a.n} captures, {a.n_scenes} scenes, {a.frames_per_scene} frame(s) per scene",
-        f"temperature {f(a.temperature, '.4g')}{t_note}"
-        + ("  (at the search bound)" if fit.at_bound else ""),
-        f"{'':28s}{'T = 1':>12s}{'fitted T':>12s}",
-    ]
-    for key, label, fmt in [("accuracy", "MAP accuracy (%)", ".2f"), ("nll", "NLL (nats)", ".4f"),
-                            ("brier", "Brier", ".4f"), ("ece", "ECE (15 bins)", ".4f"),
-                            ("kl_posterior_prior", "KL(posterior||prior)", ".4f"),
-                            ("kl_label_meanposterior", "KL(labels||mean posterior)", ".4f")]:
-        lines.append(f"{label:28s}{f(getattr(b, key), fmt):>12s}"
-                     f"{f(getattr(a.fitted, key), fmt):>12s}")
+    doc = Document(f"run {result.run}  epoch {result.epoch}  split {result.split}  "
+                   f"likelihood {result.likelihood}  prior {result.prior}", [
+        Paragraph(f"{a.n} captures, {a.n_scenes} scenes, {a.frames_per_scene} frame(s) per scene"),
+        Paragraph(f"temperature {f(a.temperature, '.4g')}{t_note}"
+                  + ("  (at the search bound)" if fit.at_bound else "")),
+        Table(["", "T = 1", "fitted T"],
+              [Row([label, f(getattr(b, key), fmt), f(getattr(a.fitted, key), fmt)])
+               for key, label, fmt in [
+                   ("accuracy", "MAP accuracy (%)", ".2f"), ("nll", "NLL (nats)", ".4f"),
+                   ("brier", "Brier", ".4f"), ("ece", "ECE (15 bins)", ".4f"),
+                   ("kl_posterior_prior", "KL(posterior||prior)", ".4f"),
+                   ("kl_label_meanposterior", "KL(labels||mean posterior)", ".4f")]],
+              align=["left", "right", "right"]),
+    ])
     if a.frames_per_scene > 1:
-        lines.append("frames  accuracy (%)  KL (nats)")
-        for r in a.frames:
-            lines.append(f"{r.k:>6d}  {f(r.accuracy, '.2f'):>12s}  {f(r.kl):>9s}")
+        doc.blocks.append(Table(["frames", "accuracy (%)", "KL (nats)"],
+                                [Row([r.k, f(r.accuracy, ".2f"), f(r.kl)]) for r in a.frames],
+                                align=["right"] * 3))
         if a.mean_frame is not None:
             mf = a.mean_frame
-            lines.append(f"mean of {mf.k} frames: accuracy {f(mf.accuracy, '.2f')} %, "
-                         f"KL {f(mf.kl)}")
-    for p in result.outputs:
-        lines.append(f"wrote {p}")
-    return lines
+            doc.blocks.append(Paragraph(f"mean of {mf.k} frames: accuracy {f(mf.accuracy, '.2f')} "
+                                        f"%, KL {f(mf.kl)}"))
+    doc.blocks += [Paragraph(f"wrote {p}") for p in result.outputs]
+    return doc

@@ -43,8 +43,9 @@ def bayes(
     Writes OUT/bayes_<split>.json (with --captures: OUT/bayes_<split>-<set name>.json) and
     figures under OUT/figures/ (OUT: RUN unless --out).
     """
-    from opticsfree.bayes.report import bayes_analysis, summary_lines
+    from opticsfree.bayes.report import bayes_analysis, summary_document
     from opticsfree.training import load_trained
+    from opticsfree.utils.document import render_terminal
     from opticsfree.utils.io import check_out_dir
     from opticsfree.utils.threads import single_threaded_openmp
 
@@ -56,5 +57,4 @@ def bayes(
     if json_out:
         print_json(result.to_json(detail=False))
     else:
-        for line in summary_lines(result):
-            typer.echo(line)
+        render_terminal(summary_document(result))

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from enum import Enum
 from pathlib import Path
-from typing import Any, Optional
+from typing import Optional
 
 import typer
 
@@ -19,10 +19,6 @@ class ClassifierName(str, Enum):
     knn = "knn"
     threshold = "threshold"
     head = "head"
-
-
-def _fmt(v: object, digits: int = 2) -> str:
-    return "-" if v is None else f"{v:.{digits}f}"
 
 
 def run_epochs(run: Path) -> list[int]:
@@ -60,8 +56,9 @@ def evaluate(
 ) -> None:
     """Evaluate every checkpoint of RUN (by epoch); write OUT/table.md, table.csv and
     OUT/eval_<split>_<classifier>.json (OUT: RUN unless --out)."""
-    from opticsfree.evaluation.report import CONVENTIONS, evaluate_models
+    from opticsfree.evaluation.report import evaluate_models, summary_document
     from opticsfree.training import load_trained
+    from opticsfree.utils.document import render_terminal
     from opticsfree.utils.io import check_out_dir
     from opticsfree.utils.threads import single_threaded_openmp
 
@@ -71,57 +68,8 @@ def evaluate(
         evaluation = evaluate_models((load_trained(run, e) for e in epochs), out, split=split,
                                      classifier=classifier and classifier.value, run=run,
                                      metrics=run / "metrics.jsonl", figures=figures)
-    results = evaluation.checkpoints
-    clf = evaluation.classifier
     if json_out:
-        print_json([r.to_json(detail=False) for r in results])
+        print_json([r.to_json(detail=False) for r in evaluation.checkpoints])
         return
 
-    from rich import box
-    from rich.console import Console
-    from rich.table import Table
-
-    console = Console()
-    if not console.is_terminal:  # piped / captured output: no need to squeeze into 80 columns
-        console = Console(width=max(console.width, 120))
-    has_seed = any(r.seed for r in results)
-    table = Table(title=f"{run.name}: {clf} classifier, {split} split", box=box.SIMPLE_HEAD,
-                  caption="Percent. Precision/recall/F1 support-weighted (as in the seed's "
-                          "tables); macro-F1 unweighted; 95% CI: bootstrap, 1000 resamples; "
-                          f"P@1 and MAP@R: lensless queries vs {split} originals"
-                          + ("; Seed: the seed's published accuracy for this loss, images and "
-                             "epochs" if has_seed else "") + ".")
-    cols = ["Epoch", "Accuracy", "95% CI", "Precision", "Recall", "F1", "macro-F1", "P@1",
-            "MAP@R"] + (["Seed acc."] if has_seed else [])
-    for c in cols:
-        table.add_column(c, justify="right")
-    for r in results:
-        lo, hi = r.accuracy_ci
-        table.add_row(str(r.epoch), _fmt(r.accuracy), f"{lo:.2f}-{hi:.2f}",
-                      _fmt(r.precision), _fmt(r.recall), _fmt(r.f1),
-                      _fmt(r.macro_f1), _fmt(r.precision_at_1), _fmt(r.map_at_r),
-                      *([_fmt(r.seed.accuracy) if r.seed else "-"] if has_seed else []))
-    console.print(table)
-    if clf in ("knn", "threshold"):
-        extra = Table(title=f"{clf}: parameters chosen on val", box=box.SIMPLE_HEAD)
-        params: list[Any] = [r.params for r in results]
-        if clf == "knn":
-            cols = ["Epoch", "k", "val acc. at k", "gallery"]
-            rows = [[str(r.epoch), str(p.k), _fmt(p.val_accuracy_by_k[p.k]), str(p.gallery_size)]
-                    for r, p in zip(results, params)]
-        else:
-            cols = ["Epoch", "t", "val verif.", f"{split} verif.", "TAR", "FAR", "EER",
-                    "reject", "acc. w/ reject"]
-            rows = [[str(r.epoch), _fmt(p.threshold, 3), _fmt(p.val_verification_accuracy),
-                     _fmt(p.verification_accuracy), _fmt(p.tar), _fmt(p.far), _fmt(p.eer),
-                     _fmt(p.reject_rate), _fmt(p.accuracy_with_reject)]
-                    for r, p in zip(results, params)]
-        for c in cols:
-            extra.add_column(c, justify="right")
-        for row in rows:
-            extra.add_row(*row)
-        console.print(extra)
-    console.print(f"{clf}: {CONVENTIONS[clf]}.", style="dim")
-    md, csv_path = evaluation.table_paths
-    console.print(f"wrote {md}, {csv_path}, {evaluation.json_path}"
-                  + (f", {out / 'figures'}/" if figures else ""))
+    render_terminal(summary_document(evaluation))

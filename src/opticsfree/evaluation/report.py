@@ -55,11 +55,13 @@ from opticsfree.evaluation.results import (ALL_CLASSIFIERS, CLASSIFIERS, CONVENT
 from opticsfree.evaluation.seed_tables import capture_set_facts, match_run
 from opticsfree.evaluation.threshold_classifier import (UNKNOWN, ThresholdClassifier,
                                                         pair_distances)
+from opticsfree.utils.document import Document, Note, Paragraph, Row, Table, render_markdown
 from opticsfree.utils.io import write_json, write_text
 
 __all__ = ["ALL_CLASSIFIERS", "CLASSIFIERS", "CONVENTIONS", "DETAIL_KEYS", "HEAD_ONLY_LOSSES",
            "TABLE_COLUMNS", "default_classifier", "evaluate_checkpoint", "evaluate_models",
-           "table_paths", "table_rows", "write_evaluation", "write_figures", "write_tables"]
+           "summary_document", "table_paths", "table_rows", "write_evaluation", "write_figures",
+           "write_tables"]
 
 
 def _check_classifier(classifier: str) -> None:
@@ -307,22 +309,83 @@ def write_tables(out: str | Path, evaluation: Evaluation) -> tuple[Path, Path]:
         w.writerow([row[0]] + [f"{v:.2f}" for v in row[1:5]] + [int(row[5])])
     write_text(csv_path, buf.getvalue())
 
-    lines = [
-        f"# {out.name}: {classifier} classifier, {split} split",
-        "",
-        f"Percent. Precision, recall and F1 are support-weighted averages over classes (as in "
-        f"the seed's tables, where recall equals accuracy). Classifier: {CONVENTIONS[classifier]}."
-        + (" Seed rows: the seed study's published CIFAR-10 test numbers for the same loss, "
-           "images and epochs." if any(r.seed for r in evaluation.checkpoints) else ""),
-        "",
-        "| " + " | ".join(TABLE_COLUMNS) + " |",
-        "| --- | ---: | ---: | ---: | ---: | ---: |",
-    ]
-    for row in rows:
-        lines.append("| " + " | ".join([row[0]] + [f"{v:.2f}" for v in row[1:5]]
-                                       + [str(int(row[5]))]) + " |")
-    write_text(md_path, "\n".join(lines) + "\n")
+    seed_note = (" Seed rows: the seed study's published CIFAR-10 test numbers for the same "
+                 "loss, images and epochs." if any(r.seed for r in evaluation.checkpoints) else "")
+    doc = Document(f"{out.name}: {classifier} classifier, {split} split", [
+        Paragraph("Percent. Precision, recall and F1 are support-weighted averages over classes "
+                  "(as in the seed's tables, where recall equals accuracy). Classifier: "
+                  f"{CONVENTIONS[classifier]}." + seed_note),
+        Table(TABLE_COLUMNS,
+              [Row([row[0]] + [f"{v:.2f}" for v in row[1:5]] + [int(row[5])],
+                   reference=row[0] != label) for row in rows],
+              align=["left"] + ["right"] * (len(TABLE_COLUMNS) - 1)),
+    ])
+    write_text(md_path, render_markdown(doc, out))
     return md_path, csv_path
+
+
+def _fmt(v: float | None, digits: int = 2) -> str:
+    return "-" if v is None else f"{v:.{digits}f}"
+
+
+def summary_document(evaluation: Evaluation) -> Document:
+    """The human-readable summary of a written evaluation (``opticsfree evaluate`` prints it
+    with :func:`~opticsfree.utils.document.render_terminal`).
+
+    One row per checkpoint (accuracy with its bootstrap interval, weighted precision, recall
+    and F1, macro-F1, P@1, MAP@R and, where the run matches one, the seed's accuracy); for
+    ``knn`` and ``threshold`` a second table of the parameters chosen on val; the classifier's
+    convention; the written files.
+
+    Args:
+        evaluation: from :func:`evaluate_models` or :func:`write_evaluation` (``out`` set).
+
+    Returns:
+        The document; its title names the run (the output folder when no run was recorded).
+
+    Raises:
+        ValueError: the evaluation has not been written (``out`` is None).
+    """
+    md, csv_path = evaluation.table_paths  # raises ValueError when not written
+    out = Path(str(evaluation.out))
+    results, clf, split = evaluation.checkpoints, evaluation.classifier, evaluation.split
+    name = Path(evaluation.run).name if evaluation.run is not None else out.name
+    has_seed = any(r.seed for r in results)
+    right = ["right"]
+    columns = ["Epoch", "Accuracy", "95% CI", "Precision", "Recall", "F1", "macro-F1", "P@1",
+               "MAP@R"] + (["Seed acc."] if has_seed else [])
+    rows = [Row([str(r.epoch), _fmt(r.accuracy), f"{r.accuracy_ci[0]:.2f}-{r.accuracy_ci[1]:.2f}",
+                 _fmt(r.precision), _fmt(r.recall), _fmt(r.f1), _fmt(r.macro_f1),
+                 _fmt(r.precision_at_1), _fmt(r.map_at_r)]
+                + ([_fmt(r.seed.accuracy) if r.seed else "-"] if has_seed else []))
+            for r in results]
+    blocks: list[Any] = [
+        Table(columns, rows, align=right * len(columns)),
+        Note("Percent. Precision/recall/F1 support-weighted (as in the seed's tables); macro-F1 "
+             f"unweighted; 95% CI: bootstrap, {evaluation.n_resamples} resamples; P@1 and MAP@R: "
+             f"lensless queries vs {split} originals"
+             + ("; Seed: the seed's published accuracy for this loss, images and epochs"
+                if has_seed else "") + "."),
+    ]
+    params: list[Any] = [r.params for r in results]
+    if clf == "knn":
+        columns = ["Epoch", "k", "val acc. at k", "gallery"]
+        rows = [Row([str(r.epoch), str(p.k), _fmt(p.val_accuracy_by_k[p.k]), str(p.gallery_size)])
+                for r, p in zip(results, params)]
+    elif clf == "threshold":
+        columns = ["Epoch", "t", "val verif.", f"{split} verif.", "TAR", "FAR", "EER", "reject",
+                   "acc. w/ reject"]
+        rows = [Row([str(r.epoch), _fmt(p.threshold, 3), _fmt(p.val_verification_accuracy),
+                     _fmt(p.verification_accuracy), _fmt(p.tar), _fmt(p.far), _fmt(p.eer),
+                     _fmt(p.reject_rate), _fmt(p.accuracy_with_reject)])
+                for r, p in zip(results, params)]
+    if clf in ("knn", "threshold"):
+        blocks.append(Table(columns, rows, caption=f"{clf}: parameters chosen on val",
+                            align=right * len(columns)))
+    blocks.append(Note(f"{clf}: {CONVENTIONS[clf]}."))
+    figures = f", {out / 'figures'}/" if evaluation.figures else ""
+    blocks.append(Paragraph(f"wrote {md}, {csv_path}, {evaluation.json_path}{figures}"))
+    return Document(f"{name}: {clf} classifier, {split} split", blocks)
 
 
 def write_figures(out: Path, result: CheckpointEvaluation, metrics_jsonl: Path | None = None,

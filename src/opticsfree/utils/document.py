@@ -1,4 +1,4 @@
-"""A small document model for reports, rendered to Markdown and to self-contained HTML.
+"""A small document model for reports, rendered to Markdown, self-contained HTML and the terminal.
 
 A :class:`Document` is a title and a list of blocks; a :class:`Section` is a titled list of
 blocks and may hold sections itself (subsections). Blocks are typed values: paragraphs, notes
@@ -8,6 +8,8 @@ blocks and may hold sections itself (subsections). Blocks are typed values: para
 - :func:`render_markdown`: GitHub-flavoured Markdown; figures linked by relative path.
 - :func:`render_html`: one HTML page with its own CSS, a table of contents of the top-level
   sections, figures embedded as base64 PNG data URIs; no scripts, no external resources.
+- :func:`render_terminal`: printed with rich: tables as rich tables, text as plain text,
+  figures as their caption and path (the commands' summaries).
 
 Heading levels follow the nesting: the document title is level 1 (``#``, ``<h1>``), its
 sections level 2, their subsections level 3, and so on.
@@ -20,7 +22,11 @@ import html
 import os
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Iterator, Sequence, Union
+from typing import TYPE_CHECKING, Iterator, Sequence, Union
+
+if TYPE_CHECKING:  # rich is imported when a document is printed
+    from rich.console import Console
+    from rich.table import Table as RichTable
 
 #: A table cell: text, a number, or None (rendered as ``-``).
 Cell = Union[str, int, float, None]
@@ -61,15 +67,37 @@ class Row:
     reference: bool = False
 
 
+#: Column alignments a :class:`Table` accepts.
+ALIGNMENTS = ("left", "right")
+
+
 @dataclass(frozen=True)
 class Table:
-    """A table with a header row and an optional caption."""
+    """A table with a header row and an optional caption.
+
+    Attributes:
+        columns: the header cells.
+        rows: the rows.
+        caption: a title shown above the table.
+        align: one of :data:`ALIGNMENTS` per column, or None (no alignment stated: Markdown
+            ``---``, the terminal left-aligns). Markdown marks ``right`` columns ``---:``; the
+            terminal aligns them right. The HTML style aligns every column but the first right.
+    """
 
     columns: Sequence[str]
     rows: Sequence[Row]
     caption: str | None = None
+    align: Sequence[str] | None = None
 
     def __post_init__(self) -> None:
+        if self.align is not None:
+            if len(self.align) != len(self.columns):
+                raise ValueError(f"table {self.caption!r}: {len(self.align)} alignments for "
+                                 f"{len(self.columns)} columns")
+            bad = [a for a in self.align if a not in ALIGNMENTS]
+            if bad:
+                raise ValueError(f"table {self.caption!r}: unknown alignment {bad[0]!r}; "
+                                 f"expected one of {', '.join(ALIGNMENTS)}")
         for i, row in enumerate(self.rows):
             if len(row.cells) != len(self.columns):
                 raise ValueError(f"table {self.caption!r}: row {i} has {len(row.cells)} cells for "
@@ -165,7 +193,9 @@ def render_markdown(doc: Document, base: str | os.PathLike) -> str:
             if b.caption:
                 out += [f"**{b.caption}**", ""]
             out.append("| " + " | ".join(_md_escape(c) for c in b.columns) + " |")
-            out.append("| " + " | ".join("---" for _ in b.columns) + " |")
+            align = b.align or ["left"] * len(b.columns)
+            out.append("| " + " | ".join("---:" if a == "right" else "---" for a in align)
+                       + " |")
             for r in b.rows:
                 out.append("| " + " | ".join(_md_escape(cell_text(v)) for v in r.cells) + " |")
             out.append("")
@@ -244,3 +274,69 @@ def render_html(doc: Document, css: str = CSS) -> str:
     return ("<!DOCTYPE html>\n<html lang=\"en\"><head><meta charset=\"utf-8\">"
             f"<title>{esc(doc.title)}</title><style>{css}</style></head>\n<body>\n"
             + "\n".join(body) + "\n</body></html>\n")
+
+
+# ----------------------------------------------------------------------------------------------
+# Terminal
+
+
+def terminal_console() -> Console:
+    """A rich console on stdout; captured or piped output gets at least 120 columns (no need to
+    squeeze tables into 80)."""
+    from rich.console import Console
+
+    console = Console()
+    if not console.is_terminal:
+        console = Console(width=max(console.width, 120))
+    return console
+
+
+def _rich_table(t: Table) -> RichTable:
+    from rich import box
+    from rich.table import Table as RichTable
+
+    table = RichTable(title=t.caption, box=box.SIMPLE_HEAD)
+    for i, c in enumerate(t.columns):
+        table.add_column(c, justify="right" if t.align and t.align[i] == "right" else "left")
+    for r in t.rows:
+        table.add_row(*(cell_text(v) for v in r.cells), style="dim italic" if r.reference else None)
+    return table
+
+
+def render_terminal(doc: Document, console: Console | None = None) -> None:
+    """Print the document with rich.
+
+    The title and section titles in bold (subsections indented by their level), paragraphs as
+    plain text, notes dimmed, bullet lists as ``- item`` lines, tables as rich tables (caption
+    as their title, reference rows dimmed), figures as ``caption: path`` and code verbatim. Text
+    is never parsed as rich markup and is not wrapped by rich (long paths stay whole).
+
+    Args:
+        doc: the document.
+        console: where to print (default: :func:`terminal_console`).
+    """
+    from rich.text import Text
+
+    console = console or terminal_console()
+
+    def line(text: str, style: str = "") -> None:
+        console.print(Text(text, style=style), soft_wrap=True, highlight=False)
+
+    line(doc.title, "bold")
+    for level, b in doc.walk():
+        if isinstance(b, Section):
+            line("")
+            line("  " * (level - 2) + b.title, "bold")
+        elif isinstance(b, Paragraph):
+            line(b.text)
+        elif isinstance(b, Note):
+            line(b.text, "dim")
+        elif isinstance(b, BulletList):
+            for x in b.items:
+                line(f"- {x}")
+        elif isinstance(b, Table):
+            console.print(_rich_table(b))
+        elif isinstance(b, Figure):
+            line(f"{b.caption}: {b.path}")
+        elif isinstance(b, Code):
+            line(b.text.rstrip("\n"))
