@@ -307,6 +307,31 @@ def test_cyclegan_identity_only_when_shapes_match():
     assert float(terms["identity"]) == 0.0 and float(terms["cycle"]) > 0
 
 
+def test_residual_cyclegan_starts_as_the_identity_and_learns_a_correction(tmp_path, synth):
+    dev = torch.device("cpu")
+    x = torch.rand(2, 3, 16, 16) * 2 - 1
+    m = CycleGANMethod(CycleGANConfig(width=4, n_blocks=1, d_width=4, residual=True), 3, 3, 16, dev,
+                       torch.Generator().manual_seed(0))
+    assert torch.equal(m.g_ab(x), x) and torch.equal(m.g_ba(x), x)       # identity before training
+    plain = ResnetGenerator(3, 3, width=4, n_blocks=1)
+    assert not torch.allclose(plain(x), x, atol=0.1)                      # not so without residual
+    with pytest.raises(ValueError, match="residual generators"):
+        plain.zero_correction()
+    with pytest.raises(ValueError, match="same channels|as many input"):
+        ResnetGenerator(1, 3, width=4, n_blocks=1, residual=True)
+    with pytest.raises(ConfigError, match="residual=true"):
+        CycleGANMethod(CycleGANConfig(width=4, n_blocks=1, d_width=4, residual=True), 1, 3, 16, dev,
+                       torch.Generator().manual_seed(0))
+    # trained and applied end to end, the saved generator is residual and has moved off the identity
+    model = tmp_path / "model"
+    train(synth, "cyclegan", model, epochs=1, options={**TINY["cyclegan"], "residual": True}, amp=False)
+    rec = load_reconstructor(model)
+    assert rec.net.residual
+    captures = load_captures(synth, "test").lensless
+    out = rec.reconstruct(captures)
+    assert out.shape == captures.shape and not torch.equal(out, captures)
+
+
 # --------------------------------------------------------------------------- end to end
 
 def _check_derived(derived, source, method):

@@ -31,6 +31,7 @@ import torch
 from pydantic import Field
 from torch import nn
 
+from opticsfree.errors import ConfigError
 from opticsfree.reconstruction.base import MethodOptions
 from opticsfree.reconstruction.discriminators import PatchDiscriminator, patch_layers_for
 from opticsfree.reconstruction.generators import ResnetGenerator, default_generator_size, init_weights
@@ -54,6 +55,9 @@ class CycleGANConfig(MethodOptions):
         decay_start: first epoch of the linear decay (None = half the epochs).
         batch_size: images per step (CycleGAN used 1; larger batches are faster on CPU).
         epochs: default number of epochs.
+        residual: both generators learn a correction of their input and start as the identity
+            (:class:`~.generators.ResnetGenerator` ``residual``); for a domain A that is already
+            an image, e.g. the reconstructions of a physics-based inverse (``tikhonov``).
     """
 
     width: int | None = Field(None, ge=1, description="generator filters (None: by image size)")
@@ -69,6 +73,7 @@ class CycleGANConfig(MethodOptions):
     decay_start: int | None = Field(None, ge=0, description="first epoch of the linear decay (None: epochs // 2)")
     batch_size: int = Field(4, ge=1, description="images per step")
     epochs: int = Field(20, ge=1, description="default number of epochs")
+    residual: bool = Field(False, description="generators learn a correction of their input, starting as the identity")
 
 
 def unpaired_batches(n_a: int, n_b: int, batch_size: int, generator: torch.Generator
@@ -119,7 +124,10 @@ class CycleGANMethod:
         width = cfg.width if cfg.width is not None else w0
         blocks = cfg.n_blocks if cfg.n_blocks is not None else b0
         d_layers = cfg.d_layers if cfg.d_layers is not None else patch_layers_for(size)
-        gk = dict(width=width, n_blocks=blocks, n_down=cfg.n_down)
+        if cfg.residual and in_channels != out_channels:
+            raise ConfigError(f"cyclegan option residual=true needs captures and originals with the same "
+                             f"channels, got {in_channels} and {out_channels}")
+        gk = dict(width=width, n_blocks=blocks, n_down=cfg.n_down, residual=cfg.residual)
         self.arch = {"class": "ResnetGenerator",
                      "kwargs": dict(in_channels=in_channels, out_channels=out_channels, **gk)}
         self.g_ab = ResnetGenerator(in_channels, out_channels, **gk)
@@ -129,6 +137,9 @@ class CycleGANMethod:
         for n in (self.g_ab, self.g_ba, self.d_a, self.d_b):
             init_weights(n)
             n.to(device)
+        if cfg.residual:  # both generators start as the identity
+            self.g_ab.zero_correction()
+            self.g_ba.zero_correction()
         self.use_identity = cfg.identity > 0 and in_channels == out_channels
         self.pool_a = ImagePool(cfg.pool_size, generator)
         self.pool_b = ImagePool(cfg.pool_size, generator)

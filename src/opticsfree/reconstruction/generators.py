@@ -63,17 +63,26 @@ class ResnetGenerator(nn.Module):
         n_down: stride-2 downsamplings (the image side must be divisible by ``2 ** n_down``).
         norm: normalisation kind.
         dropout: dropout in the residual blocks.
+        residual: learn a correction of the input instead of the image,
+            :math:`G(x) = \\mathrm{clip}(x + h(x), -1, 1)` with :math:`h` the network without its
+            final tanh (needs ``in_channels == out_channels``); :meth:`zero_correction` makes the
+            generator start as the identity. For inputs that are already images (e.g. the output
+            of a physics-based inverse).
 
     Shape:
         input (N, in_channels, H, W) in [-1, 1] -> output (N, out_channels, H, W) in [-1, 1].
     """
 
     def __init__(self, in_channels: int, out_channels: int, width: int = 64, n_blocks: int = 9,
-                 n_down: int = 2, norm: str = "instance", dropout: float = 0.0):
+                 n_down: int = 2, norm: str = "instance", dropout: float = 0.0, residual: bool = False):
         super().__init__()
         if in_channels < 1 or out_channels < 1 or width < 1 or n_blocks < 0 or n_down < 0:
             raise ValueError("channels and width must be positive, n_blocks and n_down >= 0")
+        if residual and in_channels != out_channels:
+            raise ValueError(f"a residual generator needs as many input as output channels, got "
+                             f"{in_channels} -> {out_channels}")
         self.in_channels, self.out_channels, self.n_down = in_channels, out_channels, n_down
+        self.residual = residual
         layers: list[nn.Module] = [nn.ReflectionPad2d(3), nn.Conv2d(in_channels, width, 7),
                                    norm_layer(norm, width), nn.ReLU(inplace=True)]
         ch = width
@@ -86,8 +95,22 @@ class ResnetGenerator(nn.Module):
             layers += [nn.ConvTranspose2d(ch, ch // 2, 3, stride=2, padding=1, output_padding=1),
                        norm_layer(norm, ch // 2), nn.ReLU(inplace=True)]
             ch //= 2
-        layers += [nn.ReflectionPad2d(3), nn.Conv2d(ch, out_channels, 7), nn.Tanh()]
+        layers += [nn.ReflectionPad2d(3), nn.Conv2d(ch, out_channels, 7)]
+        if not residual:
+            layers.append(nn.Tanh())
         self.model = nn.Sequential(*layers)
+
+    def zero_correction(self) -> None:
+        """Zero the last convolution, so that a residual generator starts as the identity.
+
+        Raises:
+            ValueError: the generator is not residual (its output would be a constant).
+        """
+        if not self.residual:
+            raise ValueError("zero_correction() is for residual generators")
+        last = [m for m in self.model if isinstance(m, nn.Conv2d)][-1]
+        nn.init.zeros_(last.weight)
+        nn.init.zeros_(last.bias)
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         if x.ndim != 4 or x.shape[1] != self.in_channels:
@@ -96,6 +119,8 @@ class ResnetGenerator(nn.Module):
         if x.shape[-1] % k or x.shape[-2] % k or min(x.shape[-2:]) // k < 2:
             raise ValueError(f"image side {tuple(x.shape[-2:])} must be a multiple of {k} and at "
                              f"least {2 * k} for {self.n_down} downsamplings")
+        if self.residual:
+            return (x + self.model(x)).clamp(-1.0, 1.0)
         return self.model(x)
 
 
