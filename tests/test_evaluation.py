@@ -21,9 +21,10 @@ from opticsfree.evaluation import (KNNClassifier, PrototypeClassifier, Threshold
                                    majority_vote, match_run, retrieval_metrics,
                                    verification_accuracy)
 from opticsfree.evaluation import report
+from opticsfree.evaluation.results import Evaluation
 from opticsfree.evaluation.threshold_classifier import UNKNOWN, pair_distances, sweep
 from opticsfree.seed_study import seed_row
-from opticsfree.utils.document import Paragraph, Table
+from opticsfree.utils.document import Paragraph, Table, render_markdown
 
 
 # --------------------------------------------------------------------------------------------
@@ -420,6 +421,67 @@ def test_embed_split_batches_and_embeds_each_scene_original_once(tmp_path):
     assert only.lensless is None and only.original.shape[0] == 36
 
 
+def test_fuse_rows_is_the_mean_of_each_scenes_rows():
+    from opticsfree.evaluation.embed import fuse_rows, scene_groups
+
+    ids = ["b", "a", "b", "c", "a", "b"]
+    v = np.arange(12, dtype=np.float64).reshape(6, 2)
+    g = scene_groups(ids)
+    assert g.index.tolist() == [0, 1, 0, 2, 1, 0] and g.first.tolist() == [0, 1, 3]
+    assert g.counts.tolist() == [3, 2, 1] and g.multi_frame
+    np.testing.assert_allclose(fuse_rows(v, g), [v[[0, 2, 5]].mean(0), v[[1, 4]].mean(0), v[3]])
+    assert not scene_groups(["x", "y"]).multi_frame
+    with pytest.raises(ValueError, match="expected values"):
+        fuse_rows(v[:4], g)
+
+
+def _repeat_frames(split: FakeSplit, k: int) -> FakeSplit:
+    """Every row of a single-frame split repeated as k identical frames of its scene."""
+    rep = lambda t: t.repeat_interleave(k, dim=0)  # noqa: E731
+    return FakeSplit(lensless=rep(split.lensless), original=rep(split.original),
+                     labels=rep(split.labels), ids=[i for i in split.ids for _ in range(k)],
+                     frames=torch.arange(k).repeat(len(split.ids)), classes=split.classes)
+
+
+@pytest.mark.parametrize("classifier", ["prototype", "knn", "threshold", "head"])
+def test_fused_accuracy_on_identical_frames_equals_single_frame_accuracy(tmp_path, classifier):
+    model = FakeTrained(tmp_path, 1, "triplet", head=True)
+    single = report.evaluate_checkpoint(model, classifier=classifier, n_resamples=200)
+    assert single.fused_accuracy is None and single.fused_accuracy_ci is None
+    assert single.n_scenes == single.n == 18
+    assert single.to_json()["fused_accuracy"] is None
+    model._splits["test"] = _repeat_frames(model._splits["test"], 3)
+    multi = report.evaluate_checkpoint(model, classifier=classifier, n_resamples=200)
+    assert multi.n == 54 and multi.n_scenes == 18
+    assert multi.accuracy == pytest.approx(single.accuracy)
+    assert multi.fused_accuracy == pytest.approx(single.accuracy)
+    assert multi.fused_accuracy_ci == pytest.approx(single.accuracy_ci)  # same rows, same seed
+
+
+def test_head_fusion_is_the_product_of_the_frame_likelihoods(tmp_path):
+    model = FakeTrained(tmp_path, 1, "triplet", head=True, frames=3)
+    r = report.evaluate_checkpoint(model, classifier="head", n_resamples=50)
+    data = model.load_split("test")
+    logp = torch.log_softmax(model.logits(data.lensless), dim=1).reshape(-1, 3, 3)  # scene, frame, class
+    pred = logp.sum(1).argmax(1)  # argmax of prior x prod_f p(c | frame f), flat prior
+    assert r.fused_accuracy == pytest.approx(100 * (pred == data.labels[::3]).double().mean().item())
+
+
+@pytest.mark.parametrize("classifier", ["prototype", "knn"])
+def test_fusing_independent_noisy_frames_beats_one_frame(tmp_path, classifier):
+    """(The fake's head is an untrained random map, so only the distance classifiers here.)"""
+    model = FakeTrained(tmp_path, 1, "triplet", head=True, frames=5)
+    r = report.evaluate_checkpoint(model, classifier=classifier, n_resamples=100)
+    assert r.n == 5 * r.n_scenes and r.fused_accuracy is not None
+    assert r.fused_accuracy > r.accuracy
+    # the summary shows both, labelled
+    ev = report.write_evaluation(Evaluation(split="test", classifier=classifier, loss="triplet",
+                                            images="lensless", checkpoints=[r]), tmp_path / "out")
+    text = render_markdown(report.summary_document(ev), tmp_path)
+    assert "Fused" in text and "one prediction per scene" in text
+    assert ev.to_json()["conventions"]["fused"].startswith("multi-frame sets only")
+
+
 # --------------------------------------------------------------------------------------------
 # Seed tables
 
@@ -531,13 +593,14 @@ def test_checkpoint_json_key_order_and_summary():
     c = CheckpointEvaluation(
         epoch=3, classifier="knn", split="test", n=4, accuracy=50.0, precision=40.0, recall=50.0,
         f1=44.0, accuracy_ci=(10.0, 90.0), macro_precision=1.0, macro_recall=2.0, macro_f1=3.0,
-        precision_at_1=60.0, map_at_r=30.0, per_class=[{"class": "a"}],
+        n_scenes=2, fused_accuracy=50.0, fused_accuracy_ci=(0.0, 100.0), precision_at_1=60.0, map_at_r=30.0, per_class=[{"class": "a"}],
         confusion_matrix=[[1, 1], [1, 1]], classes=["a", "b"],
         params=KnnParams(k=5, val_accuracy_by_k={1: 10.0, 5: 20.0}, gallery_size=7),
         seed=seed_row("triplet", "lensless", 15))
     full = c.to_json()
     assert list(full) == ["epoch", "classifier", "split", "n", "accuracy", "precision", "recall",
                           "f1", "accuracy_ci", "macro_precision", "macro_recall", "macro_f1",
+                          "n_scenes", "fused_accuracy", "fused_accuracy_ci",
                           "precision_at_1", "map_at_r", "k", "val_accuracy_by_k", "gallery_size",
                           "per_class", "confusion_matrix", "classes", "seed"]
     assert full["val_accuracy_by_k"] == {"1": 10.0, "5": 20.0} and full["accuracy_ci"] == [10.0, 90.0]

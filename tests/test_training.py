@@ -260,6 +260,47 @@ def test_same_config_same_numbers_and_resume_is_exact(captures, tmp_path, monkey
     assert [r["val_accuracy"] for r in la] == [r["val_accuracy"] for r in lb]
 
 
+def test_weight_averaging_checkpoints_the_average_and_resumes_exactly(captures, tmp_path, monkeypatch):
+    cfg = {"captures": str(captures), "loss": "ce", "epochs": 2, "checkpoints": [1, 2],
+           "weight_averaging": 0.5, **TINY}
+    train(cfg, tmp_path / "full", show_progress=False)
+    one = torch.load(tmp_path / "full/checkpoints/epoch_001.pt", weights_only=True)
+    two = torch.load(tmp_path / "full/checkpoints/epoch_002.pt", weights_only=True)
+    steps = one["step"]
+    assert two["n_averaged"] == two["step"] == 2 * steps
+    # the checkpoint's model is the average, not the trained weights ...
+    k = next(k for k in two["model"] if k.endswith("weight") and two["model"][k].ndim > 1)
+    assert not torch.equal(two["model"][k], two["trained_model"][k])
+    # ... an exponential one: with decay 1/2 the average is much nearer the last weights than
+    # the first epoch's average
+    d_last = (two["model"][k] - two["trained_model"][k]).norm()
+    d_first = (two["model"][k] - one["model"][k]).norm()
+    assert d_last < d_first
+    # evaluation loads the average
+    t = load_trained(tmp_path / "full", 2)
+    assert torch.equal(t.model.state_dict()[k], two["model"][k])
+    # interrupted in epoch 2's validation and resumed: the same average
+    real, calls = trainer_mod.validate, []
+
+    def interrupt(*a, **kw):
+        calls.append(1)
+        if len(calls) == 2:
+            raise KeyboardInterrupt
+        return real(*a, **kw)
+
+    monkeypatch.setattr(trainer_mod, "validate", interrupt)
+    with pytest.raises(KeyboardInterrupt):
+        train(cfg, tmp_path / "cut", show_progress=False)
+    monkeypatch.setattr(trainer_mod, "validate", real)
+    train(cfg, tmp_path / "cut", resume=True, show_progress=False)
+    b = torch.load(tmp_path / "cut/checkpoints/epoch_002.pt", weights_only=True)
+    for name in two["model"]:
+        assert torch.equal(two["model"][name], b["model"][name]), name
+    assert metrics(tmp_path / "full") == [{**r, "seconds": m["seconds"], "val_seconds": m["val_seconds"],
+                                           "images_per_s": m["images_per_s"]}
+                                          for r, m in zip(metrics(tmp_path / "cut"), metrics(tmp_path / "full"))]
+
+
 def test_a_run_recorded_before_a_field_existed_resumes_and_loads(base_run, captures, tmp_path):
     """Fields added later (front_end, scene_augment, ...) are missing from older runs' configs:
     they count as their defaults, which keep the old behaviour."""

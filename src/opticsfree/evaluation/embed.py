@@ -67,6 +67,60 @@ def first_occurrences(ids: Sequence[str]) -> np.ndarray:
     return np.fromiter(seen.values(), dtype=np.int64, count=len(seen))
 
 
+@dataclass(frozen=True)
+class SceneGroups:
+    """The rows of a split grouped by scene (the frames of a multi-frame set).
+
+    Attributes:
+        index: int64 (N,) scene number of every row, in ``[0, S)``.
+        first: int64 (S,) first row of every scene, in order of first appearance.
+        counts: int64 (S,) rows (frames) per scene.
+    """
+
+    index: np.ndarray
+    first: np.ndarray
+    counts: np.ndarray
+
+    @property
+    def multi_frame(self) -> bool:
+        """Whether some scene has more than one row."""
+        return bool(len(self.counts)) and int(self.counts.max()) > 1
+
+
+def scene_groups(ids: Sequence[str]) -> SceneGroups:
+    """Group the rows of a split by scene id (scenes in order of first appearance)."""
+    pos: dict[str, int] = {}
+    index = np.fromiter((pos.setdefault(str(k), len(pos)) for k in ids), dtype=np.int64, count=len(ids))
+    return SceneGroups(index=index, first=first_occurrences(ids),
+                       counts=np.bincount(index, minlength=len(pos)).astype(np.int64))
+
+
+def fuse_rows(values: np.ndarray, groups: SceneGroups) -> np.ndarray:
+    r"""Mean of the rows of every scene: :math:`\bar v_s = \frac{1}{|F_s|} \sum_{i \in F_s} v_i`.
+
+    Test-time fusion of the frames of a scene: with L2-normalised embeddings the classifiers
+    then use :func:`l2_normalise` of the mean (the direction the frames agree on); with
+    log-probabilities the mean is the log of the normalised product of the frame likelihoods
+    (a flat prior), up to a constant per scene.
+
+    Args:
+        values: (N, D) one row per (scene, frame).
+        groups: :func:`scene_groups` of the same rows.
+
+    Returns:
+        float64 (S, D), scenes in the order of ``groups.first``.
+
+    Shape:
+        values: (N, D); returns: (S, D).
+    """
+    v = np.asarray(values, dtype=np.float64)
+    if v.ndim != 2 or len(v) != len(groups.index):
+        raise ValueError(f"expected values (N={len(groups.index)}, D), got shape {v.shape}")
+    sums = np.zeros((len(groups.counts), v.shape[1]), dtype=np.float64)
+    np.add.at(sums, groups.index, v)
+    return sums / groups.counts[:, None]
+
+
 def _embed_batched(model: Embedder, images: Any, domain: str, batch_size: int,
                    desc: str) -> np.ndarray:
     """Run ``model.embed`` over ``images`` (uint8 (N,C,H,W) tensor) in batches."""

@@ -39,11 +39,12 @@ from pathlib import Path
 from typing import Any, Iterable
 
 import numpy as np
+from scipy.special import log_softmax
 
 from opticsfree.errors import ConfigError, DataError, OpticsfreeError
 from opticsfree.evaluation import figures as figs
 from opticsfree.evaluation.contract import TrainedEmbedder
-from opticsfree.evaluation.embed import embed_split, train_gallery
+from opticsfree.evaluation.embed import embed_split, fuse_rows, l2_normalise, scene_groups, train_gallery
 from opticsfree.evaluation.knn_classifier import DEFAULT_KS, KNNClassifier
 from opticsfree.evaluation.metrics import (bootstrap_accuracy_ci, classification_metrics,
                                            retrieval_metrics)
@@ -108,8 +109,10 @@ def evaluate_checkpoint(model: TrainedEmbedder, split: str = "test",
     n_classes = len(classes)
     data = model.load_split(split)
     test = embed_split(model, data, batch_size=batch_size, name=split)
-    ref = train_gallery(model, batch_size)
-    gallery, gallery_labels, prototypes = ref.originals, ref.labels, ref.prototypes
+    prototypes = None
+    if classifier != "head" or figures:  # the head needs no train gallery
+        ref = train_gallery(model, batch_size)
+        gallery, gallery_labels, prototypes = ref.originals, ref.labels, ref.prototypes
 
     params: KnnParams | ThresholdParams | None = None
     threshold = None
@@ -124,17 +127,25 @@ def evaluate_checkpoint(model: TrainedEmbedder, split: str = "test",
                     from None
             val = None  # figures only: draw the histogram without a threshold
 
+    predict: Any = None  # embeddings -> classes, for the fused frames
+    logits = None
     if classifier == "prototype":
-        pred = pairwise_distances(test.lensless, prototypes).argmin(axis=1)
+        def predict(e: np.ndarray) -> np.ndarray:
+            return pairwise_distances(e, prototypes).argmin(axis=1)
+        pred = predict(test.lensless)
     elif classifier == "knn":
         knn = KNNClassifier(n_classes=n_classes).fit(gallery, gallery_labels)
         by_k = knn.select_k(val.lensless, val.labels, DEFAULT_KS)
+        predict = knn.predict
         pred = knn.predict(test.lensless)
         params = KnnParams(k=knn.k, val_accuracy_by_k={k: 100.0 * a for k, a in by_k.items()},
                            gallery_size=knn.gallery_size)
     elif classifier == "threshold":
         thr = ThresholdClassifier(prototypes).fit(val.lensless, val.labels)
         pred, open_pred, _ = thr.predict(test.lensless)
+
+        def predict(e: np.ndarray) -> np.ndarray:
+            return thr.predict(e)[0]
         ver = thr.verify(test.lensless, test.labels)
         accepted = open_pred != UNKNOWN
         threshold = thr.threshold
@@ -152,13 +163,24 @@ def evaluate_checkpoint(model: TrainedEmbedder, split: str = "test",
                                if accepted.any() else None),
             accuracy_with_reject=100.0 * float((open_pred == test.labels).mean()))
     else:  # head
-        pred = _head_predict(model, data, batch_size)
+        logits = _head_logits(model, data, batch_size)
+        pred = logits.argmax(axis=1)
 
-    if threshold is None and val is not None and n_classes >= 2:
+    if threshold is None and val is not None and n_classes >= 2 and prototypes is not None:
         threshold = ThresholdClassifier(prototypes).fit(val.lensless, val.labels).threshold
 
     m = classification_metrics(test.labels, pred, n_classes, classes)
     lo, hi = bootstrap_accuracy_ci(test.labels, pred, n_resamples, seed=seed)
+    groups = scene_groups(test.ids)
+    fused = fused_ci = None
+    if groups.multi_frame:  # one prediction per scene from all of its frames
+        if logits is not None:
+            fused_pred = fuse_rows(log_softmax(logits.astype(np.float64), axis=1), groups).argmax(axis=1)
+        else:
+            fused_pred = predict(l2_normalise(fuse_rows(test.lensless, groups)))
+        scene_labels = test.labels[groups.first]
+        fused = 100.0 * float((fused_pred == scene_labels).mean())
+        fused_ci = bootstrap_accuracy_ci(scene_labels, fused_pred, n_resamples, seed=seed)
     originals, original_labels = test.unique_originals()
     retrieval = retrieval_metrics(test.lensless, test.labels, originals, original_labels)
     return CheckpointEvaluation(
@@ -166,6 +188,7 @@ def evaluate_checkpoint(model: TrainedEmbedder, split: str = "test",
         accuracy=m["accuracy"], precision=m["precision"], recall=m["recall"], f1=m["f1"],
         accuracy_ci=(lo, hi), macro_precision=m["macro_precision"],
         macro_recall=m["macro_recall"], macro_f1=m["macro_f1"],
+        n_scenes=len(groups.first), fused_accuracy=fused, fused_accuracy_ci=fused_ci,
         precision_at_1=retrieval["precision_at_1"], map_at_r=retrieval["map_at_r"],
         per_class=m["per_class"], confusion_matrix=m["confusion_matrix"], classes=classes,
         params=params,
@@ -175,17 +198,18 @@ def evaluate_checkpoint(model: TrainedEmbedder, split: str = "test",
                    else None))
 
 
-def _head_predict(model: TrainedEmbedder, data: Any, batch_size: int) -> np.ndarray:
+def _head_logits(model: TrainedEmbedder, data: Any, batch_size: int) -> np.ndarray:
+    """float32 (N, C) logits of the split's lensless captures."""
     import torch
 
-    preds = []
+    out = []
     with torch.inference_mode():
         for s in range(0, int(data.lensless.shape[0]), batch_size):
             logits = model.logits(data.lensless[s:s + batch_size])
             if logits is None:
                 raise ConfigError("--classifier head: the model returned no logits")
-            preds.append(torch.as_tensor(logits).argmax(dim=1).cpu().numpy())
-    return np.concatenate(preds).astype(np.int64)
+            out.append(torch.as_tensor(logits).float().cpu().numpy())
+    return np.concatenate(out)
 
 
 def evaluate_models(models: Iterable[TrainedEmbedder], out: str | Path, split: str = "test",
@@ -351,12 +375,17 @@ def summary_document(evaluation: Evaluation) -> Document:
     results, clf, split = evaluation.checkpoints, evaluation.classifier, evaluation.split
     name = Path(evaluation.run).name if evaluation.run is not None else out.name
     has_seed = any(r.seed for r in results)
+    has_fused = any(r.fused_accuracy is not None for r in results)
     right = ["right"]
-    columns = ["Epoch", "Accuracy", "95% CI", "Precision", "Recall", "F1", "macro-F1", "P@1",
-               "MAP@R"] + (["Seed acc."] if has_seed else [])
-    rows = [Row([str(r.epoch), _fmt(r.accuracy), f"{r.accuracy_ci[0]:.2f}-{r.accuracy_ci[1]:.2f}",
-                 _fmt(r.precision), _fmt(r.recall), _fmt(r.f1), _fmt(r.macro_f1),
-                 _fmt(r.precision_at_1), _fmt(r.map_at_r)]
+    columns = (["Epoch", "Accuracy", "95% CI"] + (["Fused", "Fused CI"] if has_fused else [])
+               + ["Precision", "Recall", "F1", "macro-F1", "P@1", "MAP@R"]
+               + (["Seed acc."] if has_seed else []))
+    rows = [Row([str(r.epoch), _fmt(r.accuracy), f"{r.accuracy_ci[0]:.2f}-{r.accuracy_ci[1]:.2f}"]
+                + ([_fmt(r.fused_accuracy),
+                    f"{r.fused_accuracy_ci[0]:.2f}-{r.fused_accuracy_ci[1]:.2f}"
+                    if r.fused_accuracy_ci else "-"] if has_fused else [])
+                + [_fmt(r.precision), _fmt(r.recall), _fmt(r.f1), _fmt(r.macro_f1),
+                   _fmt(r.precision_at_1), _fmt(r.map_at_r)]
                 + ([_fmt(r.seed.accuracy) if r.seed else "-"] if has_seed else []))
             for r in results]
     blocks: list[Any] = [
@@ -365,7 +394,9 @@ def summary_document(evaluation: Evaluation) -> Document:
              f"unweighted; 95% CI: bootstrap, {evaluation.n_resamples} resamples; P@1 and MAP@R: "
              f"lensless queries vs {split} originals"
              + ("; Seed: the seed's published accuracy for this loss, images and epochs"
-                if has_seed else "") + "."),
+                if has_seed else "")
+             + (f"; Fused: one prediction per scene from all of its frames ({CONVENTIONS['fused']})"
+                if has_fused else "") + "."),
     ]
     params: list[Any] = [r.params for r in results]
     if clf == "knn":

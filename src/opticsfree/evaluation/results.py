@@ -44,6 +44,11 @@ CONVENTIONS = {
                  "closed-set (nearest prototype); reject option: 'unknown' when the nearest "
                  "prototype is farther than t; EER where FAR = FRR (linear interpolation)",
     "head": "argmax of the classifier head's logits on the lensless captures",
+    "fused": "multi-frame sets only (null otherwise): one prediction per scene from all of its "
+             "frames, scored over scenes (n_scenes); prototype, knn and threshold classify the "
+             "L2-normalised mean of the frame embeddings, head the argmax of the mean "
+             "log-softmax (the product of the frame likelihoods with a flat prior); accuracy "
+             "and its bootstrap CI are single-frame (per row) beside it",
 }
 
 
@@ -137,6 +142,10 @@ class CheckpointEvaluation:
         accuracy, precision, recall, f1: percent; precision/recall/F1 support-weighted.
         accuracy_ci: percentile bootstrap 95% interval of the accuracy.
         macro_precision, macro_recall, macro_f1: unweighted means over classes.
+        n_scenes: distinct scenes among the rows.
+        fused_accuracy: accuracy over scenes of one prediction from all the frames of each
+            scene (test-time fusion; CONVENTIONS["fused"]), None when every scene has one frame.
+        fused_accuracy_ci: its percentile bootstrap 95% interval over scenes (None likewise).
         precision_at_1, map_at_r: retrieval of the split's originals by its captures.
         per_class: ``{"class", "precision", "recall", "f1", "support"}`` per class.
         confusion_matrix: C x C counts, rows true, columns predicted.
@@ -158,6 +167,9 @@ class CheckpointEvaluation:
     macro_precision: float
     macro_recall: float
     macro_f1: float
+    n_scenes: int
+    fused_accuracy: float | None
+    fused_accuracy_ci: tuple[float, float] | None
     precision_at_1: float
     map_at_r: float
     per_class: list[dict[str, Any]]
@@ -176,15 +188,19 @@ class CheckpointEvaluation:
 
         Returns:
             ``{"epoch", "classifier", "split", "n", "accuracy", "precision", "recall", "f1",
-            "accuracy_ci", "macro_precision", "macro_recall", "macro_f1", "precision_at_1",
-            "map_at_r", <params>, ["per_class", "confusion_matrix", "classes"], "seed"}``.
+            "accuracy_ci", "macro_precision", "macro_recall", "macro_f1", "n_scenes",
+            "fused_accuracy", "fused_accuracy_ci", "precision_at_1", "map_at_r", <params>, ["per_class", "confusion_matrix", "classes"], "seed"}``.
         """
         out: dict[str, Any] = {
             "epoch": self.epoch, "classifier": self.classifier, "split": self.split, "n": self.n,
             "accuracy": self.accuracy, "precision": self.precision, "recall": self.recall,
             "f1": self.f1, "accuracy_ci": list(self.accuracy_ci),
             "macro_precision": self.macro_precision, "macro_recall": self.macro_recall,
-            "macro_f1": self.macro_f1, "precision_at_1": self.precision_at_1,
+            "macro_f1": self.macro_f1, "n_scenes": self.n_scenes,
+            "fused_accuracy": self.fused_accuracy,
+            "fused_accuracy_ci": (list(self.fused_accuracy_ci)
+                                  if self.fused_accuracy_ci is not None else None),
+            "precision_at_1": self.precision_at_1,
             "map_at_r": self.map_at_r,
         }
         if self.params is not None:
@@ -252,7 +268,9 @@ class Evaluation:
             "images": self.images,
             "loss": self.loss,
             "conventions": {k: v for k, v in CONVENTIONS.items()
-                            if k not in ALL_CLASSIFIERS or k == self.classifier},
+                            if (k not in ALL_CLASSIFIERS or k == self.classifier)
+                            and (k != "fused" or any(c.fused_accuracy is not None
+                                                     for c in self.checkpoints))},
             "bootstrap": {"resamples": self.n_resamples, "seed": self.seed, "level": 0.95},
             "figures": [str(p.relative_to(base)) for p in self.figures],
             "checkpoints": [c.to_json() for c in self.checkpoints],

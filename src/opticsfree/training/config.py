@@ -68,6 +68,7 @@ class TrainConfig(BaseModel):
     momentum: float = Field(0.9, ge=0, lt=1, description="SGD momentum (Nesterov)")
     schedule: Literal["cosine", "onecycle", "constant"] = Field("cosine", description="learning-rate schedule")
     warmup_epochs: float = Field(1.0, ge=0, description="linear warm-up (cosine and constant schedules)")
+    weight_averaging: float = Field(0.0, ge=0, lt=1, description="decay of an exponential moving average of the weights (and batch-norm statistics), updated after every step; validation, checkpoints and evaluation use the average (0: off)")
     augment: Literal["none", "flip", "crop-flip"] = Field("none", description="augment the originals only")
     scene_augment: Literal["none", "flip", "crop-flip"] = Field("none", description="add augmented training scenes re-captured by the set's camera (simulated sets)")
     scene_copies: int = Field(1, ge=1, le=16, description="augmented copies of each training scene (scene_augment)")

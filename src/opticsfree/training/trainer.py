@@ -147,6 +147,22 @@ def param_groups(model: nn.Module, weight_decay: float,
     return groups
 
 
+def weight_average(model: nn.Module, decay: float) -> torch.optim.swa_utils.AveragedModel | None:
+    r"""An exponential moving average of ``model``'s weights and buffers (None when decay is 0).
+
+    After every optimizer step :math:`\bar\theta \leftarrow \beta \bar\theta + (1 - \beta)
+    \theta` with :math:`\beta` = ``decay``, starting from the initial weights; the batch-norm
+    running statistics are averaged the same way (PyTorch's ``AveragedModel`` with
+    ``get_ema_multi_avg_fn`` and ``use_buffers=True``). Validation, the checkpoints and so
+    evaluation, ``predict`` and ``export`` use :math:`\bar\theta`.
+    """
+    if decay == 0:
+        return None
+    from torch.optim.swa_utils import AveragedModel, get_ema_multi_avg_fn
+
+    return AveragedModel(model, multi_avg_fn=get_ema_multi_avg_fn(decay), use_buffers=True)
+
+
 def make_optimizer(model: nn.Module, cfg: TrainConfig) -> torch.optim.Optimizer:
     """AdamW or SGD (Nesterov) over :func:`param_groups`."""
     lr = cfg.resolved_lr()
@@ -324,6 +340,7 @@ def _train(cfg: TrainConfig, run: RunDir, resume: bool, show_progress: bool,
         model.channels_last = True
     optimizer = make_optimizer(model, cfg)
     scheduler = make_scheduler(optimizer, cfg.schedule, total_steps, warmup)
+    averaged = weight_average(model, cfg.weight_averaging)
     start_epoch, step, resumed_from = 1, 0, None
     if existing:
         run.check_resume(full, SAME_RUN)
@@ -332,7 +349,12 @@ def _train(cfg: TrainConfig, run: RunDir, resume: bool, show_progress: bool,
             state = load_state(rp)
             if SAME_RUN.differences(state["config"], full):
                 raise ConfigError(f"{rp}: written by a different config than {run.config_path}")
-            model.load_state_dict(state["model"])
+            if averaged is not None:  # "model" holds the average, "trained_model" the weights
+                model.load_state_dict(state["trained_model"])
+                averaged.module.load_state_dict(state["model"])
+                averaged.n_averaged.fill_(int(state["n_averaged"]))
+            else:
+                model.load_state_dict(state["model"])
             optimizer.load_state_dict(state["optimizer"])
             scheduler = restore_scheduler(scheduler, state.get("scheduler", {}), cfg.schedule,
                                           total_steps, warmup, cfg.resolved_lr())
@@ -407,6 +429,8 @@ def _train(cfg: TrainConfig, run: RunDir, resume: bool, show_progress: bool,
                 lr = optimizer.param_groups[0]["lr"]
                 optimizer.step()
                 scheduler.step()
+                if averaged is not None:
+                    averaged.update_parameters(model)
                 step += 1
                 loss_sum += value
                 n_steps += 1
@@ -419,13 +443,16 @@ def _train(cfg: TrainConfig, run: RunDir, resume: bool, show_progress: bool,
                 "seconds": seconds, "steps": n_steps}
         if info.is_main:
             tv0 = time.perf_counter()
-            last.update(validate(model, tr, va, proto, len(classes), criterion, device, autocast))
+            scored = model if averaged is None else averaged.module
+            last.update(validate(scored, tr, va, proto, len(classes), criterion, device, autocast))
             last["val_seconds"] = time.perf_counter() - tv0
-            state = {"model": model.state_dict(), "config": full, "epoch": epoch, "step": step,
+            state = {"model": scored.state_dict(), "config": full, "epoch": epoch, "step": step,
                      "optimizer": optimizer.state_dict(),
                      "scheduler": {"name": cfg.schedule, "step": step, "total_steps": total_steps,
                                    "warmup_steps": warmup, "state": scheduler.state_dict()},
                      "rng": capture_rng(device), "metrics": last}
+            if averaged is not None:
+                state.update(trained_model=model.state_dict(), n_averaged=int(averaged.n_averaged))
             if epoch in resolved["checkpoints"]:
                 save_state(run.checkpoint_path(epoch), state)
             save_state(run.resume_path, state)
