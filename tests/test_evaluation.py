@@ -843,6 +843,40 @@ def test_cli_evaluate_json_table_and_out(trained_run, tmp_path):
     assert json.loads((elsewhere / "eval_test_knn.json").read_text())["run"] == str(run)
 
 
+def test_cli_evaluate_another_multi_frame_set_reports_fused_accuracy(trained_run, tmp_path):
+    """--captures scores a multi-frame test set of the same classes: single-frame and fused
+    accuracy side by side, in RUN/eval-<set name>/ (the run's own files are left alone)."""
+    from typer.testing import CliRunner
+
+    from opticsfree.captures.testing import make_capture_set
+
+    run = tmp_path / "run"
+    shutil.copytree(trained_run, run)
+    before = sorted(p.name for p in run.iterdir())
+    multi = make_capture_set(tmp_path / "multi", n_classes=3, per_class=8, size=8, frames=3,
+                             splits=("test",), seed=1)
+    cmd, prefix = _cli()
+    runner = CliRunner()
+    res = runner.invoke(cmd, prefix + [str(run), "--captures", str(multi), "--classifier", "head",
+                                       "--json", "--no-figures"])
+    assert res.exit_code == 0, res.output
+    (o,) = json.loads(res.stdout)
+    assert o["n"] == 3 * 3 * 8 and o["n_scenes"] == 3 * 8
+    assert 0 <= o["fused_accuracy"] <= 100 and len(o["fused_accuracy_ci"]) == 2
+    assert o["seed"] is None  # another set: no published seed row applies
+    saved = json.loads((run / "eval-multi" / "eval_test_head.json").read_text())
+    assert saved["captures"] == str(multi.resolve()) and "fused" in saved["conventions"]
+    assert sorted(p.name for p in run.iterdir()) == sorted(before + ["eval-multi"])
+    # the run's own single-frame test split: no fusion
+    (own,) = json.loads(runner.invoke(cmd, prefix + [str(run), "--json", "--no-figures"]).stdout)
+    assert own["fused_accuracy"] is None and own["n_scenes"] == own["n"]
+    other = make_capture_set(tmp_path / "other", n_classes=4, per_class=4, size=8, splits=("test",))
+    bad = runner.invoke(cmd, prefix + [str(run), "--captures", str(other)])
+    assert bad.exit_code != 0 and "classes" in bad.output and "other" in bad.output
+    bad = runner.invoke(cmd, prefix + [str(run), "--captures", str(multi), "--split", "val"])
+    assert bad.exit_code != 0 and "--split val with --captures" in bad.output
+
+
 def test_cli_evaluate_user_errors(trained_run, tmp_path):
     from typer.testing import CliRunner
 

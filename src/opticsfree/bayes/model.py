@@ -29,7 +29,7 @@ from opticsfree.bayes.likelihood import LIKELIHOODS, ce_scores, metric_scores
 from opticsfree.bayes.priors import prior_label, resolve_prior
 from opticsfree.errors import ConfigError, DataError, OpticsfreeError
 from opticsfree.evaluation.contract import TrainedEmbedder
-from opticsfree.evaluation.embed import embed_split, train_gallery
+from opticsfree.evaluation.embed import embed_split, load_scored_split, train_gallery
 
 if TYPE_CHECKING:
     from torch import Tensor
@@ -271,18 +271,8 @@ def analyse_model(model: TrainedEmbedder, *, prior: str | os.PathLike = "uniform
     kind = choose_likelihood(model, likelihood)
 
     tag = split
-    if captures is None:
-        ev = model.load_split(split)
-    else:
-        if split in ("train", "val"):
-            raise ConfigError(f"--split {split} with --captures: train and val are the run's own "
-                              f"splits; evaluate another set's test split (--split test)")
-        from opticsfree.captures.loader import load_captures
-
-        ev = load_captures(captures, split, model.size)
-        if list(ev.classes) != classes:
-            raise DataError(f"{captures}: classes {list(ev.classes)} differ from the run's "
-                            f"{classes}")
+    ev = load_scored_split(model, split, captures)
+    if captures is not None:
         tag = f"{split}-{Path(captures).resolve().name}"
     labels, ids = _labels(ev.labels), list(ev.ids)
     if len(labels) == 0:

@@ -52,7 +52,11 @@ def evaluate(
     json_out: bool = typer.Option(False, "--json", help="Print a JSON list with one object per checkpoint, ordered by epoch."),
     figures: bool = typer.Option(True, "--figures/--no-figures",
                                  help="Write OUT/figures/*.png for the last checkpoint."),
-    out: Optional[Path] = typer.Option(None, "--out", help="Output folder (default: RUN)."),
+    out: Optional[Path] = typer.Option(None, "--out", help="Output folder (default: RUN; with --captures RUN/eval-<set name>)."),
+    captures: Optional[Path] = typer.Option(
+        None, "--captures",
+        help="Score --split of another capture set with the same classes (e.g. a multi-frame "
+             "test set made with `simulate --frames K`: single-frame and fused accuracy)."),
 ) -> None:
     """Evaluate every checkpoint of RUN (by epoch); write OUT/table.md, table.csv and
     OUT/eval_<split>_<classifier>.json (OUT: RUN unless --out)."""
@@ -63,11 +67,14 @@ def evaluate(
     from opticsfree.utils.threads import single_threaded_openmp
 
     epochs = run_epochs(run)
-    out = run if out is None else check_out_dir(out, "a folder for the evaluation")
+    if out is None:
+        out = run if captures is None else run / f"eval-{captures.resolve().name}"
+    out = check_out_dir(out, "a folder for the evaluation") if out != run else out
     with single_threaded_openmp():  # torch + scikit-learn (t-SNE) in one process
         evaluation = evaluate_models((load_trained(run, e) for e in epochs), out, split=split,
                                      classifier=classifier and classifier.value, run=run,
-                                     metrics=run / "metrics.jsonl", figures=figures)
+                                     metrics=run / "metrics.jsonl", figures=figures,
+                                     captures=captures)
     if json_out:
         print_json([r.to_json(detail=False) for r in evaluation.checkpoints])
         return

@@ -12,11 +12,12 @@ repeats on every frame row. It is embedded once per scene and copied to the rows
 from __future__ import annotations
 
 from dataclasses import dataclass
+from pathlib import Path
 from typing import TYPE_CHECKING, Any, Sequence
 
 import numpy as np
 
-from opticsfree.errors import DataError
+from opticsfree.errors import ConfigError, DataError
 from opticsfree.evaluation.contract import DOMAINS, Embedder
 
 if TYPE_CHECKING:
@@ -65,6 +66,36 @@ def first_occurrences(ids: Sequence[str]) -> np.ndarray:
     for i, key in enumerate(ids):
         seen.setdefault(key, i)
     return np.fromiter(seen.values(), dtype=np.int64, count=len(seen))
+
+
+def load_scored_split(model: TrainedEmbedder, split: str, captures: str | Path | None = None) -> Any:
+    """The split a trained model is scored on: its own, or ``split`` of another capture set.
+
+    Args:
+        model: the trained model.
+        split: the split name.
+        captures: another capture set with the same classes (e.g. a multi-frame set made with
+            ``simulate --frames K``, or real captures of the same scenes' kind); None: the run's.
+
+    Returns:
+        The loaded :class:`~opticsfree.captures.loader.CaptureSplit` at the model's size.
+
+    Raises:
+        ConfigError: ``train`` or ``val`` with ``captures`` (those are the run's own splits).
+        DataError: the other set's classes differ from the run's.
+    """
+    if captures is None:
+        return model.load_split(split)
+    if split in ("train", "val"):
+        raise ConfigError(f"--split {split} with --captures: train and val are the run's own "
+                          f"splits; score another set's test split (--split test)")
+    from opticsfree.captures.loader import load_captures
+
+    data = load_captures(captures, split, model.size)
+    if list(data.classes) != list(model.classes):
+        raise DataError(f"{captures}: classes {list(data.classes)} differ from the run's "
+                        f"{list(model.classes)}")
+    return data
 
 
 @dataclass(frozen=True)

@@ -44,7 +44,8 @@ from scipy.special import log_softmax
 from opticsfree.errors import ConfigError, DataError, OpticsfreeError
 from opticsfree.evaluation import figures as figs
 from opticsfree.evaluation.contract import TrainedEmbedder
-from opticsfree.evaluation.embed import embed_split, fuse_rows, l2_normalise, scene_groups, train_gallery
+from opticsfree.evaluation.embed import (embed_split, fuse_rows, l2_normalise, load_scored_split,
+                                        scene_groups, train_gallery)
 from opticsfree.evaluation.knn_classifier import DEFAULT_KS, KNNClassifier
 from opticsfree.evaluation.metrics import (bootstrap_accuracy_ci, classification_metrics,
                                            retrieval_metrics)
@@ -74,7 +75,8 @@ def _check_classifier(classifier: str) -> None:
 def evaluate_checkpoint(model: TrainedEmbedder, split: str = "test",
                         classifier: str = "prototype", *, seed: int = 0,
                         n_resamples: int = 1000, batch_size: int = 256,
-                        figures: bool = False) -> CheckpointEvaluation:
+                        figures: bool = False,
+                        captures: str | Path | None = None) -> CheckpointEvaluation:
     """Evaluate one trained model on one split with one classifier.
 
     Args:
@@ -87,6 +89,8 @@ def evaluate_checkpoint(model: TrainedEmbedder, split: str = "test",
         batch_size: images per forward pass.
         figures: keep the embeddings the figures need (``artifacts``; the val split is then
             embedded for the threshold line when the run has one).
+        captures: score ``split`` of another capture set with the same classes (e.g. a
+            multi-frame test set, for the fused accuracy); None: the run's own.
 
     Returns:
         The checkpoint's numbers; ``seed`` is the seed study's matching row (test split only).
@@ -107,7 +111,7 @@ def evaluate_checkpoint(model: TrainedEmbedder, split: str = "test",
                           "--classifier head")
     classes = list(model.classes)
     n_classes = len(classes)
-    data = model.load_split(split)
+    data = load_scored_split(model, split, captures)
     test = embed_split(model, data, batch_size=batch_size, name=split)
     prototypes = None
     if classifier != "head" or figures:  # the head needs no train gallery
@@ -192,8 +196,8 @@ def evaluate_checkpoint(model: TrainedEmbedder, split: str = "test",
         precision_at_1=retrieval["precision_at_1"], map_at_r=retrieval["map_at_r"],
         per_class=m["per_class"], confusion_matrix=m["confusion_matrix"], classes=classes,
         params=params,
-        seed=(match_run({"loss": model.loss}, model.epoch, model.captures) if split == "test"
-              else None),
+        seed=(match_run({"loss": model.loss}, model.epoch, model.captures)
+              if split == "test" and captures is None else None),
         artifacts=(Artifacts(test=test, prototypes=prototypes, threshold=threshold) if figures
                    else None))
 
@@ -215,7 +219,8 @@ def _head_logits(model: TrainedEmbedder, data: Any, batch_size: int) -> np.ndarr
 def evaluate_models(models: Iterable[TrainedEmbedder], out: str | Path, split: str = "test",
                     classifier: str | None = None, *, run: str | Path | None = None,
                     metrics: str | Path | None = None, figures: bool = True, seed: int = 0,
-                    n_resamples: int = 1000, batch_size: int = 256) -> Evaluation:
+                    n_resamples: int = 1000, batch_size: int = 256,
+                    captures: str | Path | None = None) -> Evaluation:
     """Evaluate the checkpoints of a run and write the JSON, the tables and the figures.
 
     Args:
@@ -232,6 +237,8 @@ def evaluate_models(models: Iterable[TrainedEmbedder], out: str | Path, split: s
         seed: bootstrap and t-SNE seed.
         n_resamples: bootstrap resamples.
         batch_size: images per forward pass.
+        captures: score ``split`` of another capture set with the same classes (recorded as
+            ``"captures"`` in the JSON); None: the run's own.
 
     Returns:
         The evaluation, written to ``OUT`` (:func:`write_evaluation`).
@@ -256,11 +263,12 @@ def evaluate_models(models: Iterable[TrainedEmbedder], out: str | Path, split: s
         images = str(capture_set_facts(model.captures)["images"])
         checkpoints.append(evaluate_checkpoint(
             model, split, classifier, seed=seed, n_resamples=n_resamples, batch_size=batch_size,
-            figures=figures and following is None))
+            figures=figures and following is None, captures=captures))
         model = following
     evaluation = Evaluation(split=split, classifier=str(classifier), loss=loss, images=images,
                             checkpoints=checkpoints, run=None if run is None else str(run),
-                            seed=seed, n_resamples=n_resamples)
+                            seed=seed, n_resamples=n_resamples,
+                            captures=None if captures is None else str(Path(captures).resolve()))
     write_evaluation(evaluation, out, metrics=metrics)
     return evaluation
 

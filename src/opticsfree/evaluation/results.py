@@ -223,6 +223,7 @@ class Evaluation:
         images: ``"lensless"`` or ``"reconstructed"`` (from the capture set's manifest).
         checkpoints: one result per checkpoint, in the order evaluated (ascending epoch).
         run: the run directory, as recorded in the file (None when not given).
+        captures: the other capture set whose split was scored (None: the run's own).
         seed: the bootstrap and t-SNE seed.
         n_resamples: bootstrap resamples.
         out: the folder the outputs were written to (None until written).
@@ -235,6 +236,7 @@ class Evaluation:
     images: str
     checkpoints: list[CheckpointEvaluation]
     run: str | None = None
+    captures: str | None = None
     seed: int = 0
     n_resamples: int = 1000
     out: Path | None = None
@@ -257,12 +259,13 @@ class Evaluation:
         return self.out
 
     def to_json(self) -> dict[str, Any]:
-        """The object of ``eval_<split>_<classifier>.json``: ``{"run", "split", "classifier",
-        "images", "loss", "conventions", "bootstrap", "figures" (relative to OUT),
-        "checkpoints"}``."""
+        """The object of ``eval_<split>_<classifier>.json``: ``{"run", "captures", "split",
+        "classifier", "images", "loss", "conventions", "bootstrap", "figures" (relative to OUT),
+        "checkpoints"}``; ``captures`` is null when the run's own split was scored."""
         base = self.out or Path(".")
         return {
             "run": self.run,
+            "captures": self.captures,
             "split": self.split,
             "classifier": self.classifier,
             "images": self.images,
