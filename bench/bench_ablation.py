@@ -25,7 +25,7 @@ import time
 from pathlib import Path
 
 import torch
-from bench_recipe import RECIPE
+from bench_recipe import RECIPE, publish
 
 from opticsfree.training import train
 
@@ -102,10 +102,7 @@ def main() -> None:
         lines.append(f"| {name} | {what} | {100 * best['val_accuracy']:.1f} | {best['epoch']} | "
                      f"{100 * rows[-1]['val_accuracy']:.1f} | {train_s:.0f} | {scenes:.0f} | "
                      + (f"{wall:.0f}" if wall is not None else "-") + " |")
-    text = "\n".join(lines) + "\n"
-    print(text)
-    Path("bench/results").mkdir(parents=True, exist_ok=True)
-    Path("bench/results/ablation.md").write_text(text)
+    publish(lines, "ablation.md")
 
 
 if __name__ == "__main__":

@@ -81,10 +81,15 @@ def main() -> None:
               f"- time to {args.target:.0%} test accuracy: "
               + (f"{to_target:.0f} s (epoch {reached})" if to_target is not None else "not reached"),
               f"- whole run: {total:.0f} s"]
+    publish(lines, "recipe.md")
+
+
+def publish(lines: list[str], name: str) -> None:
+    """Print a Markdown result and write it to ``bench/results/<name>``."""
     text = "\n".join(lines) + "\n"
     print(text)
     Path("bench/results").mkdir(parents=True, exist_ok=True)
-    Path("bench/results/recipe.md").write_text(text)
+    Path("bench/results", name).write_text(text)
 
 
 if __name__ == "__main__":

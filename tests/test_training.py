@@ -42,6 +42,23 @@ def metrics(run):
     return [json.loads(line) for line in (Path(run) / "metrics.jsonl").read_text().splitlines()]
 
 
+def interrupt_in_second_validation(cfg, run, monkeypatch):
+    """Train ``cfg`` into ``run`` and interrupt it (KeyboardInterrupt) during epoch 2's
+    validation, after epoch 1's state was written."""
+    real, calls = trainer_mod.validate, []
+
+    def interrupt(*a, **kw):
+        calls.append(1)
+        if len(calls) == 2:
+            raise KeyboardInterrupt
+        return real(*a, **kw)
+
+    monkeypatch.setattr(trainer_mod, "validate", interrupt)
+    with pytest.raises(KeyboardInterrupt):
+        train(cfg, run, show_progress=False)
+    monkeypatch.setattr(trainer_mod, "validate", real)
+
+
 # ---- sampling and splits ------------------------------------------------------------------------
 
 
@@ -231,19 +248,7 @@ def test_same_config_same_numbers_and_resume_is_exact(captures, tmp_path, monkey
     cfg = {"captures": str(captures), "loss": "quadruplet", "epochs": 2, "augment": "crop-flip", **TINY}
     train(cfg, tmp_path / "full", show_progress=False)
     # The same run interrupted during epoch 2's validation, then resumed.
-    real = trainer_mod.validate
-    calls = []
-
-    def interrupt(*a, **k):
-        calls.append(1)
-        if len(calls) == 2:
-            raise KeyboardInterrupt
-        return real(*a, **k)
-
-    monkeypatch.setattr(trainer_mod, "validate", interrupt)
-    with pytest.raises(KeyboardInterrupt):
-        train(cfg, tmp_path / "cut", show_progress=False)
-    monkeypatch.setattr(trainer_mod, "validate", real)
+    interrupt_in_second_validation(cfg, tmp_path / "cut", monkeypatch)
     assert list_checkpoints(tmp_path / "cut") == []
     with pytest.raises(ConfigError, match="--resume"):
         train(cfg, tmp_path / "cut", show_progress=False)
@@ -280,18 +285,7 @@ def test_weight_averaging_checkpoints_the_average_and_resumes_exactly(captures, 
     t = load_trained(tmp_path / "full", 2)
     assert torch.equal(t.model.state_dict()[k], two["model"][k])
     # interrupted in epoch 2's validation and resumed: the same average
-    real, calls = trainer_mod.validate, []
-
-    def interrupt(*a, **kw):
-        calls.append(1)
-        if len(calls) == 2:
-            raise KeyboardInterrupt
-        return real(*a, **kw)
-
-    monkeypatch.setattr(trainer_mod, "validate", interrupt)
-    with pytest.raises(KeyboardInterrupt):
-        train(cfg, tmp_path / "cut", show_progress=False)
-    monkeypatch.setattr(trainer_mod, "validate", real)
+    interrupt_in_second_validation(cfg, tmp_path / "cut", monkeypatch)
     train(cfg, tmp_path / "cut", resume=True, show_progress=False)
     b = torch.load(tmp_path / "cut/checkpoints/epoch_002.pt", weights_only=True)
     for name in two["model"]:
