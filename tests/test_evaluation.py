@@ -877,6 +877,32 @@ def test_cli_evaluate_another_multi_frame_set_reports_fused_accuracy(trained_run
     assert bad.exit_code != 0 and "--split val with --captures" in bad.output
 
 
+def test_cli_evaluate_one_checkpoint(tmp_path):
+    from typer.testing import CliRunner
+
+    from opticsfree import training
+    from opticsfree.captures.testing import make_capture_set
+
+    caps = make_capture_set(tmp_path / "caps", n_classes=3, per_class=8, size=8)
+    run = tmp_path / "run"
+    training.train({"captures": str(caps), "loss": "triplet", "epochs": 3, "checkpoints": [1, 2, 3],
+                    "backbone": "cnn4", "width": 4, "embedding_dim": 8, "batch_size": 12,
+                    "val_fraction": 0.25, "seed": 0, "threads": 1}, run, show_progress=False)
+    cmd, prefix = _cli()
+    runner = CliRunner()
+    epochs = {}
+    for spec in ("2", "last", "best"):
+        res = runner.invoke(cmd, prefix + [str(run), "--checkpoint", spec, "--json", "--no-figures"])
+        assert res.exit_code == 0, res.output
+        epochs[spec] = [o["epoch"] for o in json.loads(res.stdout)]
+    best = training.trainer.summarize(run)["best_epoch"]
+    assert epochs == {"2": [2], "last": [3], "best": [best]}
+    bad = runner.invoke(cmd, prefix + [str(run), "--checkpoint", "7"])
+    assert bad.exit_code != 0 and "no checkpoint for epoch 7" in bad.output
+    bad = runner.invoke(cmd, prefix + [str(run), "--checkpoint", "first"])
+    assert bad.exit_code != 0 and "--checkpoint first" in bad.output
+
+
 def test_cli_evaluate_user_errors(trained_run, tmp_path):
     from typer.testing import CliRunner
 

@@ -53,6 +53,10 @@ def evaluate(
     figures: bool = typer.Option(True, "--figures/--no-figures",
                                  help="Write OUT/figures/*.png for the last checkpoint."),
     out: Optional[Path] = typer.Option(None, "--out", help="Output folder (default: RUN; with --captures RUN/eval-<set name>)."),
+    checkpoint: Optional[str] = typer.Option(
+        None, "--checkpoint",
+        help="Only this checkpoint: best (highest validation accuracy), last or an epoch number. "
+             "Default: every checkpoint."),
     captures: Optional[Path] = typer.Option(
         None, "--captures",
         help="Score --split of another capture set with the same classes (e.g. a multi-frame "
@@ -67,6 +71,10 @@ def evaluate(
     from opticsfree.utils.threads import single_threaded_openmp
 
     epochs = run_epochs(run)
+    if checkpoint is not None:
+        from opticsfree.inference.adapter import resolve_checkpoint
+
+        epochs = [resolve_checkpoint(run, checkpoint)]
     if out is None:
         out = run if captures is None else run / f"eval-{captures.resolve().name}"
     out = check_out_dir(out, "a folder for the evaluation") if out != run else out
