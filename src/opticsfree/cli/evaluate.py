@@ -62,8 +62,8 @@ def evaluate(
         help="Score --split of another capture set with the same classes (e.g. a multi-frame "
              "test set made with `simulate --frames K`: single-frame and fused accuracy)."),
 ) -> None:
-    """Evaluate every checkpoint of RUN (by epoch); write OUT/table.md, table.csv and
-    OUT/eval_<split>_<classifier>.json (OUT: RUN unless --out)."""
+    """Evaluate every checkpoint of RUN (by epoch; one with --checkpoint); write OUT/table.md,
+    table.csv and OUT/eval_<split>_<classifier>.json (OUT: RUN unless --out)."""
     from opticsfree.evaluation.report import evaluate_models, summary_document
     from opticsfree.training import load_trained
     from opticsfree.utils.document import render_terminal
