@@ -571,9 +571,11 @@ def test_evaluate_models_prototype_tables_json_and_figures(tmp_path):
 
     full = json.loads((out / "eval_test_prototype.json").read_text())
     assert full == ev.to_json()
-    assert list(full) == ["run", "split", "classifier", "images", "loss", "conventions",
+    assert list(full) == ["run", "captures", "split", "classifier", "images", "loss", "conventions",
                           "bootstrap", "figures", "checkpoints"]
     assert (full["run"], full["loss"], full["images"]) == ("RUN", "triplet", "lensless")
+    assert full["captures"] is None  # the run's own set
+    assert "fused" not in full["conventions"]  # single-frame: no fused accuracy to explain
     assert [c["epoch"] for c in full["checkpoints"]] == [15, 30]
     assert len(full["checkpoints"][0]["confusion_matrix"]) == 3
     assert "support-weighted" in full["conventions"]["precision_recall_f1"]
