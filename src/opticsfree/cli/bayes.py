@@ -7,7 +7,7 @@ from typing import Optional
 
 import typer
 
-from opticsfree.cli.common import RERUN_TO_REDO, choices, command, print_json
+from opticsfree.cli.common import RERUN_TO_REDO, choices, command, other_captures_option, print_json
 
 #: ``--split`` and ``--likelihood``: opticsfree.bayes.model.SPLITS and "auto" +
 #: opticsfree.bayes.likelihood.LIKELIHOODS (written out so that the command line starts without
@@ -31,10 +31,8 @@ def bayes(
     likelihood: Likelihood = typer.Option("auto", "--likelihood",
                                           help="metric (prototype distances), ce (classifier head), "
                                                "or auto (ce for runs trained with a head)."),
-    captures: Optional[Path] = typer.Option(
-        None, "--captures",
-        help="Evaluate --split of another capture set with the same classes (e.g. a multi-frame "
-             "set from `simulate --frames K`); prototypes, prior and temperature stay the run's own."),
+    captures: Optional[Path] = other_captures_option(
+        "prototypes, prior and temperature stay the run's own."),
     json_out: bool = typer.Option(False, "--json", help="Print the report as JSON."),
     out: Optional[Path] = typer.Option(None, "--out", help="Output folder (default: RUN)."),
 ) -> None:

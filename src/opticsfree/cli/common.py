@@ -100,6 +100,16 @@ def choices(values: Iterable[str]) -> Any:
 Device = TrainConfig.model_fields["device"].annotation
 
 
+def other_captures_option(effect: str) -> Any:
+    """The ``--captures DIR`` option of the commands that score a trained run (``evaluate``,
+    ``bayes``): ``--split`` of another capture set with the same classes; ``effect`` ends the
+    help text (what stays the run's own, what it adds)."""
+    return typer.Option(
+        None, "--captures",
+        help="Score --split of another capture set with the same classes (e.g. a multi-frame "
+             f"test set made with `simulate --frames K`); {effect}")
+
+
 def parse_key_values(items: Iterable[str] | None, option: str = "--set") -> dict[str, Any]:
     """``KEY=VALUE`` items (``--set``) -> dict: the one grammar of ``train --set`` and
     ``reconstruct train --set``.

@@ -8,7 +8,7 @@ from typing import Optional
 
 import typer
 
-from opticsfree.cli.common import RERUN_TO_REDO, command, print_json
+from opticsfree.cli.common import RERUN_TO_REDO, command, other_captures_option, print_json
 from opticsfree.errors import DataError
 
 
@@ -57,10 +57,9 @@ def evaluate(
         None, "--checkpoint",
         help="Only this checkpoint: best (highest validation accuracy), last or an epoch number. "
              "Default: every checkpoint."),
-    captures: Optional[Path] = typer.Option(
-        None, "--captures",
-        help="Score --split of another capture set with the same classes (e.g. a multi-frame "
-             "test set made with `simulate --frames K`: single-frame and fused accuracy)."),
+    captures: Optional[Path] = other_captures_option(
+        "single-frame and fused accuracy side by side; the prototypes, the kNN gallery and what "
+        "is tuned on val stay the run's own."),
 ) -> None:
     """Evaluate every checkpoint of RUN (by epoch; one with --checkpoint); write OUT/table.md,
     table.csv and OUT/eval_<split>_<classifier>.json (OUT: RUN unless --out)."""
