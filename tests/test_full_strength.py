@@ -109,7 +109,7 @@ def test_augmented_scenes_keep_labels_and_are_recaptured(simulated):
     assert torch.equal(aug.original[n:], tr.original.flip(-1))           # copy 1 mirrors every scene
     # the captures are the camera's captures of the flipped scenes, not flipped captures
     assert not torch.equal(aug.lensless[n:], tr.lensless.flip(-1))
-    same = capture_split(cam, tr.original.flip(-1).permute(0, 2, 3, 1).numpy(),
+    same = capture_split(cam.camera, tr.original.flip(-1).permute(0, 2, 3, 1).numpy(),
                          seed=int(json.loads((simulated / "manifest.json").read_text())["seed"]), split="x")
     assert (aug.lensless[n:].float() - same.float()).abs().mean() < 6     # same scene, other noise
     two = augment_scenes(tr, cam, "crop-flip", 2, seed=3)
@@ -173,3 +173,46 @@ def test_fusing_identical_frames_gives_the_single_frame_accuracy():
     assert all((s.argmax(1) == labels).mean() == single for s in steps)
     # the posterior sharpens with every identical frame, its decision does not change
     assert (np.exp(steps[-1]).max(1) >= np.exp(steps[0]).max(1) - 1e-12).all()
+
+
+def test_reconstructed_set_augments_scenes_through_camera_and_model(tmp_path, simulated):
+    """A reconstructed set's augmented rows are its model's reconstructions of the source camera's
+    captures of the augmented scenes; the model must be the one the set was made with."""
+    import shutil
+
+    from opticsfree.captures.loader import resize_uint8
+    from opticsfree.reconstruction import apply_reconstruction, load_reconstructor, train_reconstruction
+    from opticsfree.training.augment import augment_seed
+
+    model = train_reconstruction(simulated, "tikhonov", tmp_path / "tk", threads=1)
+    derived = apply_reconstruction(model, simulated, tmp_path / "rec", threads=1, workers=1)
+    tr = load_captures(derived, "train")
+    sc = scene_camera(str(derived), tr)
+    assert sc.reconstructor is not None and sc.reconstructor.method == "tikhonov"
+    aug = augment_scenes(tr, sc, "flip", 1, seed=3)
+    n = len(tr)
+    assert len(aug) == 2 * n and aug.ids[n:] == tr.ids and torch.equal(aug.labels[n:], tr.labels)
+    assert torch.equal(aug.original[n:], tr.original.flip(-1))
+    rec = load_reconstructor(model)
+    caps = scene_camera(str(simulated), tr)(tr.original.flip(-1), augment_seed(3, 1), "train-augment-1")
+    assert torch.equal(aug.lensless[n:], rec.reconstruct(resize_uint8(caps, rec.size)))
+    # the same path as the stored rows: the model's reconstructions of the stored captures
+    assert torch.equal(rec.reconstruct(load_captures(simulated, "train", size=rec.size).lensless), tr.lensless)
+
+    run = tmp_path / "r"
+    train({"captures": str(derived), "loss": "ce", "epochs": 1, "scene_augment": "flip", "backbone": "cnn4",
+           "val_fraction": 0.25, **TINY}, run, show_progress=False)
+    r = json.loads((run / "config.json").read_text())["resolved"]
+    assert r["n_train_rows"] == 2 * r["n_train_scenes"] and r["n_val_rows"] == r["n_val_scenes"]
+
+    moved = tmp_path / "rec-moved"
+    shutil.copytree(derived, moved)
+    manifest = json.loads((moved / "manifest.json").read_text())
+    manifest["reconstruction"]["model"] = str(tmp_path / "gone" / "model.pt")
+    (moved / "manifest.json").write_text(json.dumps(manifest))
+    with pytest.raises(ConfigError, match=r"reconstruction\.model .*missing"):
+        scene_camera(str(moved), tr)
+    with (tmp_path / "tk" / "model.pt").open("ab") as f:
+        f.write(b"\0")
+    with pytest.raises(ConfigError, match="has changed since the set was made"):
+        scene_camera(str(derived), tr)

@@ -12,9 +12,17 @@ be, before the camera sees it. Two mechanisms:
   augmented image as the original. The validation and test splits are never augmented: only the
   training rows of a run pass through here. A real rig can do the same by displaying flipped and
   shifted scenes and importing those captures.
+
+A reconstructed set (``opticsfree reconstruct apply``) is augmented the same way: its manifest
+names the simulated camera its captures came from and the reconstruction model, so an augmented
+scene is captured by that camera and then reconstructed by that model (:class:`SceneCamera`),
+exactly the path its other rows took.
 """
 
 from __future__ import annotations
+
+from dataclasses import dataclass
+from pathlib import Path
 
 import numpy as np
 import torch
@@ -22,11 +30,13 @@ import torch.nn.functional as F
 from torch import Tensor
 
 from opticsfree.captures.format import read_manifest
-from opticsfree.captures.loader import CaptureSplit
+from opticsfree.captures.loader import CaptureSplit, resize_uint8
 from opticsfree.captures.simulate import capture_split
-from opticsfree.errors import ConfigError
+from opticsfree.errors import ConfigError, OpticsfreeError
 from opticsfree.optics.camera import Camera
 from opticsfree.optics.config import camera_from_dict
+from opticsfree.reconstruction.apply import Reconstructor, load_reconstructor
+from opticsfree.utils.io import file_sha256
 from opticsfree.utils.seeding import derive_seed
 
 #: Scene-augmentation modes (``TrainConfig.scene_augment``).
@@ -64,35 +74,104 @@ def augment_originals(x: Tensor, mode: str, g: torch.Generator, rank: int = 0, w
     return out
 
 
-def scene_camera(captures: str, split: CaptureSplit) -> Camera:
-    """The camera that simulated the capture set ``captures`` (from its manifest), for the
-    scenes (originals) of ``split``.
+@dataclass
+class SceneCamera:
+    r"""What turns a scene into a row of a capture set: the simulated camera, followed, for a
+    reconstructed set, by the reconstruction model that made the set.
+
+    .. math::
+        y = \mathrm{JPEG}(\mathrm{camera}(x)) \quad \text{or} \quad
+        y = R(\mathrm{resize}_{s_R}(\mathrm{JPEG}(\mathrm{camera}(x))))
+
+    Attributes:
+        camera: the simulated camera (of the set, or of the set it was reconstructed from).
+        reconstructor: the set's reconstruction model (None: the rows are the captures).
+    """
+
+    camera: Camera
+    reconstructor: Reconstructor | None = None
+
+    def __call__(self, scenes: Tensor, seed: int, split: str) -> Tensor:
+        """Rows of the capture set for ``scenes``.
+
+        Args:
+            scenes: uint8 scenes (the originals).
+            seed: the sensor-noise seed.
+            split: split name (part of the noise seed).
+
+        Returns:
+            uint8 captures, or reconstructions of them.
+
+        Shape:
+            - scenes: (N, C, H, W)
+            - output: (N, C', H', W'): the camera's output size, or the model's size.
+        """
+        caps = capture_split(self.camera, scenes.permute(0, 2, 3, 1).numpy(), seed=seed, split=split)
+        if self.reconstructor is None:
+            return caps
+        return self.reconstructor.reconstruct(resize_uint8(caps, self.reconstructor.size))
+
+
+def scene_camera(captures: str, split: CaptureSplit) -> SceneCamera:
+    """The camera that made the capture set ``captures`` (from its manifest), for the scenes
+    (originals) of ``split``; for a reconstructed set, the camera of its source set followed by
+    its reconstruction model (on the CPU).
 
     Raises:
-        ConfigError: the set holds real (imported) captures, whose camera cannot be re-run.
+        ConfigError: the set holds real (imported) captures, whose camera cannot be re-run; a
+            reconstructed set whose model is missing or has changed since the set was made.
     """
+    where = f"{captures}/manifest.json"
     manifest = read_manifest(captures)
     cam = manifest.get("camera") or {}
-    if cam.get("type") == "real" or "geometry" not in cam:
+    rec = None
+    if cam.get("type") == "reconstruction":
+        source = manifest.get("derived_from") or {}
+        info = manifest.get("reconstruction") or {}
+        cam = source.get("camera") or {}
+        if cam.get("type") == "real" or "geometry" not in cam:
+            raise ConfigError(f"{where}: scene augmentation of a reconstructed set needs captures "
+                              f"simulated by a camera (derived_from.camera); these came from "
+                              f"{cam.get('type', 'an unknown source')!r}")
+        model = Path(str(info.get("model", "")))
+        if not model.is_file():
+            raise ConfigError(f"{where}: scene augmentation re-runs the reconstruction model "
+                              f"reconstruction.model = {str(model)!r}, which is missing")
+        if file_sha256(model) != info.get("model_sha256"):
+            raise ConfigError(f"{where}: the reconstruction model {model} has changed since the set "
+                              f"was made (sha256 differs from reconstruction.model_sha256); re-run "
+                              f"`reconstruct apply` or restore the model")
+        try:
+            rec = load_reconstructor(model, "cpu")
+        except OpticsfreeError as e:
+            raise ConfigError(f"{where}: scene augmentation cannot load reconstruction.model: {e}") from None
+    elif cam.get("type") == "real" or "geometry" not in cam:
         raise ConfigError(f"{captures}: scene augmentation needs a simulated capture set (its camera "
                           f"re-captures the augmented scenes); for a real rig, display flipped/shifted "
                           f"scenes and import them")
-    config = camera_from_dict(cam, f"{captures}/manifest.json")
-    return Camera(config, tuple(split.original.shape[-2:]), int(split.original.shape[1]))
+    config = camera_from_dict(cam, where)
+    camera = Camera(config, tuple(split.original.shape[-2:]), int(split.original.shape[1]))
+    return SceneCamera(camera, rec)
 
 
-def augment_scenes(split: CaptureSplit, camera: Camera, mode: str, copies: int,
+def augment_seed(seed: int, k: int) -> int:
+    """The sensor-noise seed of augmented copy ``k`` (1-based) of a run seeded ``seed``."""
+    return derive_seed("scene-augment", seed, k) % 2**31
+
+
+def augment_scenes(split: CaptureSplit, camera: SceneCamera, mode: str, copies: int,
                    seed: int) -> CaptureSplit:
     """``split`` followed by ``copies`` augmented versions of its scenes, re-captured by ``camera``.
 
     Copy :math:`k` (1-based) of ``flip`` mirrors every scene when :math:`k` is odd (none when
     even: a second noise draw); ``crop-flip`` flips each scene with probability 1/2 and shifts it
     by up to 1/8 of its side (reflect padding), drawn from a generator seeded by ``seed`` and
-    :math:`k`. Each copy's sensor noise has its own seed.
+    :math:`k`. Each copy's sensor noise has its own seed (:func:`augment_seed`); the rows of a
+    reconstructed set are the model's reconstructions of those captures.
 
     Args:
         split: the training rows (one frame per scene is used: the first).
-        camera: the capture set's camera (:func:`scene_camera`).
+        camera: the capture set's camera, and reconstruction if any (:func:`scene_camera`).
         mode: ``"flip"`` or ``"crop-flip"``.
         copies: augmented copies per scene (>= 1).
         seed: the run's seed.
@@ -115,8 +194,7 @@ def augment_scenes(split: CaptureSplit, camera: Camera, mode: str, copies: int,
         g = torch.Generator().manual_seed(derive_seed("scene-augment", seed, k))
         flips = torch.full((len(rows),), k % 2 == 1) if mode == "flip" else None
         aug = augment_originals(scenes, mode, g, flips=flips)
-        caps = capture_split(camera, aug.permute(0, 2, 3, 1).numpy(), seed=derive_seed("scene-augment", seed, k) % 2**31,
-                             split=f"train-augment-{k}")
+        caps = camera(aug, seed=augment_seed(seed, k), split=f"train-augment-{k}")
         if caps.shape[-2:] != split.lensless.shape[-2:]:
             raise ConfigError(f"scene augmentation re-captures at the stored size {tuple(caps.shape[-2:])}, "
                               f"but the run resizes captures to {tuple(split.lensless.shape[-2:])}; "
