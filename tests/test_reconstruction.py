@@ -44,6 +44,7 @@ from opticsfree.reconstruction import (
 )
 from opticsfree.reconstruction import tikhonov as tk
 from opticsfree.reconstruction.sensor_model import drive
+from opticsfree.captures.linear import LAMBDA_GRID
 from opticsfree.reconstruction.cyclegan import CycleGANConfig, CycleGANMethod, unpaired_batches
 
 runner = CliRunner()
@@ -572,6 +573,32 @@ def test_fit_affine_recovers_a_known_matrix():
     noisy = x @ a_true.T + c_true + 0.01 * torch.randn(300, 12, generator=g, dtype=torch.float64)
     a2, _, rep2 = fit_affine(x, noisy, xv, xv @ a_true.T + c_true)
     assert (a2 - a_true).norm() / a_true.norm() < 0.02 and rep2["val_relative_error"] < 0.02
+
+
+def test_fit_affine_expanded_sweep_equals_the_direct_sweep():
+    g = torch.Generator().manual_seed(4)
+    a_true = torch.randn(15, 25, generator=g, dtype=torch.float64)
+    x = torch.rand(200, 25, generator=g, dtype=torch.float64)
+    xv = torch.rand(60, 25, generator=g, dtype=torch.float64)
+    noise = lambda n: 0.5 * torch.randn(n, 15, generator=g, dtype=torch.float64)  # noqa: E731
+    y, yv = x @ a_true.T + noise(200), xv @ a_true.T + noise(60)
+    a, c, rep = fit_affine(x, y, xv, yv)
+    assert rep["val_relative_error"] > 1e-2                   # the expanded path, not the fallback
+    # reference: every strength fitted and scored directly
+    xm, ym = x.mean(0), y.mean(0)
+    gram = (x - xm).T @ (x - xm)
+    mean_e = float(torch.linalg.eigvalsh(gram).clamp(min=0).mean())
+    spread = float((yv - yv.mean(0)).norm())
+    ref = []
+    for rel in LAMBDA_GRID:
+        w = torch.linalg.solve(gram + rel * mean_e * torch.eye(25, dtype=torch.float64), (x - xm).T @ (y - ym))
+        ref.append(float(((xv - xm) @ w + ym - yv).norm()) / spread)
+    got = [r["val_relative_error"] for r in rep["table"]]
+    assert np.allclose(got, ref, rtol=1e-8, atol=1e-10)
+    assert rep["lambda_relative"] == LAMBDA_GRID[int(np.argmin(ref))]
+    assert rep["val_relative_error"] == pytest.approx(min(ref), rel=1e-10)
+    train_ref = float((x @ a.T + c - y).norm() / (y - ym).norm())
+    assert rep["train_relative_error"] == pytest.approx(train_ref, rel=1e-8)
 
 
 def test_calibrate_recovers_the_camera_transfer_matrix(tmp_path):

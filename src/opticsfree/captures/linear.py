@@ -10,7 +10,20 @@ Ridge regression on centred data,
 with :math:`\\lambda = r\\,\\bar e` (:math:`\\bar e` the mean eigenvalue of the centred Gram
 matrix) and :math:`r` chosen from :data:`LAMBDA_GRID` by the relative error on validation pairs
 :math:`\\lVert Y - \\hat Y \\rVert_F / \\lVert Y - \\bar y \\rVert_F`. One eigendecomposition of
-the Gram matrix serves the whole sweep. Used by ``calibrate`` (captures from originals: the
+the Gram matrix serves the whole sweep. With :math:`G = V \\operatorname{diag}(e) V^\\top` the centred Gram
+matrix, :math:`B = V^\\top X_c^\\top Y_c`, :math:`Z = (X_v - \\bar x) V` and
+:math:`u_\\lambda = 1 / (e + \\lambda)`, the validation residual of every :math:`\\lambda` is
+
+.. math::
+
+    \\lVert Z \\operatorname{diag}(u_\\lambda) B - Y_{v,c} \\rVert_F^2
+    = u_\\lambda^\\top \\big( Z^\\top Z \\circ B B^\\top \\big) u_\\lambda
+      - 2\\, u_\\lambda^\\top \\big( (Z^\\top Y_{v,c} \\circ B)\\,\\mathbf 1 \\big)
+      + \\lVert Y_{v,c} \\rVert_F^2,
+
+so the sweep costs four matrix products instead of one per grid value (on CIFAR-sized images,
+3,072 values per image, 3 s instead of 23 s). The expanded form cancels: when the best relative
+error falls below :data:`EXPANDED_FLOOR` the sweep is recomputed directly. Used by ``calibrate`` (captures from originals: the
 camera's forward model) and by ``camera info`` (originals from captures: the best linear
 reconstruction, a camera's recoverability).
 """
@@ -27,6 +40,10 @@ from opticsfree.errors import DataError
 
 #: Relative regularisation weights tried on validation: lambda = r * mean eigenvalue.
 LAMBDA_GRID = tuple(10.0 ** k for k in np.linspace(-8, 1, 19))
+
+#: Below this relative error the expanded residual (float64, relative precision about 1e-6 on
+#: the error) cannot rank strengths, and the sweep is recomputed directly.
+EXPANDED_FLOOR = 1e-3
 
 
 def fit_affine(x: torch.Tensor, y: torch.Tensor, x_val: torch.Tensor, y_val: torch.Tensor,
@@ -63,25 +80,41 @@ def fit_affine(x: torch.Tensor, y: torch.Tensor, x_val: torch.Tensor, y_val: tor
     yv = y_val.double() - y_mean
     spread = float(((y_val.double() - y_val.double().mean(0)) ** 2).sum().sqrt().clamp(min=1e-12))
     mean_e = float(e.mean()) or 1.0
-    table = []
-    best = (math.inf, grid[0])
-    for rel in grid:
+
+    def direct(rel: float) -> float:
         pred = (xv / (e + rel * mean_e)) @ b
-        err = float(((pred - yv) ** 2).sum().sqrt()) / spread
-        table.append({"lambda_relative": float(rel), "val_relative_error": err})
-        if err < best[0]:
-            best = (err, rel)
+        return float(((pred - yv) ** 2).sum().sqrt()) / spread
+
+    quad = (xv.T @ xv) * (b @ b.T)             # (Din, Din)
+    lin = ((xv.T @ yv) * b).sum(1)             # (Din,)
+    yy = float((yv ** 2).sum())
+    errors = []
+    for rel in grid:
+        u = 1.0 / (e + rel * mean_e)
+        sq = float(u @ quad @ u) - 2.0 * float(u @ lin) + yy
+        errors.append(math.sqrt(max(sq, 0.0)) / spread)
+    if min(errors) < EXPANDED_FLOOR:           # too close to exact for the expanded form
+        errors = [direct(rel) for rel in grid]
+    table = [{"lambda_relative": float(rel), "val_relative_error": err} for rel, err in zip(grid, errors)]
+    k = min(range(len(grid)), key=lambda i: (errors[i], i))
+    best = (direct(grid[k]), grid[k])          # the reported error, computed directly
     lam = best[1] * mean_e
     w = v @ (b / (e + lam)[:, None])           # (Din, Dout)
     a = w.T.contiguous()
     c = y_mean - a @ x_mean
     pred_val = x_val.double() @ a.T + c
-    train_err = 0.0
+    # training residual from the same decomposition: ||X_c W - Y_c||^2
+    #   = sum_i (e_i / (e_i + lam)^2 - 2 / (e_i + lam)) ||B_i||^2 + ||Y_c||^2
     train_spread = 0.0
     for i in range(0, n, chunk):
-        yi = y[i:i + chunk].double()
-        train_err += float(((x[i:i + chunk].double() @ a.T + c - yi) ** 2).sum())
-        train_spread += float(((yi - y_mean) ** 2).sum())
+        train_spread += float(((y[i:i + chunk].double() - y_mean) ** 2).sum())
+    d = 1.0 / (e + lam)
+    train_err = float(((e * d * d - 2.0 * d) * (b ** 2).sum(1)).sum()) + train_spread
+    if train_err < EXPANDED_FLOOR ** 2 * train_spread:  # cancelled: compute it directly
+        train_err = 0.0
+        for i in range(0, n, chunk):
+            yi = y[i:i + chunk].double()
+            train_err += float(((x[i:i + chunk].double() @ a.T + c - yi) ** 2).sum())
     report = {"lambda_relative": float(best[1]), "lambda": float(lam), "val_relative_error": float(best[0]),
               "val_rmse": float(((pred_val - y_val.double()) ** 2).mean().sqrt()),
               "train_relative_error": math.sqrt(train_err / max(train_spread, 1e-24)),
