@@ -20,7 +20,7 @@ from opticsfree.models.whitened_vgg import WhitenedVGG, patch_whitening
 from opticsfree.optics import load_camera_config
 from opticsfree.training import load_trained, train
 from opticsfree.training.augment import augment_scenes, scene_camera
-from opticsfree.training.initialise import fit_front_end, initialise_model
+from opticsfree.training.initialise import display_estimates, estimate_stats, fit_front_end, initialise_model
 
 TINY = {"width": 4, "embedding_dim": 16, "batch_size": 24, "warmup_epochs": 0.5, "val_prototypes": 100,
         "threads": 1}
@@ -88,6 +88,53 @@ def test_front_end_fitted_from_data_inverts_a_noiseless_linear_camera():
     initialise_model(m, tr, va, seed=0)                        # stats of the estimates ~ originals'
     assert torch.allclose(m.norms["lensless"].mean.flatten(),
                           (tr.original.float() / 255).mean(dim=(0, 2, 3)), atol=1e-3)
+
+
+def test_display_estimates_computed_once_equal_the_front_end_in_the_model():
+    sp = _permuted_split(n=120, size=6, seed=3)
+    tr, va = sp.subset(range(100)), sp.subset(range(100, 120))
+    m = EmbeddingModel("cnn4", size=6, width=4, embedding_dim=8, n_classes=3, front_end=True)
+    init = initialise_model(m, tr, va, seed=0, keep_estimates=True)
+    assert init.front_end is not None and init.front_end.n_train == 100
+    est = init.estimates
+    assert est.shape == (100, 3, 6, 6) and est.dtype == torch.float32
+    assert torch.allclose(est, m.display_estimate(tr.lensless), atol=1e-6)
+    assert torch.equal(est, display_estimates(m, tr.lensless, chunk=40))
+    # the input statistics are those of the estimates, however they were computed
+    a, b = estimate_stats(m, tr.lensless), estimate_stats(m, tr.lensless, est)
+    assert np.allclose(a, b, atol=1e-6)
+    m.eval()
+    whole = m(lensless=tr.lensless[:30])
+    cached = m(lensless=est[:30], estimated=True)
+    assert torch.allclose(whole["logits"], cached["logits"], atol=1e-5)
+    assert torch.allclose(whole["lensless"], cached["lensless"], atol=1e-5)
+    assert initialise_model(m, tr, va, seed=0).estimates is None          # only when asked for
+    with pytest.raises(ValueError, match="estimated=True needs"):
+        m.tower_input(tr.original[:2], "original", estimated=True)
+    plain = EmbeddingModel("cnn4", size=6, width=4, embedding_dim=8)
+    with pytest.raises(ValueError, match="estimated=True needs"):
+        plain(lensless=tr.lensless[:2], estimated=True)
+    with pytest.raises(ValueError, match="keep_estimates needs"):
+        initialise_model(plain, tr, va, seed=0, keep_estimates=True)
+
+
+def test_a_frozen_front_end_computed_once_trains_as_if_applied_every_step(tmp_path, monkeypatch):
+    import opticsfree.training.trainer as trainer
+
+    ds = make_capture_set(tmp_path / "syn", n_classes=3, per_class=20, size=8)
+    cfg = {"captures": str(ds), "loss": "ce", "epochs": 2, "backbone": "cnn4", "front_end": True,
+           "val_fraction": 0.25, **TINY}
+    train(cfg, tmp_path / "cached", show_progress=False)
+    real = trainer.initialise_model
+    monkeypatch.setattr(trainer, "initialise_model",
+                        lambda *a, **k: real(*a, **{**k, "keep_estimates": False}))
+    train(cfg, tmp_path / "every-step", show_progress=False)
+    rows = [[json.loads(x) for x in (tmp_path / r / "metrics.jsonl").read_text().splitlines()]
+            for r in ("cached", "every-step")]
+    assert [r["steps"] for r in rows[0]] == [r["steps"] for r in rows[1]]
+    for a, b in zip(*rows):
+        assert a["loss"] == pytest.approx(b["loss"], rel=1e-5)
+        assert a["val_accuracy"] == pytest.approx(b["val_accuracy"], abs=1e-6)
 
 
 @pytest.fixture(scope="module")

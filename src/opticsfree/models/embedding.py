@@ -223,9 +223,19 @@ class EmbeddingModel(nn.Module):
         x = x.float() / 255.0 if x.dtype == torch.uint8 else x.float()
         return self.front_end(x)
 
-    def tower_input(self, x: Tensor, domain: str) -> Tensor:
-        """What the ``domain`` backbone sees: front end (lensless), standardisation, global maps."""
-        if domain == "lensless" and self.front_end is not None:
+    def tower_input(self, x: Tensor, domain: str, estimated: bool = False) -> Tensor:
+        """What the ``domain`` backbone sees: front end (lensless), standardisation, global maps.
+
+        Args:
+            x: images of ``domain``.
+            domain: ``"lensless"`` or ``"original"``.
+            estimated: lensless ``x`` already holds the front end's display estimates
+                (:meth:`display_estimate`, computed once for a frozen front end); the front
+                end is skipped.
+        """
+        if estimated and (domain != "lensless" or self.front_end is None):
+            raise ValueError("estimated=True needs lensless inputs and a model with a front end")
+        if domain == "lensless" and self.front_end is not None and not estimated:
             x = self.display_estimate(x)
         x = self.norms[domain](x)
         if self.glob is not None and domain == "lensless":
@@ -253,9 +263,9 @@ class EmbeddingModel(nn.Module):
                 x = torch.cat([self.tower_input(samples[d], d).float() for d in domains])
                 backbone.init_from_data(x, seed=seed)
 
-    def _encode(self, x: Tensor, domain: str) -> tuple[Tensor, Tensor]:
+    def _encode(self, x: Tensor, domain: str, estimated: bool = False) -> tuple[Tensor, Tensor]:
         tower = self.tower(domain)
-        x = self.tower_input(x, domain)
+        x = self.tower_input(x, domain, estimated)
         if self.channels_last:
             x = x.contiguous(memory_format=torch.channels_last)
         return tower(x)
@@ -273,7 +283,7 @@ class EmbeddingModel(nn.Module):
         return self.head(f).float()
 
     def forward(self, lensless: Tensor | None = None,
-                originals: Sequence[Tensor] = ()) -> dict[str, object]:
+                originals: Sequence[Tensor] = (), estimated: bool = False) -> dict[str, object]:
         """Embed a batch of lensless captures and any number of batches of originals.
 
         One call per training step (what DistributedDataParallel expects); each batch is a
@@ -282,6 +292,9 @@ class EmbeddingModel(nn.Module):
         Args:
             lensless: lensless images (N, C, H, W) or None.
             originals: batches of original images, each (M_k, C', H, W).
+            estimated: ``lensless`` holds the front end's display estimates (float, on the
+                display grid; :meth:`display_estimate`) instead of captures: what the trainer
+                passes when a frozen front end's outputs are computed once for the whole set.
 
         Returns:
             ``{"lensless": (N, D) or None, "originals": [(M_k, D), ...],
@@ -289,7 +302,7 @@ class EmbeddingModel(nn.Module):
         """
         out: dict[str, object] = {"lensless": None, "originals": [], "logits": None}
         if lensless is not None:
-            z, f = self._encode(lensless, "lensless")
+            z, f = self._encode(lensless, "lensless", estimated)
             out["lensless"] = F.normalize(z.float(), dim=1)
             if self.head is not None:
                 out["logits"] = self.head(f).float()

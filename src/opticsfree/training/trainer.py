@@ -329,8 +329,11 @@ def _train(cfg: TrainConfig, run: RunDir, resume: bool, show_progress: bool,
     # ---- model and optimizer ----------------------------------------------------------------
     seed_everything(cfg.seed)
     model = build_model(full)
-    initialise_model(model, tr, va, cfg.seed)
-    if model.front_end is not None and cfg.front_end_lr_scale == 0:
+    frozen = model.front_end is not None and cfg.front_end_lr_scale == 0
+    # a frozen front end gives every capture the same estimate at every epoch: computed once
+    init = initialise_model(model, tr, va, cfg.seed, keep_estimates=frozen and loader is None)
+    inputs = tr.lensless if init.estimates is None else init.estimates
+    if frozen:
         model.front_end.requires_grad_(False)  # frozen at the regularised inverse
     model.to(device)
     if info.enabled and cfg.sync_bn:  # before the optimizer: on GPU the BN modules are replaced
@@ -392,7 +395,7 @@ def _train(cfg: TrainConfig, run: RunDir, resume: bool, show_progress: bool,
             for i, batch in enumerate(batches, start=1):
                 if loader is None:
                     rows = batch
-                    xl = tr.lensless[rows].to(device, non_blocking=True)
+                    xl = inputs[rows].to(device, non_blocking=True)
                     y = tr.labels[rows].to(device, non_blocking=True)
                     originals = []
                     if criterion.uses_originals:
@@ -401,7 +404,7 @@ def _train(cfg: TrainConfig, run: RunDir, resume: bool, show_progress: bool,
                             xo = augment_originals(xo, cfg.augment, aug_g, info.rank, world)
                         originals = [xo.to(device, non_blocking=True)]
                     with autocast():
-                        out = net(lensless=xl, originals=originals)
+                        out = net(lensless=xl, originals=originals, estimated=init.estimates is not None)
                     emb_o = D.gather_batch(out["originals"][0], info) if originals else None
                     loss = criterion.online(D.gather_batch(out["lensless"], info), emb_o,
                                             D.gather_batch(y, info), D.gather_batch(out["logits"], info))
