@@ -10,8 +10,8 @@ Ridge regression on centred data,
 with :math:`\\lambda = r\\,\\bar e` (:math:`\\bar e` the mean eigenvalue of the centred Gram
 matrix) and :math:`r` chosen from :data:`LAMBDA_GRID` by the relative error on validation pairs
 :math:`\\lVert Y - \\hat Y \\rVert_F / \\lVert Y - \\bar y \\rVert_F`. One eigendecomposition of
-the Gram matrix serves the whole sweep. With :math:`G = V \\operatorname{diag}(e) V^\\top` the centred Gram
-matrix, :math:`B = V^\\top X_c^\\top Y_c`, :math:`Z = (X_v - \\bar x) V` and
+the Gram matrix serves the whole sweep. With :math:`G = V \\operatorname{diag}(e) V^\\top` the
+centred Gram matrix, :math:`B = V^\\top X_c^\\top Y_c`, :math:`Z = (X_v - \\bar x) V` and
 :math:`u_\\lambda = 1 / (e + \\lambda)`, the validation residual of every :math:`\\lambda` is
 
 .. math::
@@ -21,11 +21,13 @@ matrix, :math:`B = V^\\top X_c^\\top Y_c`, :math:`Z = (X_v - \\bar x) V` and
       - 2\\, u_\\lambda^\\top \\big( (Z^\\top Y_{v,c} \\circ B)\\,\\mathbf 1 \\big)
       + \\lVert Y_{v,c} \\rVert_F^2,
 
-so the sweep costs four matrix products instead of one per grid value (on CIFAR-sized images,
-3,072 values per image, 3 s instead of 23 s). The expanded form cancels: when the best relative
-error falls below :data:`EXPANDED_FLOOR` the sweep is recomputed directly. Used by ``calibrate`` (captures from originals: the
-camera's forward model) and by ``camera info`` (originals from captures: the best linear
-reconstruction, a camera's recoverability).
+so the sweep costs four matrix products instead of one per grid value (CIFAR-sized images,
+3,072 values each, and 5,000 validation pairs: about 5 s instead of 23 s on 2 cores). The
+expanded form cancels: when the best relative error falls below :data:`EXPANDED_FLOOR` the
+sweep is recomputed directly. The training residual comes from the same decomposition,
+:math:`\\sum_i (e_i u_i^2 - 2 u_i) \\lVert B_i \\rVert^2 + \\lVert Y_c \\rVert_F^2`. Used by
+``calibrate`` (captures from originals: the camera's forward model) and by ``camera info``
+(originals from captures: the best linear reconstruction, a camera's recoverability).
 """
 
 from __future__ import annotations
