@@ -11,15 +11,16 @@ the nearest class prototype otherwise). Reported:
   reaches it (validation time included, evaluation of the test split not).
 
 The test split is only *measured* here, never used to choose anything. Results go to stdout
-as Markdown and to ``bench/results/recipe.md``.
+as Markdown and to ``bench/results/recipe.md`` (``--name`` another file there).
 
 Usage:
     .venv/bin/python bench/bench_recipe.py CAPTURES [--epochs 10] [--target 0.6] [--threads N]
-        [--out DIR] [--set KEY=VALUE ...]
+        [--out DIR] [--set KEY=VALUE ...] [--name FILE.md]
 
 The default recipe is the full-strength one of docs/metric-learning.md (``ce`` with label
 smoothing 0.2, ``wvgg`` width 16 with max pooling, the physics-informed front end, Nesterov SGD
-at 0.1 with a cosine schedule); ``--set`` overrides any TrainConfig field.
+at 0.1 with a cosine schedule, one mirrored copy of every training scene re-captured by the
+camera); ``--set`` overrides any TrainConfig field.
 """
 
 from __future__ import annotations
@@ -38,7 +39,7 @@ from opticsfree.cli.common import parse_key_values
 from opticsfree.training import train
 
 RECIPE = {"loss": "ce", "backbone": "wvgg", "width": 16, "pool": "max", "front_end": True,
-          "optimizer": "sgd", "lr": 0.1, "label_smoothing": 0.2}
+          "optimizer": "sgd", "lr": 0.1, "label_smoothing": 0.2, "scene_augment": "flip"}
 
 
 def main() -> None:
@@ -49,6 +50,7 @@ def main() -> None:
     ap.add_argument("--threads", type=int, default=None)
     ap.add_argument("--out", default="runs/bench-recipe")
     ap.add_argument("--set", dest="set_", action="append", default=[])
+    ap.add_argument("--name", default="recipe.md", help="result file under bench/results")
     args = ap.parse_args()
     cfg = {**RECIPE, **parse_key_values(args.set_, "--set"), "captures": args.captures, "epochs": args.epochs,
            "checkpoints": list(range(1, args.epochs + 1))}
@@ -81,7 +83,7 @@ def main() -> None:
               f"- time to {args.target:.0%} test accuracy: "
               + (f"{to_target:.0f} s (epoch {reached})" if to_target is not None else "not reached"),
               f"- whole run: {total:.0f} s"]
-    publish(lines, "recipe.md")
+    publish(lines, args.name)
 
 
 def publish(lines: list[str], name: str) -> None:

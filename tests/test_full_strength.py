@@ -263,3 +263,50 @@ def test_reconstructed_set_augments_scenes_through_camera_and_model(tmp_path, si
         f.write(b"\0")
     with pytest.raises(ConfigError, match="has changed since the set was made"):
         scene_camera(str(derived), tr)
+
+
+def test_whitening_bias_trains_for_the_first_epochs_only(tmp_path):
+    from opticsfree.runs import load_state
+    from opticsfree.training.checkpoint import training_run
+
+    ds = make_capture_set(tmp_path / "syn", n_classes=3, per_class=20, size=16)
+    base = {"captures": str(ds), "loss": "ce", "epochs": 3, "checkpoints": [1, 2, 3], "backbone": "wvgg",
+            "pool": "max", "val_fraction": 0.25, **TINY}
+    train({**base, "whiten_bias_epochs": 1}, tmp_path / "frozen", show_progress=False)
+    train(base, tmp_path / "trained", show_progress=False)
+
+    def states(run):
+        return [load_state(training_run(tmp_path / run).checkpoint_path(e))["model"] for e in (1, 2, 3)]
+
+    key = "towers.lensless.backbone.whiten.bias"
+    frozen, trained = states("frozen"), states("trained")
+    assert all(torch.equal(frozen[0][k], trained[0][k]) for k in frozen[0])   # epoch 1: the same run
+    assert frozen[0][key].abs().sum() > 0                                     # trained in epoch 1 (starts at 0)
+    assert torch.equal(frozen[0][key], frozen[1][key]) and torch.equal(frozen[1][key], frozen[2][key])
+    assert not torch.equal(frozen[1]["head.weight"], frozen[2]["head.weight"])  # the rest still trains
+    assert not torch.equal(trained[0][key], trained[1][key])
+    with pytest.raises(ConfigError, match="whiten_bias_epochs: only backbone 'wvgg'"):
+        train({**base, "backbone": "cnn4", "whiten_bias_epochs": 1}, tmp_path / "cnn4", show_progress=False)
+
+
+def test_a_frozen_whitening_bias_gets_no_gradient():
+    m = EmbeddingModel("wvgg", size=16, width=4, pool="max", n_classes=3, embedding_dim=8)
+    x = torch.randint(0, 256, (4, 3, 16, 16), dtype=torch.uint8)
+    assert m.train_whitening_bias(False) == 2                                # both towers
+    m.logits(x).sum().backward()
+    whiten = m.tower("lensless").backbone.whiten
+    first = m.tower("lensless").backbone.groups[0][0][0]
+    assert whiten.bias.grad is None and first.weight.grad is not None
+    assert EmbeddingModel("cnn4", size=16, width=4, n_classes=3).train_whitening_bias(False) == 0
+
+
+def test_whitening_bias_epochs_are_refused_with_several_processes(tmp_path):
+    import opticsfree.training.trainer as trainer
+    from opticsfree.training import TrainConfig
+    from opticsfree.training.checkpoint import training_run
+    from opticsfree.training.distributed import DistInfo
+
+    cfg = TrainConfig(captures=str(tmp_path / "none"), loss="ce", backbone="wvgg", whiten_bias_epochs=2)
+    with pytest.raises(ConfigError, match="whiten_bias_epochs: .*several processes"):
+        trainer._train(cfg, training_run(tmp_path / "run"), False, False, DistInfo(world_size=2))
+    assert not (tmp_path / "run").exists()                                   # refused before anything is written

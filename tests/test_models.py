@@ -150,3 +150,49 @@ def test_lensless_contrast_appends_per_image_standardised_channels():
     assert m(lensless=_img(2, 3, 16))["lensless"].shape == (2, 8)
     with pytest.raises(ConfigError, match="two towers"):
         EmbeddingModel("cnn4", 3, 3, 16, width=4, shared=True, lensless_contrast=True)
+
+
+@pytest.mark.parametrize("shape", [(3, 4, 31, 31), (2, 5, 16, 16), (2, 3, 7, 10), (1, 1, 2, 3)])
+@pytest.mark.parametrize("ties", [False, True])
+def test_max_pool2x2_equals_torch_max_pool_in_values_and_gradients(shape, ties):
+    from opticsfree.models.pooling import max_pool2x2
+
+    g = torch.Generator().manual_seed(sum(shape))
+    # ties: integer values in 0..2, so most windows hold equal maxima (the first must win)
+    x = (torch.randint(0, 3, shape, generator=g).float() if ties else torch.randn(shape, generator=g))
+    grad = torch.randn(shape[0], shape[1], shape[2] // 2, shape[3] // 2, generator=g)
+    xa, xb = x.clone().requires_grad_(), x.clone().requires_grad_()
+    ya, yb = max_pool2x2(xa), torch.nn.functional.max_pool2d(xb, 2)
+    ya.backward(grad)
+    yb.backward(grad)
+    assert torch.equal(ya, yb) and torch.equal(xa.grad, xb.grad)
+    assert ya.grad_fn is not None and "MaxPool2x2" in type(ya.grad_fn).__name__  # the fast path ran
+    with torch.no_grad():
+        assert torch.equal(max_pool2x2(x), yb)
+
+
+def test_max_pool2x2_falls_back_to_torch_where_the_fast_path_does_not_apply():
+    from opticsfree.models.pooling import MaxPool2x2, max_pool2x2
+
+    x = torch.randn(2, 3, 8, 8).to(memory_format=torch.channels_last).requires_grad_()
+    y = max_pool2x2(x)
+    assert "MaxPool2DWithIndices" in type(y.grad_fn).__name__
+    torch.testing.assert_close(MaxPool2x2()(x), torch.nn.functional.max_pool2d(x, 2))
+    with pytest.raises(RuntimeError):  # too small for a window: torch's own error
+        max_pool2x2(torch.randn(1, 1, 1, 4))
+
+
+def test_wvgg_pools_with_the_fast_path():
+    from opticsfree.models.pooling import MaxPool2x2
+    from opticsfree.models.whitened_vgg import WhitenedVGG
+
+    net = WhitenedVGG(3, 4)
+    assert sum(isinstance(m, MaxPool2x2) for m in net.modules()) == 3
+    assert not any(isinstance(m, torch.nn.MaxPool2d) for m in net.modules())
+    ref = WhitenedVGG(3, 4)
+    ref.load_state_dict(net.state_dict())  # same keys: old checkpoints load
+    for group in ref.groups:
+        group[0][1] = torch.nn.MaxPool2d(2)
+    x = torch.randn(3, 3, 32, 32)
+    net.eval(), ref.eval()
+    assert torch.equal(net(x), ref(x))

@@ -263,6 +263,18 @@ class EmbeddingModel(nn.Module):
                 x = torch.cat([self.tower_input(samples[d], d).float() for d in domains])
                 backbone.init_from_data(x, seed=seed)
 
+    def train_whitening_bias(self, trainable: bool) -> int:
+        """Train or freeze the whitening bias of every backbone that has one (``wvgg``; see
+        :meth:`opticsfree.models.whitened_vgg.WhitenedVGG.train_whitening_bias`).
+
+        Returns:
+            How many backbones have one (0: nothing changed).
+        """
+        backbones = [t.backbone for t in self.towers.values() if hasattr(t.backbone, "train_whitening_bias")]
+        for b in backbones:
+            b.train_whitening_bias(trainable)
+        return len(backbones)
+
     def _encode(self, x: Tensor, domain: str, estimated: bool = False) -> tuple[Tensor, Tensor]:
         tower = self.tower(domain)
         x = self.tower_input(x, domain, estimated)

@@ -23,6 +23,8 @@ import torch
 import torch.nn.functional as F
 from torch import Tensor, nn
 
+from opticsfree.models.pooling import MaxPool2x2
+
 #: :math:`\epsilon` added to the patch-covariance eigenvalues.
 WHITEN_EPS = 5e-4
 #: Patches used to estimate the covariance (a random subset of all patches of the sample).
@@ -65,7 +67,7 @@ def conv_bn(c_in: int, c_out: int, pool: bool) -> nn.Sequential:
     """3x3 convolution, an optional 2x2 max pool, batch norm and GELU."""
     layers: list[nn.Module] = [nn.Conv2d(c_in, c_out, 3, padding=1, bias=False)]
     if pool:
-        layers.append(nn.MaxPool2d(2))
+        layers.append(MaxPool2x2())  # nn.MaxPool2d(2), faster on the CPU
     layers += [nn.BatchNorm2d(c_out, momentum=0.4), nn.GELU()]
     return nn.Sequential(*layers)
 
@@ -118,6 +120,16 @@ class WhitenedVGG(nn.Module):
         """
         w = patch_whitening(x, 2, seed=seed)
         self.whiten.weight.copy_(w.to(self.whiten.weight))
+
+    def train_whitening_bias(self, trainable: bool) -> None:
+        """Train the whitening layer's bias (its filters stay fixed) or freeze it.
+
+        Frozen, the first layer's output no longer depends on a parameter, so the backward
+        pass stops at the first 3x3 convolution's weights instead of also computing the
+        gradient of its (largest) input map: about 14% of a width-16 training step of 32 x 32
+        images on the CPU. The fast CIFAR recipes train the bias for the first few epochs only.
+        """
+        self.whiten.bias.requires_grad_(trainable)
 
     def forward(self, x: Tensor) -> Tensor:
         return self.groups(F.gelu(self.whiten(x)))

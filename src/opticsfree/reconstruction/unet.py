@@ -36,6 +36,7 @@ from torch import nn
 from opticsfree.captures.linear import fit_inverse
 from opticsfree.models.front_end import InverseFrontEnd
 from opticsfree.models.global_linear import GlobalLinear
+from opticsfree.models.pooling import max_pool2x2
 from opticsfree.reconstruction.base import MethodOptions
 from opticsfree.reconstruction.generators import init_weights, norm_layer
 
@@ -105,7 +106,7 @@ class UNet(nn.Module):
             h = block(h)
             if i < len(self.down) - 1:
                 skips.append(h)
-                h = F.max_pool2d(h, 2)
+                h = max_pool2x2(h)
         for block in self.up:
             s = skips.pop()
             h = F.interpolate(h, size=s.shape[-2:], mode="bilinear", align_corners=False)

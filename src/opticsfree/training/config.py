@@ -69,6 +69,7 @@ class TrainConfig(BaseModel):
     schedule: Literal["cosine", "onecycle", "constant"] = Field("cosine", description="learning-rate schedule")
     warmup_epochs: float = Field(1.0, ge=0, description="linear warm-up (cosine and constant schedules)")
     weight_averaging: float = Field(0.0, ge=0, lt=1, description="decay of an exponential moving average of the weights (and batch-norm statistics), updated after every step; validation, checkpoints and evaluation use the average (0: off)")
+    whiten_bias_epochs: int | None = Field(None, ge=0, description="train the whitening bias of a wvgg backbone for the first N epochs only, then freeze it (about 14% less time per CPU step after it; None: every epoch)")
     augment: Literal["none", "flip", "crop-flip"] = Field("none", description="augment the originals only")
     scene_augment: Literal["none", "flip", "crop-flip"] = Field("none", description="add augmented training scenes re-captured by the set's camera (simulated sets)")
     scene_copies: int = Field(1, ge=1, le=16, description="augmented copies of each training scene (scene_augment)")
@@ -125,6 +126,9 @@ class TrainConfig(BaseModel):
         if self.loss == "quadruplet-chen" and self.sampling == "tuples":
             raise ValueError("loss quadruplet-chen needs sampling 'online' (the seed's tuples have "
                              "no second negative)")
+        if self.whiten_bias_epochs is not None and self.backbone != "wvgg":
+            raise ValueError(f"whiten_bias_epochs: only backbone 'wvgg' has a whitening layer, "
+                             f"got backbone {self.backbone!r}")
         if self.sampling == "tuples" and self.mining not in (None, default_mining(self.loss)):
             raise ValueError("mining: tuples sampling uses each fixed row as its tuple; leave mining unset")
         return self

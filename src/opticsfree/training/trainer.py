@@ -266,6 +266,9 @@ def train(config: TrainConfig | dict[str, Any], out: str | Path, resume: bool = 
 
 def _train(cfg: TrainConfig, run: RunDir, resume: bool, show_progress: bool,
            info: D.DistInfo) -> dict[str, Any]:
+    if info.enabled and cfg.whiten_bias_epochs is not None:
+        raise ConfigError("whiten_bias_epochs: freezing a parameter during training is not supported "
+                          "with several processes (DistributedDataParallel); leave it unset")
     rt = Runtime.resolve(cfg.device, cfg.amp, cfg.channels_last, local_rank=info.local_rank)
     device = rt.device
     existing = run.begin(resume)
@@ -383,6 +386,8 @@ def _train(cfg: TrainConfig, run: RunDir, resume: bool, show_progress: bool,
     world = info.world_size
     for epoch in range(start_epoch, cfg.epochs + 1):
         sampler.set_epoch(epoch)
+        if cfg.whiten_bias_epochs is not None:  # before the first step of each epoch (and on resume)
+            model.train_whitening_bias(epoch <= cfg.whiten_bias_epochs)
         aug_g = generator("augment", cfg.seed, epoch)
         model.train()
         loss_sum, n_steps, n_anchors = 0.0, 0, 0
