@@ -11,12 +11,13 @@ input of that window).
 On the CPU, PyTorch's kernel (``max_pool2d_with_indices``) on contiguous float32 maps costs
 about 13 ms for 256 x 16 x 31 x 31, 13% of a ``wvgg`` width-16 training step. Here the four
 strided quarter-maps of the windows are compared element-wise, :math:`y = \\max(\\max(x_{00},
-x_{01}), \\max(x_{10}, x_{11}))` (about 2 ms); with gradients, three comparisons give each
-output's window position (row :math:`r = [\\text{bottom} > \\text{top}]`, column the winner of
-that row), the flat input index :math:`(2i + r) W + 2j + c` goes to PyTorch's own backward
-kernel (``max_pool2d_with_indices_backward``). A width-16 ``wvgg`` step of 256 captures: about
-15 ms less. CUDA tensors, channels_last or other non-contiguous maps, ONNX export, tracing and
-compilation use ``F.max_pool2d``.
+x_{01}), \\max(x_{10}, x_{11}))` (about 2 ms; 5 ms with the indices below); with gradients,
+three comparisons give each output's window position (row :math:`r = [\\text{bottom} >
+\\text{top}]`, column the winner of that row), and the flat input index :math:`(2i + r) W + 2j
++ c` goes to PyTorch's own backward kernel (``max_pool2d_with_indices_backward``). A width-16
+``wvgg`` step of 256 captures: 176 -> 164 ms (median of interleaved steps). CUDA tensors,
+channels_last or other non-contiguous maps, ONNX export, tracing and compilation use
+``F.max_pool2d``.
 """
 
 from __future__ import annotations
