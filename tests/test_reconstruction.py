@@ -507,6 +507,8 @@ def test_bad_options_are_refused(tmp_path, synth):
     ("cyclegan", {"lr": "1e-3"}, "option lr for method cyclegan: input should be a valid number"),
     ("cyclegan", {"beta1": 1.0}, "option beta1 .*less than 1"),
     ("bijective", {"decay_start": None, "w_adv": -1}, "option w_adv .*greater than or equal to 0"),
+    ("unet", {"scene_augment": "rotate"}, "option scene_augment for method unet: .*'none', 'flip' or 'crop-flip'"),
+    ("cyclegan", {"scene_copies": 0}, "option scene_copies .*greater than or equal to 1"),
 ])
 def test_method_options_are_strict_one_line_errors(method, options, match):
     from opticsfree.reconstruction.base import parse_options
@@ -529,6 +531,35 @@ def test_method_options_defaults_and_ints_for_floats():
     assert (CycleGANConfig().lr, CycleGANConfig().batch_size, CycleGANConfig().epochs) == (2e-4, 4, 20)
     assert (UNetConfig().lr, UNetConfig().batch_size, UNetConfig().epochs) == (1e-3, 32, 30)
     assert (BijectiveConfig().w_cyc, BijectiveConfig().d_lr) == (0.5, 2e-4)
+
+
+def test_unet_trains_on_scenes_augmented_through_the_camera(tmp_path, digits_set, synth, monkeypatch):
+    """scene_augment adds re-captured flipped scenes to the training pairs only: the hold-out the
+    model is validated on is the plain run's, and a set without a simulated camera is refused."""
+    from opticsfree.reconstruction.unet import UNetMethod
+
+    seen = {}
+    real = UNetMethod.init_from_data
+
+    def spy(self, lensless, original, val_lensless, val_original, seed):
+        seen[len(seen)] = (lensless.clone(), original.clone(), val_original.clone())
+        return real(self, lensless, original, val_lensless, val_original, seed)
+
+    monkeypatch.setattr(UNetMethod, "init_from_data", spy)
+    opts = {**TINY["unet"], "front_end": True}
+    train(digits_set, "unet", tmp_path / "plain", epochs=1, options=opts)
+    train(digits_set, "unet", tmp_path / "flip", epochs=1, options={**opts, "scene_augment": "flip"})
+    (cap0, orig0, val0), (cap1, orig1, val1) = seen[0], seen[1]
+    n = len(orig0)
+    assert len(orig1) == 2 * n and torch.equal(orig1[:n], orig0) and torch.equal(cap1[:n], cap0)
+    assert torch.equal(orig1[n:], orig0.flip(-1))                         # the mirrored scenes ...
+    assert not torch.equal(cap1[n:], cap0.flip(-1))                        # ... captured, not mirrored captures
+    assert torch.equal(val1, val0)                                         # validation untouched
+    cfg = json.loads((tmp_path / "flip" / "config.json").read_text())
+    assert (cfg["n_train"], cfg["n_train_augmented"]) == (2 * n, n)
+    assert cfg["method_config"]["scene_augment"] == "flip" and cfg["method_config"]["scene_copies"] == 1
+    with pytest.raises(ConfigError, match="scene augmentation needs a simulated capture set"):
+        train(synth, "unet", tmp_path / "synthetic", epochs=1, options={**TINY["unet"], "scene_augment": "flip"})
 
 
 # --------------------------------------------------------------------------- physics

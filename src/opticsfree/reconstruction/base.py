@@ -11,11 +11,11 @@ from __future__ import annotations
 
 import os
 from pathlib import Path
-from typing import Any
+from typing import Any, Literal
 
 import numpy as np
 import torch
-from pydantic import BaseModel, ConfigDict, ValidationError
+from pydantic import BaseModel, ConfigDict, Field, ValidationError
 
 from opticsfree.errors import ConfigError
 from opticsfree.runs import resolve_device, torch_threads  # noqa: F401 - re-exported (apply.py)
@@ -46,9 +46,22 @@ class MethodOptions(BaseModel):
     Unknown keys are refused and types are strict (an int where an int is expected; an int is
     accepted for a float; no strings converted), so a wrong key or type is a one-line
     :class:`~opticsfree.errors.ConfigError` naming the option (see :func:`parse_options`).
+
+    Every deep method (``cyclegan``, ``unet``, ``bijective``) also takes the scene augmentation
+    of the embedding training (:mod:`opticsfree.captures.augment`): ``scene_copies`` augmented
+    versions of each training scene, re-captured by the set's simulated camera and appended to
+    the training pairs (the validation hold-out and the test split are never augmented).
+
+    Attributes:
+        scene_augment: ``none``, ``flip`` or ``crop-flip``.
+        scene_copies: augmented copies of each training scene.
     """
 
     model_config = ConfigDict(extra="forbid", strict=True, frozen=True)
+
+    scene_augment: Literal["none", "flip", "crop-flip"] = Field(
+        "none", description="add augmented training scenes re-captured by the set's camera (simulated sets)")
+    scene_copies: int = Field(1, ge=1, le=16, description="augmented copies of each training scene (scene_augment)")
 
 
 def parse_options(config_cls: type[MethodOptions], options: dict[str, Any] | None, method: str) -> MethodOptions:
@@ -65,8 +78,10 @@ def parse_options(config_cls: type[MethodOptions], options: dict[str, Any] | Non
         err = e.errors()[0]
         if err.get("type") == "extra_forbidden":
             unknown = sorted(set(options) - set(config_cls.model_fields))
+            shared = list(MethodOptions.model_fields)  # the method's own options first
+            known = [k for k in config_cls.model_fields if k not in shared] + shared
             raise ConfigError(f"unknown option(s) {', '.join(unknown)} for method {method} "
-                              f"(known: {', '.join(config_cls.model_fields)})") from None
+                              f"(known: {', '.join(known)})") from None
         key = str(err["loc"][0]) if err.get("loc") else "?"
         msg = err.get("msg", "invalid value").removeprefix("Value error, ")
         raise ConfigError(f"option {key} for method {method}: {msg[0].lower() + msg[1:]} "

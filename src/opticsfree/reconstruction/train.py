@@ -28,6 +28,7 @@ from typing import Any, Callable
 import torch
 
 from opticsfree import __version__
+from opticsfree.captures.augment import augment_scenes, scene_capture
 from opticsfree.captures.format import open_capture_set
 from opticsfree.captures.loader import CaptureSplit, load_captures
 from opticsfree.data.split import split_scenes
@@ -218,10 +219,15 @@ def _train_deep(captures: Path, method: str, run: RunDir, epochs: int | None, rt
 
     seed_everything(seed)
     train, val = _load_data(captures, size, val_fraction, seed, limit)
+    n_captured = len(train)
+    if cfg.scene_augment != "none":  # training pairs only: the hold-out and test are never augmented
+        train = augment_scenes(train, scene_capture(str(captures), train), cfg.scene_augment,
+                               cfg.scene_copies, seed)
     side = int(train.lensless.shape[-1])
     cin, cout = int(train.lensless.shape[1]), int(train.original.shape[1])
     config.update({"image_size": side, "in_channels": cin, "out_channels": cout,
-                   "n_train": len(train), "n_val": len(val)})
+                   "n_train": len(train), "n_train_augmented": len(train) - n_captured,
+                   "n_val": len(val)})
     config.update({"amp": "bf16" if rt.amp else "off", "channels_last": cl, "device": dev.type})
 
     shuffle = torch.Generator().manual_seed(derive_seed(seed, "shuffle"))

@@ -1,22 +1,14 @@
-"""Augmentation: of the originals a batch shows, and of the scenes a camera sees.
+"""Augmentation for the embedding training: the scenes of a reconstructed set, through its camera
+and its model.
 
-A lensless capture cannot be flipped or cropped: a flipped capture is not the capture of the
-flipped scene (a bare sensor's response is neither shift- nor mirror-invariant). The scene can
-be, before the camera sees it. Two mechanisms:
-
-- :func:`augment_originals`: random flips (and crops) of the *original* images of a batch,
-  for the original tower only.
-- :func:`augment_scenes`: ``copies`` augmented versions of every training scene, each shown to
-  the camera of the capture set (the full simulation: optics, sensor noise with its own seed,
-  the set's JPEG encoding), appended to the training rows with the scene's id and label and the
-  augmented image as the original. The validation and test splits are never augmented: only the
-  training rows of a run pass through here. A real rig can do the same by displaying flipped and
-  shifted scenes and importing those captures.
-
-A reconstructed set (``opticsfree reconstruct apply``) is augmented the same way: its manifest
-names the simulated camera its captures came from and the reconstruction model, so an augmented
-scene is captured by that camera and then reconstructed by that model (:class:`SceneCamera`),
-exactly the path its other rows took.
+The mechanism itself (flips and crops of the scenes, re-captured by the set's simulated camera,
+appended to the training rows; validation and test never augmented) lives one layer down, in
+:mod:`opticsfree.captures.augment`, shared with the reconstruction training. What this module
+adds is the one thing only the embedding training needs: a reconstructed set (``opticsfree
+reconstruct apply``) is augmented the same way, its manifest naming the simulated camera its
+captures came from and the reconstruction model, so an augmented scene is captured by that
+camera and then reconstructed by that model (:class:`SceneCamera`), exactly the path its other
+rows took.
 """
 
 from __future__ import annotations
@@ -24,58 +16,27 @@ from __future__ import annotations
 from dataclasses import dataclass
 from pathlib import Path
 
-import numpy as np
-import torch
-import torch.nn.functional as F
 from torch import Tensor
 
+from opticsfree.captures.augment import (
+    SCENE_MODES,
+    SceneCapture,
+    augment_originals,
+    augment_scenes,
+    augment_seed,
+    camera_for_scenes,
+)
 from opticsfree.captures.format import read_manifest
 from opticsfree.captures.loader import CaptureSplit, resize_uint8
-from opticsfree.captures.simulate import capture_split
 from opticsfree.errors import ConfigError, OpticsfreeError
-from opticsfree.optics.camera import Camera
-from opticsfree.optics.config import camera_from_dict
 from opticsfree.reconstruction.apply import Reconstructor, load_reconstructor
 from opticsfree.utils.io import file_sha256
-from opticsfree.utils.seeding import derive_seed
 
-#: Scene-augmentation modes (``TrainConfig.scene_augment``).
-SCENE_MODES = ("none", "flip", "crop-flip")
-
-
-def augment_originals(x: Tensor, mode: str, g: torch.Generator, rank: int = 0, world: int = 1,
-                      flips: Tensor | None = None) -> Tensor:
-    """Random horizontal flips (and crops) of the original images of a batch.
-
-    The random draws are made for the global batch and sliced, so a run gives the same result
-    in one process or many.
-
-    Args:
-        x: uint8 (b, C, H, W) local batch.
-        mode: ``"flip"`` or ``"crop-flip"`` (reflect-pad by H/8, random crop back).
-        g: the augmentation generator.
-        rank, world: this process's slice of the global batch.
-        flips: (b,) bool: which images to flip (None: each with probability 1/2).
-
-    Returns:
-        uint8 (b, C, H, W).
-    """
-    b = len(x)
-    n = b * world
-    if flips is None:
-        flips = torch.rand(n, generator=g)[rank * b:(rank + 1) * b] < 0.5
-    out = torch.where(flips[:, None, None, None], x.flip(-1), x)
-    if mode == "crop-flip":
-        h, w = x.shape[-2:]
-        pad = max(1, h // 8)
-        offs = torch.randint(0, 2 * pad + 1, (n, 2), generator=g)[rank * b:(rank + 1) * b]
-        padded = F.pad(out.float(), (pad, pad, pad, pad), mode="reflect").to(x.dtype)
-        out = torch.stack([padded[i, :, oy:oy + h, ox:ox + w] for i, (oy, ox) in enumerate(offs.tolist())])
-    return out
+__all__ = ["SCENE_MODES", "SceneCamera", "augment_originals", "augment_scenes", "augment_seed", "scene_camera"]
 
 
 @dataclass
-class SceneCamera:
+class SceneCamera(SceneCapture):
     r"""What turns a scene into a row of a capture set: the simulated camera, followed, for a
     reconstructed set, by the reconstruction model that made the set.
 
@@ -88,25 +49,13 @@ class SceneCamera:
         reconstructor: the set's reconstruction model (None: the rows are the captures).
     """
 
-    camera: Camera
     reconstructor: Reconstructor | None = None
 
     def __call__(self, scenes: Tensor, seed: int, split: str) -> Tensor:
-        """Rows of the capture set for ``scenes``.
-
-        Args:
-            scenes: uint8 scenes (the originals).
-            seed: the sensor-noise seed.
-            split: split name (part of the noise seed).
-
-        Returns:
-            uint8 captures, or reconstructions of them.
-
-        Shape:
-            - scenes: (N, C, H, W)
-            - output: (N, C', H', W'): the camera's output size, or the model's size.
-        """
-        caps = capture_split(self.camera, scenes.permute(0, 2, 3, 1).numpy(), seed=seed, split=split)
+        """Rows of the capture set for ``scenes`` (arguments and shapes as
+        :meth:`SceneCapture.__call__`): the captures, or for a reconstructed set the model's
+        reconstructions of them at the model's size."""
+        caps = super().__call__(scenes, seed, split)
         if self.reconstructor is None:
             return caps
         return self.reconstructor.reconstruct(resize_uint8(caps, self.reconstructor.size))
@@ -145,64 +94,4 @@ def scene_camera(captures: str, split: CaptureSplit) -> SceneCamera:
             rec = load_reconstructor(model, "cpu")
         except OpticsfreeError as e:
             raise ConfigError(f"{where}: scene augmentation cannot load reconstruction.model: {e}") from None
-    elif cam.get("type") == "real" or "geometry" not in cam:
-        raise ConfigError(f"{captures}: scene augmentation needs a simulated capture set (its camera "
-                          f"re-captures the augmented scenes); for a real rig, display flipped/shifted "
-                          f"scenes and import them")
-    config = camera_from_dict(cam, where)
-    camera = Camera(config, tuple(split.original.shape[-2:]), int(split.original.shape[1]))
-    return SceneCamera(camera, rec)
-
-
-def augment_seed(seed: int, k: int) -> int:
-    """The sensor-noise seed of augmented copy ``k`` (1-based) of a run seeded ``seed``."""
-    return derive_seed("scene-augment", seed, k) % 2**31
-
-
-def augment_scenes(split: CaptureSplit, camera: SceneCamera, mode: str, copies: int,
-                   seed: int) -> CaptureSplit:
-    """``split`` followed by ``copies`` augmented versions of its scenes, re-captured by ``camera``.
-
-    Copy :math:`k` (1-based) of ``flip`` mirrors every scene when :math:`k` is odd (none when
-    even: a second noise draw); ``crop-flip`` flips each scene with probability 1/2 and shifts it
-    by up to 1/8 of its side (reflect padding), drawn from a generator seeded by ``seed`` and
-    :math:`k`. Each copy's sensor noise has its own seed (:func:`augment_seed`); the rows of a
-    reconstructed set are the model's reconstructions of those captures.
-
-    Args:
-        split: the training rows (one frame per scene is used: the first).
-        camera: the capture set's camera, and reconstruction if any (:func:`scene_camera`).
-        mode: ``"flip"`` or ``"crop-flip"``.
-        copies: augmented copies per scene (>= 1).
-        seed: the run's seed.
-
-    Returns:
-        A split with ``len(split) + copies * scenes`` rows; augmented rows keep the scene's id
-        and label and have frame index ``-k``.
-    """
-    if mode not in SCENE_MODES[1:]:
-        raise ConfigError(f"scene_augment: expected one of {', '.join(SCENE_MODES)}, got {mode!r}")
-    if copies < 1:
-        raise ConfigError(f"scene_copies: must be >= 1, got {copies}")
-    first: dict[str, int] = {}
-    for i, s in enumerate(split.ids):
-        first.setdefault(s, i)
-    rows = torch.as_tensor(list(first.values()), dtype=torch.long)
-    scenes = split.original[rows]
-    lensless, originals, labels, ids, frames = [split.lensless], [split.original], [split.labels], list(split.ids), [split.frames]
-    for k in range(1, copies + 1):
-        g = torch.Generator().manual_seed(derive_seed("scene-augment", seed, k))
-        flips = torch.full((len(rows),), k % 2 == 1) if mode == "flip" else None
-        aug = augment_originals(scenes, mode, g, flips=flips)
-        caps = camera(aug, seed=augment_seed(seed, k), split=f"train-augment-{k}")
-        if caps.shape[-2:] != split.lensless.shape[-2:]:
-            raise ConfigError(f"scene augmentation re-captures at the stored size {tuple(caps.shape[-2:])}, "
-                              f"but the run resizes captures to {tuple(split.lensless.shape[-2:])}; "
-                              f"leave size unset")
-        lensless.append(caps)
-        originals.append(aug)
-        labels.append(split.labels[rows])
-        ids.extend(split.ids[i] for i in rows.tolist())
-        frames.append(torch.full((len(rows),), -k, dtype=split.frames.dtype))
-    return CaptureSplit(torch.cat(lensless), torch.cat(originals), torch.cat(labels), ids,
-                        torch.cat(frames), list(split.classes))
+    return SceneCamera(camera_for_scenes(cam, where, split).camera, rec)
