@@ -101,8 +101,10 @@ class SceneCapture:
         return capture_split(self.camera, scenes.permute(0, 2, 3, 1).numpy(), seed=seed, split=split)
 
 
-def camera_for_scenes(camera: dict[str, Any], where: str, split: CaptureSplit) -> SceneCapture:
-    """The camera described by a manifest's ``camera`` entry, for the scenes of ``split``.
+def camera_for_scenes(camera: dict[str, Any], where: str, split: CaptureSplit,
+                      field: str = "camera") -> SceneCapture:
+    """The camera described by a manifest's ``field`` entry (``where``: the manifest's path),
+    for the scenes of ``split``.
 
     Raises:
         ConfigError: the entry is not a simulated camera (real captures cannot be re-run).
@@ -111,7 +113,7 @@ def camera_for_scenes(camera: dict[str, Any], where: str, split: CaptureSplit) -
         raise ConfigError(f"{where}: scene augmentation needs a simulated capture set (its camera "
                           f"re-captures the augmented scenes); for a real rig, display flipped/shifted "
                           f"scenes and import them")
-    config = camera_from_dict(camera, f"{where}: camera")
+    config = camera_from_dict(camera, f"{where}: {field}")
     return SceneCapture(Camera(config, tuple(split.original.shape[-2:]), int(split.original.shape[1])))
 
 

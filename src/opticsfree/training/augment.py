@@ -94,4 +94,5 @@ def scene_camera(captures: str, split: CaptureSplit) -> SceneCamera:
             rec = load_reconstructor(model, "cpu")
         except OpticsfreeError as e:
             raise ConfigError(f"{where}: scene augmentation cannot load reconstruction.model: {e}") from None
-    return SceneCamera(camera_for_scenes(cam, where, split).camera, rec)
+    field = "derived_from.camera" if rec is not None else "camera"
+    return SceneCamera(camera_for_scenes(cam, where, split, field).camera, rec)
