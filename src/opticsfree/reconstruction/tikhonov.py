@@ -63,14 +63,20 @@ class TikhonovModel:
     info: dict[str, Any] = field(default_factory=dict)
 
     def reconstruct(self, captures: torch.Tensor, chunk: int = 2048) -> torch.Tensor:
-        """uint8 captures (N, C, ho, wo) -> uint8 reconstructions (N, Cin, h, w)."""
+        """uint8 captures (N, C, ho, wo) -> uint8 reconstructions (N, Cin, h, w).
+
+        The product is taken in float64: a float32 GEMM's rounding depends on the thread count on
+        some CPUs (AVX-512 kernels split the sum), which moved a few pixels by one grey level
+        between ``--threads 1`` and ``2``; in float64 the same captures give the same uint8 images.
+        """
         if captures.ndim != 4 or tuple(captures.shape[1:]) != tuple(self.out_shape):
             raise DataError(f"the Tikhonov model expects captures of shape {tuple(self.out_shape)} "
                             f"(C, H, W), got {tuple(captures.shape[1:])}")
         out = []
+        r, r0 = self.matrix.double(), self.offset.double()
         for i in range(0, len(captures), chunk):
             y = self.sensor.signal(captures[i:i + chunk]).reshape(min(chunk, len(captures) - i), -1)
-            u = (y.float() @ self.matrix.T + self.offset).double()
+            u = y.double() @ r.T + r0
             v = values(u.reshape(len(u), self.in_shape[0], -1), self.display_gamma, self.in_shape)
             out.append((v * 255).round_().clamp_(0, 255).to(torch.uint8))
         return torch.cat(out) if out else torch.empty(0, *self.in_shape, dtype=torch.uint8)
