@@ -333,6 +333,29 @@ def test_residual_cyclegan_starts_as_the_identity_and_learns_a_correction(tmp_pa
     assert out.shape == captures.shape and not torch.equal(out, captures)
 
 
+def test_cyclegan_front_end_starts_at_the_tikhonov_inverse(tmp_path, digits_set):
+    """``front_end``: the model is the camera's Tikhonov inverse, then a residual generator; with a
+    vanishing learning rate it reproduces the ``tikhonov`` method's reconstructions, trained it
+    moves off them, and ``--camera`` is refused without it."""
+    tik = tmp_path / "tik"
+    train(digits_set, "tikhonov", tik)
+    caps = load_captures(digits_set, "test").lensless
+    ref = load_reconstructor(tik).reconstruct(caps)
+    still = tmp_path / "still"
+    train(digits_set, "cyclegan", still, epochs=1, amp=False,
+          options={**TINY["cyclegan"], "front_end": True, "lr": 1e-12})
+    rec = load_reconstructor(still)
+    assert rec.tikhonov is not None and rec.net.residual
+    assert (rec.reconstruct(caps).int() - ref.int()).abs().max() <= 1
+    fit = json.loads((still / "config.json").read_text())["front_end_fit"]
+    assert fit["operator"] == "camera" and fit["lambda"] == pytest.approx(load_reconstructor(tik).tikhonov.lam)
+    moved = tmp_path / "moved"
+    train(digits_set, "cyclegan", moved, epochs=1, amp=False, options={**TINY["cyclegan"], "front_end": True, "lr": 1e-2})
+    assert (load_reconstructor(moved).reconstruct(caps).int() - ref.int()).abs().max() > 1
+    with pytest.raises(ConfigError, match="--camera applies"):
+        train(digits_set, "cyclegan", tmp_path / "no", epochs=1, camera="seed", options=TINY["cyclegan"])
+
+
 # --------------------------------------------------------------------------- end to end
 
 def _check_derived(derived, source, method):

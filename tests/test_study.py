@@ -107,6 +107,12 @@ def study(tmp_path_factory):
     ({"study": {"device": "tpu"}}, [r"\[study\] device", "cpu", "cuda"]),
     ({"reconstruct": {"methods": ["unet"], "method": {"unet": {"epoch": 3}}}},
      [r"\[reconstruct.method.unet\] epoch", "unknown key", "epochs"]),
+    ({"reconstruct": {"methods": ["cyclegan"], "method": {"cyclegan": {"options": {"front_ends": True}}}}},
+     [r"\[reconstruct.method.cyclegan\] options", "unknown option.*front_ends", "front_end"]),
+    ({"reconstruct": {"methods": ["unet"], "method": {"unet": {"options": {"width": "wide"}}}}},
+     [r"\[reconstruct.method.unet\] options", "option width", "wide"]),
+    ({"reconstruct": {"methods": ["tikhonov"], "method": {"tikhonov": {"options": {"lam": 1}}}}},
+     [r"\[reconstruct.method.tikhonov\] options", "takes no options"]),
 ])
 def test_config_errors_name_the_key_and_the_allowed_values(tables, expected):
     with pytest.raises(ConfigError) as e:
@@ -116,6 +122,19 @@ def test_config_errors_name_the_key_and_the_allowed_values(tables, expected):
     assert "\n" not in msg
     for pattern in expected:
         assert re.search(pattern, msg), (pattern, msg)
+
+
+@pytest.mark.parametrize("name", ["quick.toml", "seed.toml"])
+def test_shipped_configs_validate(name):
+    """The configs the docs tell users to run load and pass every option check (train and
+    reconstruction options included), so a renamed option fails here, not an hour into a study."""
+    from pathlib import Path
+
+    cfg = load_study_config(Path(__file__).resolve().parents[1] / "configs" / name)
+    assert cfg.train.losses == ["triplet", "quadruplet"]
+    assert cfg.reconstruct.methods == ["cyclegan", "unet"]
+    if name == "seed.toml":  # the seed's layout: 50 epochs, checkpoints 15 / 30 / 50
+        assert (cfg.train.epochs, cfg.train.checkpoints) == (50, [15, 30, 50])
 
 
 def test_config_file_errors_and_relative_paths(tmp_path):

@@ -46,7 +46,7 @@ def train(
     channels_last: Optional[bool] = typer.Option(None, "--channels-last/--no-channels-last",
                                                  help="memory format (default: on for cuda)"),
     camera: Optional[str] = typer.Option(None, "--camera",
-                                         help="tikhonov: camera.npz from calibrate, or a preset/TOML"),
+                                         help="tikhonov (and cyclegan with front_end=true): camera.npz from calibrate, or a preset/TOML"),
     threads: Optional[int] = typer.Option(None, "--threads",
                                           help="CPU threads (default: all; 1 is faster on a busy machine)"),
     set_: List[str] = typer.Option([], "--set", "--option", "-o", metavar="KEY=VALUE",

@@ -55,6 +55,9 @@ class Reconstructor:
         size: image side the model works at (captures are loaded at this size).
         in_channels, out_channels: capture and reconstruction channels.
         path: the ``model.pt`` file.
+        net: the lensless -> original network (None for ``tikhonov``).
+        tikhonov: the Tikhonov inverse: the whole model for ``tikhonov``, the frozen front end
+            applied before ``net`` for ``cyclegan`` with ``front_end``.
     """
 
     method: str
@@ -73,8 +76,10 @@ class Reconstructor:
                 tuple(lensless.shape[-2:]) != (self.size, self.size):
             raise DataError(f"{self.path}: the model takes captures of shape ({self.in_channels}, "
                             f"{self.size}, {self.size}), got {tuple(lensless.shape[1:])}")
-        if self.tikhonov is not None:
-            return self.tikhonov.reconstruct(lensless)
+        if self.tikhonov is not None:  # the Tikhonov method, or a network's physics front end
+            lensless = self.tikhonov.reconstruct(lensless)
+            if self.net is None:
+                return lensless
         from opticsfree.reconstruction.train import reconstruct_with
 
         return reconstruct_with(self.net, lensless, self.device, batch_size)
@@ -110,7 +115,8 @@ def load_reconstructor(model_dir: str | Path, device: str = "cpu") -> Reconstruc
         net = cls(**kwargs)
         net.load_state_dict(state["state_dict"])
         net.to(dev).eval()
-        return Reconstructor(**common, net=net)
+        front = TikhonovModel.from_state(state["tikhonov"]) if "tikhonov" in state else None
+        return Reconstructor(**common, net=net, tikhonov=front)
     except (KeyError, TypeError, ValueError, RuntimeError) as e:
         raise DataError(f"{f}: not a valid reconstruction model ({type(e).__name__}: {e})".splitlines()[0]) from None
 

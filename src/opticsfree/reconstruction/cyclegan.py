@@ -58,6 +58,13 @@ class CycleGANConfig(MethodOptions):
         residual: both generators learn a correction of their input and start as the identity
             (:class:`~.generators.ResnetGenerator` ``residual``); for a domain A that is already
             an image, e.g. the reconstructions of a physics-based inverse (``tikhonov``).
+        front_end: physics first, then unpaired refinement, in one model: domain A becomes the
+            camera's Tikhonov inverse of each capture, :math:`\\hat v = T(y)`
+            (:mod:`.tikhonov`: the set's known camera, a ``--camera`` calibration, or an operator
+            fitted from the training pairs when the set has neither; :math:`\\lambda` and the
+            prior chosen on validation pairs), frozen, and both generators are residual, so
+            :math:`G(y) = T(y) + g(T(y))` starts at the Tikhonov reconstruction. The saved model
+            applies :math:`T` then :math:`G`.
     """
 
     width: int | None = Field(None, ge=1, description="generator filters (None: by image size)")
@@ -74,6 +81,8 @@ class CycleGANConfig(MethodOptions):
     batch_size: int = Field(4, ge=1, description="images per step")
     epochs: int = Field(20, ge=1, description="default number of epochs")
     residual: bool = Field(False, description="generators learn a correction of their input, starting as the identity")
+    front_end: bool = Field(False, description="translate the camera's Tikhonov inverse of each capture (frozen; "
+                            "lambda chosen on validation) instead of the raw capture; implies residual")
 
 
 def unpaired_batches(n_a: int, n_b: int, batch_size: int, generator: torch.Generator
@@ -115,6 +124,9 @@ class CycleGANMethod:
     name = "cyclegan"
     paired = False
     config_cls = CycleGANConfig
+    #: ``front_end`` is the Tikhonov inverse applied to the captures before the networks (the
+    #: training loop fits it and feeds its reconstructions as domain A).
+    tikhonov_front_end = True
 
     def __init__(self, cfg: CycleGANConfig, in_channels: int, out_channels: int, size: int,
                  device: torch.device, generator: torch.Generator):
@@ -124,10 +136,12 @@ class CycleGANMethod:
         width = cfg.width if cfg.width is not None else w0
         blocks = cfg.n_blocks if cfg.n_blocks is not None else b0
         d_layers = cfg.d_layers if cfg.d_layers is not None else patch_layers_for(size)
-        if cfg.residual and in_channels != out_channels:
-            raise ConfigError(f"cyclegan option residual=true needs captures and originals with the same "
+        residual = cfg.residual or cfg.front_end
+        if residual and in_channels != out_channels:
+            what = "front_end=true" if cfg.front_end else "residual=true"
+            raise ConfigError(f"cyclegan option {what} needs captures and originals with the same "
                              f"channels, got {in_channels} and {out_channels}")
-        gk = dict(width=width, n_blocks=blocks, n_down=cfg.n_down, residual=cfg.residual)
+        gk = dict(width=width, n_blocks=blocks, n_down=cfg.n_down, residual=residual)
         self.arch = {"class": "ResnetGenerator",
                      "kwargs": dict(in_channels=in_channels, out_channels=out_channels, **gk)}
         self.g_ab = ResnetGenerator(in_channels, out_channels, **gk)
@@ -137,7 +151,7 @@ class CycleGANMethod:
         for n in (self.g_ab, self.g_ba, self.d_a, self.d_b):
             init_weights(n)
             n.to(device)
-        if cfg.residual:  # both generators start as the identity
+        if residual:  # both generators start as the identity
             self.g_ab.zero_correction()
             self.g_ba.zero_correction()
         self.use_identity = cfg.identity > 0 and in_channels == out_channels

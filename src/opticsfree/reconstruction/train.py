@@ -68,7 +68,7 @@ RECONSTRUCTION_MODEL = RunKind(noun="reconstruction model", placeholder="MODEL",
 #: compared as validated values (``method_config``), so ``width=4`` given as the string "4" by
 #: an older command line and as the number 4 now are the same.
 RESUME_KEYS = ("method", "captures", "size", "limit", "seed", "val_fraction", "holdout", "method_config",
-               "batch_size")
+               "batch_size", "camera")
 SAME_MODEL = ResumeCheck(fields=RESUME_KEYS, nested={"method_config": Nested("option ")}, notes={
     "holdout": f"the validation hold-out is not this version's (hold-out {HOLDOUT}; a config.json without "
                f"'holdout' comes from an older version, whose hold-out may have chosen other scenes), so "
@@ -155,8 +155,9 @@ def train_reconstruction(captures: str | Path, method: str, out: str | Path, epo
         options: method options (``--set key=value``), validated by the method's option model
             (:class:`~.cyclegan.CycleGANConfig`, :class:`~.unet.UNetConfig`,
             :class:`~.bijective.BijectiveConfig`; strict types, unknown keys refused).
-        camera: ``tikhonov`` only: a ``camera.npz`` from ``calibrate`` or a camera preset/TOML
-            (default: the camera in the set's manifest, else a calibration fitted here).
+        camera: ``tikhonov`` (and ``cyclegan`` with ``front_end``) only: a ``camera.npz`` from
+            ``calibrate`` or a camera preset/TOML (default: the camera in the set's manifest,
+            else a calibration fitted here).
         samples: validation images in the sample grids (spread over the hold-out).
         max_val: validation images scored after each epoch (evenly spread over the hold-out;
             ``tikhonov`` chooses lambda on up to 500).
@@ -190,17 +191,17 @@ def train_reconstruction(captures: str | Path, method: str, out: str | Path, epo
         with torch_threads(threads):
             return _train_tikhonov(captures, run, resume, seed, size, limit, val_fraction, camera, samples,
                                    on_epoch)
-    if camera is not None:
-        raise ConfigError("--camera applies to --method tikhonov only")
+    if camera is not None and not (method == "cyclegan" and opts.get("front_end") is True):
+        raise ConfigError("--camera applies to --method tikhonov and to cyclegan with --set front_end=true only")
     with torch_threads(threads):
         return _train_deep(captures, method, run, epochs, rt, resume, seed, size, limit, val_fraction,
-                           batch_size, opts, samples, max_val, on_epoch)
+                           batch_size, opts, samples, max_val, on_epoch, camera)
 
 
 def _train_deep(captures: Path, method: str, run: RunDir, epochs: int | None, rt: Runtime, resume: bool,
                 seed: int, size: int | None, limit: int | None, val_fraction: float, batch_size: int | None,
                 opts: dict[str, Any], samples: int, max_val: int,
-                on_epoch: Callable[[dict], None] | None) -> Path:
+                on_epoch: Callable[[dict], None] | None, camera: str | Path | None = None) -> Path:
     cls = DEEP_METHODS[method]
     cfg = parse_options(cls.config_cls, opts, method)
     dev, cl = rt.device, rt.channels_last
@@ -215,6 +216,8 @@ def _train_deep(captures: Path, method: str, run: RunDir, epochs: int | None, rt
     config = {"method": method, "captures": str(captures), "size": size, "limit": limit, "seed": seed,
               "val_fraction": val_fraction, "holdout": HOLDOUT, "options": opts, "batch_size": bs,
               "epochs": total, "method_config": cfg.model_dump(), "package_version": __version__}
+    if camera is not None:
+        config["camera"] = str(camera)
     _begin(run, config, resume)
 
     seed_everything(seed)
@@ -229,10 +232,20 @@ def _train_deep(captures: Path, method: str, run: RunDir, epochs: int | None, rt
                    "n_train": len(train), "n_train_augmented": len(train) - n_captured,
                    "n_val": len(val)})
     config.update({"amp": "bf16" if rt.amp else "off", "channels_last": cl, "device": dev.type})
+    tikhonov = None
+    if getattr(cls, "tikhonov_front_end", False) and getattr(cfg, "front_end", False):
+        # physics first: the networks see the camera's Tikhonov inverse of every capture
+        tikhonov = _fit_tikhonov(captures, camera, train, val, side, cin, cout, seed)
+        train = replace(train, lensless=tikhonov.reconstruct(train.lensless))
+        val = replace(val, lensless=tikhonov.reconstruct(val.lensless))
+        config["front_end_fit"] = {"operator": tikhonov.info.get("operator"), "lambda": tikhonov.lam,
+                                   "lambda_relative": tikhonov.info["lambda_relative"],
+                                   "prior": tikhonov.info["prior"], "val_psnr": tikhonov.info["val_psnr"]}
+    net_in = int(train.lensless.shape[1])
 
     shuffle = torch.Generator().manual_seed(derive_seed(seed, "shuffle"))
     try:
-        m = cls(cfg, cin, cout, side, dev, shuffle)
+        m = cls(cfg, net_in, cout, side, dev, shuffle)
     except ValueError as e:
         raise ConfigError(f"method {method} at {side}x{side}: {e}") from None
     resuming = resume and run.resume_path.is_file()
@@ -300,7 +313,8 @@ def _train_deep(captures: Path, method: str, run: RunDir, epochs: int | None, rt
         for s in schedules:
             s.step()
         _save_checkpoint(run.resume_path, m, shuffle, epoch + 1, config)
-        save_state(out / "model.pt", _inference_state(method, net_arch, net, epoch + 1, side, cin, cout, config))
+        save_state(out / "model.pt", _inference_state(method, net_arch, net, epoch + 1, side, cin, cout, config,
+                                                      tikhonov))
         run.append_metrics(row)
         if on_epoch:
             on_epoch(row)
@@ -342,10 +356,15 @@ def _restore(path: Path, m, shuffle: torch.Generator, dev: torch.device) -> int:
 
 
 def _inference_state(method: str, arch: dict, net: torch.nn.Module, epoch: int | None, side: int,
-                     cin: int, cout: int, config: dict) -> dict:
-    return {"format": CHECKPOINT_FORMAT, "method": method, "epoch": epoch, "arch": arch,
-            "state_dict": net.state_dict(), "size": side, "in_channels": cin,
-            "out_channels": cout, "captures": config["captures"], "config": config}
+                     cin: int, cout: int, config: dict, tikhonov=None) -> dict:
+    """What ``apply`` loads: the network, its architecture and, with a Tikhonov front end, the
+    inverse applied before it (``"tikhonov"``)."""
+    state = {"format": CHECKPOINT_FORMAT, "method": method, "epoch": epoch, "arch": arch,
+             "state_dict": net.state_dict(), "size": side, "in_channels": cin,
+             "out_channels": cout, "captures": config["captures"], "config": config}
+    if tikhonov is not None:
+        state["tikhonov"] = tikhonov.state()
+    return state
 
 
 # --------------------------------------------------------------------------- tikhonov
@@ -387,11 +406,20 @@ def _tikhonov_operator(captures: Path, camera: str | Path | None, train: Capture
     return op, sensor, gamma, {"operator": "camera", "camera": name}
 
 
+def _fit_tikhonov(captures: Path, camera: str | Path | None, train: CaptureSplit, val: CaptureSplit,
+                  side: int, cin: int, cout: int, seed: int):
+    """The Tikhonov inverse of ``captures``' camera (``camera``, the manifest's or fitted), its
+    lambda and prior chosen on ``val`` (:func:`~.tikhonov.fit_tikhonov`)."""
+    from opticsfree.reconstruction.tikhonov import fit_tikhonov
+
+    op, sensor, gamma, info = _tikhonov_operator(captures, camera, train, val, side, cin, cout)
+    return fit_tikhonov(op, sensor, gamma, train.lensless, train.original, val.lensless, val.original,
+                        info=info, seed=seed)
+
+
 def _train_tikhonov(captures: Path, run: RunDir, resume: bool, seed: int, size: int | None, limit: int | None,
                     val_fraction: float, camera: str | Path | None, samples: int,
                     on_epoch: Callable[[dict], None] | None) -> Path:
-    from opticsfree.reconstruction.tikhonov import fit_tikhonov
-
     out = run.path
     config = {"method": "tikhonov", "captures": str(captures), "size": size, "limit": limit, "seed": seed,
               "val_fraction": val_fraction, "holdout": HOLDOUT, "options": {}, "batch_size": None,
@@ -404,9 +432,7 @@ def _train_tikhonov(captures: Path, run: RunDir, resume: bool, seed: int, size: 
     config.update({"image_size": side, "in_channels": cin, "out_channels": cout,
                    "n_train": len(train), "n_val": len(val)})
     t0 = time.perf_counter()
-    op, sensor, gamma, info = _tikhonov_operator(captures, camera, train, val, side, cin, cout)
-    model = fit_tikhonov(op, sensor, gamma, train.lensless, train.original, val.lensless, val.original,
-                         info=info, seed=seed)
+    model = _fit_tikhonov(captures, camera, train, val, side, cin, cout, seed)
     seconds = time.perf_counter() - t0
     run.write_config(config)
     write_json(out / "tikhonov.json", {k: v for k, v in model.info.items()} | {"lambda": model.lam})

@@ -489,8 +489,27 @@ def study_config_from_dict(d: dict[str, Any], source: str = "config", base: Path
             continue
         _check_camera(cam, key, source)
     validate_train_options(cfg, source)
+    validate_method_options(cfg, source)
     cfg.source = source
     return cfg
+
+
+def validate_method_options(cfg: StudyConfig, source: str) -> None:
+    """Check each ``[reconstruct.method.NAME] options`` against the method's option model, so
+    that a wrong key or value stops the study before it starts, not at its reconstruction stage."""
+    from opticsfree.reconstruction.base import parse_options
+    from opticsfree.reconstruction.train import DEEP_METHODS
+
+    for name, settings in cfg.reconstruct.method.items():
+        if not settings.options:
+            continue
+        if name not in DEEP_METHODS:
+            raise ConfigError(f"{source}: [reconstruct.method.{name}] options: method {name} takes no "
+                              f"options (got {', '.join(settings.options)})")
+        try:
+            parse_options(DEEP_METHODS[name].config_cls, settings.options, name)
+        except ConfigError as e:
+            raise ConfigError(f"{source}: [reconstruct.method.{name}] options: {e}") from None
 
 
 def _check_camera(camera: str, key: str, source: str) -> None:
