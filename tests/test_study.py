@@ -294,6 +294,32 @@ def test_unfinished_stage_resumes(study):
     assert done["outputs"]["summary"]["resumed_from"] == 2  # the trainer resumed, trained nothing
 
 
+def test_sigterm_stops_the_study_like_ctrl_c_and_records_the_attempt(tmp_path, monkeypatch):
+    """A batch scheduler's SIGTERM mid-stage: the study stops with KeyboardInterrupt, the stage's
+    attempt time is kept in ATTEMPTS.json, and the previous SIGTERM handler is back."""
+    import os
+    import signal
+    import time
+
+    import opticsfree.study.runner as runner
+
+    def killed(stage, directory, ctx):
+        os.kill(os.getpid(), signal.SIGTERM)
+        time.sleep(5)  # the handler raises before this ends
+        raise AssertionError("SIGTERM was not turned into an interrupt")
+
+    monkeypatch.setitem(runner.STAGE_FUNCTIONS, "tuples", killed)
+    before = signal.getsignal(signal.SIGTERM)
+    cfg = write_config(tmp_path / "t.toml", extra_options="", ce=False, upper=False)
+    with pytest.raises(KeyboardInterrupt):
+        run_study(cfg, tmp_path / "out", log=quiet)
+    assert signal.getsignal(signal.SIGTERM) is before
+    stages = {p.name.rsplit("-", 1)[0]: p for p in (tmp_path / "out" / "stages").iterdir()}
+    assert (stages["captures-lensless"] / "DONE.json").is_file()
+    attempts = json.loads((stages["tuples-lensless"] / "ATTEMPTS.json").read_text())
+    assert len(attempts) == 1 and 0 < attempts[0]["wall_s"] < 5
+
+
 def test_a_failing_stage_stops_the_study_and_keeps_finished_stages(tmp_path):
     # 90% of 6 scenes per class held out leaves 1 training scene per class: training refuses
     cfg = write_config(tmp_path / "fail.toml", extra_options="val_fraction = 0.9", ce=False, upper=False)
@@ -320,9 +346,6 @@ def test_a_failing_stage_stops_the_study_and_keeps_finished_stages(tmp_path):
 
 
 def test_reconstruction_stages(tmp_path):
-    rec = pytest.importorskip("opticsfree.reconstruction")
-    if not hasattr(rec, "train_reconstruction") or not hasattr(rec, "apply_reconstruction"):
-        pytest.skip("opticsfree.reconstruction has no train_reconstruction/apply_reconstruction yet")
     text = TINY.format(extra_options="", ce="false", upper="false").replace(
         "[train]\n", '[reconstruct]\nmethods = ["unet"]\nepochs = 1\nsize = 16\n'
         '[reconstruct.method.unet]\noptions = { width = 4 }\n\n[train]\n', 1).replace(
@@ -341,6 +364,7 @@ def test_reconstruction_stages(tmp_path):
     assert derived["reconstruction"]["method"] == "unet" and "derived_from" in derived
     md = (out / "report.md").read_text()
     assert "reconstructed (U-Net)" in md and "ours: U-Net" in md
+    assert "| U-Net | width=4 | 1 |" in md  # the reconstruction training table names the options
 
 
 # ----------------------------------------------------------------------------------------------

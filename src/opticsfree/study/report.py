@@ -376,17 +376,26 @@ def build_reconstruction(results: StudyResults, cfg: StudyConfig) -> Section:
               "Reconstructions against the originals (test split)"),
         Note(CONV_QUALITY.format(size=results.quality_size))])
     if results.reconstruction_training:
-        rows = [Row([METHOD_NAMES.get(m, m), t.epochs, _f(t.seconds_per_epoch, ".1f"),
+        rows = [Row([METHOD_NAMES.get(m, m), _options_cell(cfg.reconstruct.settings_for(m)["options"]),
+                     t.epochs, _f(t.seconds_per_epoch, ".1f"),
                      _f(t.images_per_s, ".1f"), _f(t.val_psnr), _f(t.val_ssim, ".3f")])
                 for m, t in results.reconstruction_training.items()]
         sec.blocks += [
-            Table(["Method", "Epochs", "Seconds per epoch", "Images/s", "Val PSNR (dB)", "Val SSIM"],
-                  rows, "Reconstruction training"),
+            Table(["Method", "Options", "Epochs", "Seconds per epoch", "Images/s", "Val PSNR (dB)",
+                   "Val SSIM"], rows, "Reconstruction training"),
             Note("Measured during this study's run; validation: the held-out part of the train split "
-                 "at the method's training size (last epoch).")]
+                 "at the method's training size (last epoch). Options: as set in [reconstruct.method.NAME] "
+                 "(docs/reconstruction.md; front_end = true: the method starts from the camera's inverse).")]
     if not cfg.reconstruct.methods:
         sec.blocks.append(Paragraph("No reconstruction method in this study ([reconstruct] methods is empty)."))
     return sec
+
+
+def _options_cell(options: dict) -> str:
+    """``k=v, ...`` of a method's options as the config gives them ("defaults" when none)."""
+    if not options:
+        return "defaults"
+    return ", ".join(f"{k}={str(v).lower() if isinstance(v, bool) else v}" for k, v in options.items())
 
 
 def _frame_rows(results: StudyResults) -> list[Row]:

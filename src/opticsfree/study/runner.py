@@ -16,8 +16,11 @@ running from :mod:`opticsfree.study.engine`, what each stage does from
 
 from __future__ import annotations
 
+import contextlib
 import os
+import signal
 import sys
+import threading
 import time
 from pathlib import Path
 from typing import Any, Callable
@@ -41,6 +44,26 @@ def _stderr(msg: str) -> None:
 def default_out(cfg: StudyConfig) -> Path:
     """``runs/<study name>`` under the working directory."""
     return Path("runs") / cfg.study.name
+
+
+@contextlib.contextmanager
+def sigterm_as_interrupt():
+    """Within the block, SIGTERM (``kill``, a batch scheduler's pre-emption) stops the study as
+    Ctrl-C does: the running stage records its attempt's wall time (``ATTEMPTS.json``), finished
+    stages stay, and a rerun resumes. Only in the main thread (elsewhere signals cannot be
+    handled); the previous handler is restored on exit."""
+    if threading.current_thread() is not threading.main_thread():
+        yield
+        return
+
+    def interrupt(signum: int, frame: Any) -> None:
+        raise KeyboardInterrupt(f"signal {signum}")
+
+    previous = signal.signal(signal.SIGTERM, interrupt)
+    try:
+        yield
+    finally:
+        signal.signal(signal.SIGTERM, previous)
 
 
 def run_study(config_path: str | os.PathLike, out: str | os.PathLike | None = None,
@@ -96,7 +119,8 @@ def run_study(config_path: str | os.PathLike, out: str | os.PathLike | None = No
     ctx = StageContext(cfg=cfg, out=out_dir, device=dev, outputs={},
                        stages={s.name: s for s in stages}, log=log)
     log(f"study {cfg.study.name}: {len(stages)} stages in {out_dir}")
-    runs = run_stages(stages, ctx, STAGE_FUNCTIONS)
+    with sigterm_as_interrupt():
+        runs = run_stages(stages, ctx, STAGE_FUNCTIONS)
     summary = [{"name": r.stage.name, "kind": r.stage.kind, "key": r.stage.key,
                 "dir": str(r.stage.directory(out_dir)), "status": r.status, "wall_s": r.wall_s}
                for r in runs]
