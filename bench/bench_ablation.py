@@ -39,6 +39,8 @@ VARIANTS: list[tuple[str, str, dict]] = [
     ("front-end-trained", "front end trained at 0.01 x the rate (not frozen)", {"front_end_lr_scale": 0.01}),
     ("no-scene-augment", "no augmented scenes", {"scene_augment": "none"}),
     ("crop-flip-scenes", "scenes shifted and mirrored (crop-flip) instead of mirrored", {"scene_augment": "crop-flip"}),
+    ("crop-flip-refresh", "scenes shifted and mirrored, new copies every epoch (scene_refresh)",
+     {"scene_augment": "crop-flip", "scene_refresh": True}),
     ("no-label-smoothing", "label smoothing 0 (instead of 0.2)", {"label_smoothing": 0.0}),
     ("weight-averaging", "+ weight averaging (EMA decay 0.98 per step)", {"weight_averaging": 0.98}),
     ("embedding-64", "embedding size 64 (instead of 128)", {"embedding_dim": 64}),

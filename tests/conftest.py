@@ -45,3 +45,27 @@ def contract_view():
         return View()
 
     return view
+
+
+@pytest.fixture
+def interrupt_in_second_validation(monkeypatch):
+    """``interrupt(cfg, run)``: train the embedding config ``cfg`` into ``run`` and interrupt it
+    (KeyboardInterrupt) during epoch 2's validation, after epoch 1's state was written."""
+    import opticsfree.training.trainer as trainer_mod
+    from opticsfree.training import train
+
+    def interrupt(cfg, run):
+        real, calls = trainer_mod.validate, []
+
+        def stop(*a, **kw):
+            calls.append(1)
+            if len(calls) == 2:
+                raise KeyboardInterrupt
+            return real(*a, **kw)
+
+        monkeypatch.setattr(trainer_mod, "validate", stop)
+        with pytest.raises(KeyboardInterrupt):
+            train(cfg, run, show_progress=False)
+        monkeypatch.setattr(trainer_mod, "validate", real)
+
+    return interrupt

@@ -180,6 +180,47 @@ def test_scene_augmentation_needs_a_simulated_set_and_never_touches_val(tmp_path
     assert len(t.load_split("val")) == r["n_val_scenes"]
 
 
+def test_scene_refresh_draws_new_copies_each_epoch_and_resumes_exactly(tmp_path, simulated, monkeypatch,
+                                                                     interrupt_in_second_validation):
+    """scene_refresh: epoch 2 trains on new re-captured copies (same scenes and labels, other
+    flips, shifts and noise) fed through the frozen front end; a run interrupted in epoch 2 and
+    resumed draws the same copies and ends with the uninterrupted run's weights."""
+    import opticsfree.training.trainer as trainer_mod
+
+    made, real_aug = [], trainer_mod.augment_scenes
+
+    def spy(*a, **kw):
+        made.append(real_aug(*a, **kw))
+        return made[-1]
+
+    monkeypatch.setattr(trainer_mod, "augment_scenes", spy)
+    cfg = {"captures": str(simulated), "loss": "ce", "epochs": 2, "scene_augment": "crop-flip",
+           "scene_refresh": True, "backbone": "wvgg", "pool": "max", "front_end": True, "val_fraction": 0.25,
+           **TINY}
+    train(cfg, tmp_path / "full", show_progress=False)
+    assert len(made) == 2
+    first, second = made
+    n = len(first) // 2
+    assert torch.equal(first.lensless[:n], second.lensless[:n]) and first.ids == second.ids
+    assert torch.equal(first.labels, second.labels)
+    assert not torch.equal(first.original[n:], second.original[n:])
+    assert not torch.equal(first.lensless[n:], second.lensless[n:])
+
+    interrupt_in_second_validation(cfg, tmp_path / "cut")
+    made.clear()
+    train(cfg, tmp_path / "cut", resume=True, show_progress=False)
+    assert torch.equal(made[-1].lensless, second.lensless)
+    a = torch.load(tmp_path / "full/checkpoints/epoch_002.pt", weights_only=True)
+    b = torch.load(tmp_path / "cut/checkpoints/epoch_002.pt", weights_only=True)
+    for k in a["model"]:
+        assert torch.equal(a["model"][k], b["model"][k]), k
+    train({**cfg, "scene_refresh": False}, tmp_path / "fixed", show_progress=False)  # epoch 2 on epoch 1's copies
+    c = torch.load(tmp_path / "fixed/checkpoints/epoch_002.pt", weights_only=True)
+    assert any(not torch.equal(a["model"][k], c["model"][k]) for k in a["model"])  # the new copies were trained on
+    with pytest.raises(ConfigError, match="scene_refresh: needs scene_augment flip or crop-flip"):
+        train({**cfg, "scene_augment": "none"}, tmp_path / "r2", show_progress=False)
+
+
 def test_unet_front_end_starts_from_the_regularised_inverse(tmp_path):
     from opticsfree.reconstruction.train import train_reconstruction
     from opticsfree.reconstruction.unet import UNetConfig, UNetMethod

@@ -532,6 +532,7 @@ def test_bad_options_are_refused(tmp_path, synth):
     ("bijective", {"decay_start": None, "w_adv": -1}, "option w_adv .*greater than or equal to 0"),
     ("unet", {"scene_augment": "rotate"}, "option scene_augment for method unet: .*'none', 'flip' or 'crop-flip'"),
     ("cyclegan", {"scene_copies": 0}, "option scene_copies .*greater than or equal to 1"),
+    ("unet", {"scene_refresh": True}, "option scene_refresh for method unet: needs scene_augment flip or crop-flip"),
 ])
 def test_method_options_are_strict_one_line_errors(method, options, match):
     from opticsfree.reconstruction.base import parse_options
@@ -583,6 +584,48 @@ def test_unet_trains_on_scenes_augmented_through_the_camera(tmp_path, digits_set
     assert cfg["method_config"]["scene_augment"] == "flip" and cfg["method_config"]["scene_copies"] == 1
     with pytest.raises(ConfigError, match="scene augmentation needs a simulated capture set"):
         train(synth, "unet", tmp_path / "synthetic", epochs=1, options={**TINY["unet"], "scene_augment": "flip"})
+
+
+def test_scene_refresh_draws_new_copies_each_epoch_and_resumes_to_the_same(tmp_path, digits_set, monkeypatch):
+    """scene_refresh: before every epoch after the first, the captured pairs are followed by new
+    augmented copies (other flips and shifts, other sensor noise); a run stopped after one epoch
+    and resumed draws the same copies as the uninterrupted run and ends with the same weights."""
+    import opticsfree.reconstruction.train as rt
+
+    made = []
+    real = rt.augment_scenes
+
+    def spy(split, camera, mode, copies, seed):
+        out = real(split, camera, mode, copies, seed)
+        made.append(out)
+        return out
+
+    monkeypatch.setattr(rt, "augment_scenes", spy)
+    opts = {**TINY["unet"], "front_end": True, "scene_augment": "crop-flip", "scene_refresh": True}
+    kw = dict(epochs=2, options=opts, amp=False, seed=2)
+    straight = train(digits_set, "unet", tmp_path / "straight", **kw)
+    assert len(made) == 2                                                  # epoch 1's copies, then new ones
+    first, second = made
+    n = len(first) // 2
+    assert torch.equal(first.original[:n], second.original[:n])            # the captured pairs stay
+    assert torch.equal(first.lensless[:n], second.lensless[:n])
+    assert torch.equal(first.labels, second.labels) and first.ids == second.ids  # labels kept
+    assert not torch.equal(first.original[n:], second.original[n:])        # new shifted/flipped scenes
+    assert not torch.equal(first.lensless[n:], second.lensless[n:])
+
+    made.clear()
+    cut = tmp_path / "cut"
+
+    def stop(row):
+        raise KeyboardInterrupt
+
+    with pytest.raises(KeyboardInterrupt):
+        train(digits_set, "unet", cut, on_epoch=stop, **kw)
+    train(digits_set, "unet", cut, resume=True, **kw)
+    assert torch.equal(made[-1].original, second.original) and torch.equal(made[-1].lensless, second.lensless)
+    a, b = torch.load(straight / "model.pt", weights_only=False), torch.load(cut / "model.pt", weights_only=False)
+    for k in a["state_dict"]:
+        assert torch.equal(a["state_dict"][k], b["state_dict"][k]), k
 
 
 # --------------------------------------------------------------------------- physics

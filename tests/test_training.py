@@ -42,23 +42,6 @@ def metrics(run):
     return [json.loads(line) for line in (Path(run) / "metrics.jsonl").read_text().splitlines()]
 
 
-def interrupt_in_second_validation(cfg, run, monkeypatch):
-    """Train ``cfg`` into ``run`` and interrupt it (KeyboardInterrupt) during epoch 2's
-    validation, after epoch 1's state was written."""
-    real, calls = trainer_mod.validate, []
-
-    def interrupt(*a, **kw):
-        calls.append(1)
-        if len(calls) == 2:
-            raise KeyboardInterrupt
-        return real(*a, **kw)
-
-    monkeypatch.setattr(trainer_mod, "validate", interrupt)
-    with pytest.raises(KeyboardInterrupt):
-        train(cfg, run, show_progress=False)
-    monkeypatch.setattr(trainer_mod, "validate", real)
-
-
 # ---- sampling and splits ------------------------------------------------------------------------
 
 
@@ -244,11 +227,11 @@ def test_checkpoints_load_with_weights_only_and_embed(base_run):
         t.embed(torch.zeros(2, 3, 8, 8, dtype=torch.uint8), "lensless")
 
 
-def test_same_config_same_numbers_and_resume_is_exact(captures, tmp_path, monkeypatch):
+def test_same_config_same_numbers_and_resume_is_exact(captures, tmp_path, interrupt_in_second_validation):
     cfg = {"captures": str(captures), "loss": "quadruplet", "epochs": 2, "augment": "crop-flip", **TINY}
     train(cfg, tmp_path / "full", show_progress=False)
     # The same run interrupted during epoch 2's validation, then resumed.
-    interrupt_in_second_validation(cfg, tmp_path / "cut", monkeypatch)
+    interrupt_in_second_validation(cfg, tmp_path / "cut")
     assert list_checkpoints(tmp_path / "cut") == []
     with pytest.raises(ConfigError, match="--resume"):
         train(cfg, tmp_path / "cut", show_progress=False)
@@ -265,7 +248,8 @@ def test_same_config_same_numbers_and_resume_is_exact(captures, tmp_path, monkey
     assert [r["val_accuracy"] for r in la] == [r["val_accuracy"] for r in lb]
 
 
-def test_weight_averaging_checkpoints_the_average_and_resumes_exactly(captures, tmp_path, monkeypatch):
+def test_weight_averaging_checkpoints_the_average_and_resumes_exactly(captures, tmp_path,
+                                                                   interrupt_in_second_validation):
     cfg = {"captures": str(captures), "loss": "ce", "epochs": 2, "checkpoints": [1, 2],
            "weight_averaging": 0.5, **TINY}
     train(cfg, tmp_path / "full", show_progress=False)
@@ -285,7 +269,7 @@ def test_weight_averaging_checkpoints_the_average_and_resumes_exactly(captures, 
     t = load_trained(tmp_path / "full", 2)
     assert torch.equal(t.model.state_dict()[k], two["model"][k])
     # interrupted in epoch 2's validation and resumed: the same average
-    interrupt_in_second_validation(cfg, tmp_path / "cut", monkeypatch)
+    interrupt_in_second_validation(cfg, tmp_path / "cut")
     train(cfg, tmp_path / "cut", resume=True, show_progress=False)
     b = torch.load(tmp_path / "cut/checkpoints/epoch_002.pt", weights_only=True)
     for name in two["model"]:
@@ -300,7 +284,7 @@ def test_a_run_recorded_before_a_field_existed_resumes_and_loads(base_run, captu
     they count as their defaults, which keep the old behaviour."""
     run = tmp_path / "old"
     shutil.copytree(base_run[0], run)
-    new = ("front_end", "scene_augment", "scene_copies", "global_features")
+    new = ("front_end", "scene_augment", "scene_copies", "scene_refresh", "global_features")
     cfg = json.loads((run / "config.json").read_text())
     (run / "config.json").write_text(json.dumps({k: v for k, v in cfg.items() if k not in new}))
     for p in [run / "resume.pt", *(run / "checkpoints").iterdir()]:

@@ -10,8 +10,9 @@ be, before the camera sees it:
   the camera of the capture set (the full simulation: optics, sensor noise with its own seed,
   the set's JPEG encoding), appended to the training rows with the scene's id and label and the
   augmented image as the original. The validation and test splits are never augmented: only the
-  training rows of a run pass through here. A real rig can do the same by displaying flipped and
-  shifted scenes and importing those captures.
+  training rows of a run pass through here. With ``scene_refresh`` a trainer calls it again
+  before every epoch, seeded by :func:`refresh_seed`, so each epoch sees new copies. A real rig
+  can do the same by displaying flipped and shifted scenes and importing those captures.
 
 Used by the embedding training (``opticsfree train --set scene_augment=...``; for a reconstructed
 set it adds the set's reconstruction model, :class:`opticsfree.training.augment.SceneCamera`) and
@@ -131,6 +132,13 @@ def scene_capture(captures: str, split: CaptureSplit) -> SceneCapture:
 def augment_seed(seed: int, k: int) -> int:
     """The sensor-noise seed of augmented copy ``k`` (1-based) of a run seeded ``seed``."""
     return derive_seed("scene-augment", seed, k) % 2**31
+
+
+def refresh_seed(seed: int, epoch: int) -> int:
+    """The seed of the augmented copies drawn anew (``scene_refresh``) for ``epoch`` of a run
+    seeded ``seed``: the epoch as its trainer counts it (``reconstruct train`` from 0, ``train``
+    from 1); the first epoch trains on the copies seeded by ``seed`` itself."""
+    return derive_seed("scene-refresh", seed, epoch) % 2**31
 
 
 def augment_scenes(split: CaptureSplit, camera: SceneCaptureFn, mode: str, copies: int,

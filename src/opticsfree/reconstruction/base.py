@@ -15,7 +15,7 @@ from typing import Any, Literal
 
 import numpy as np
 import torch
-from pydantic import BaseModel, ConfigDict, Field, ValidationError
+from pydantic import BaseModel, ConfigDict, Field, ValidationError, ValidationInfo, field_validator
 
 from opticsfree.errors import ConfigError
 from opticsfree.runs import resolve_device, torch_threads  # noqa: F401 - re-exported (apply.py)
@@ -50,11 +50,16 @@ class MethodOptions(BaseModel):
     Every deep method (``cyclegan``, ``unet``, ``bijective``) also takes the scene augmentation
     of the embedding training (:mod:`opticsfree.captures.augment`): ``scene_copies`` augmented
     versions of each training scene, re-captured by the set's simulated camera and appended to
-    the training pairs (the validation hold-out and the test split are never augmented).
+    the training pairs (the validation hold-out and the test split are never augmented). With
+    ``scene_refresh`` the copies are drawn again before every epoch (new flips, shifts and sensor
+    noise, seeded by the run's seed and the epoch, so a resumed run sees the same copies), at the
+    cost of one re-capture of the training scenes per epoch; without it the same copies serve
+    every epoch.
 
     Attributes:
         scene_augment: ``none``, ``flip`` or ``crop-flip``.
         scene_copies: augmented copies of each training scene.
+        scene_refresh: draw new copies before every epoch.
     """
 
     model_config = ConfigDict(extra="forbid", strict=True, frozen=True)
@@ -62,6 +67,14 @@ class MethodOptions(BaseModel):
     scene_augment: Literal["none", "flip", "crop-flip"] = Field(
         "none", description="add augmented training scenes re-captured by the set's camera (simulated sets)")
     scene_copies: int = Field(1, ge=1, le=16, description="augmented copies of each training scene (scene_augment)")
+    scene_refresh: bool = Field(False, description="draw new augmented copies (and their sensor noise) before every epoch")
+
+    @field_validator("scene_refresh")
+    @classmethod
+    def _refresh_needs_augment(cls, v: bool, info: ValidationInfo) -> bool:
+        if v and info.data.get("scene_augment", "none") == "none":
+            raise ValueError("needs scene_augment flip or crop-flip")
+        return v
 
 
 def parse_options(config_cls: type[MethodOptions], options: dict[str, Any] | None, method: str) -> MethodOptions:

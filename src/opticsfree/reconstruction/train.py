@@ -28,7 +28,7 @@ from typing import Any, Callable
 import torch
 
 from opticsfree import __version__
-from opticsfree.captures.augment import augment_scenes, scene_capture
+from opticsfree.captures.augment import augment_scenes, refresh_seed, scene_capture
 from opticsfree.captures.format import open_capture_set
 from opticsfree.captures.loader import CaptureSplit, load_captures
 from opticsfree.data.split import split_scenes
@@ -223,9 +223,10 @@ def _train_deep(captures: Path, method: str, run: RunDir, epochs: int | None, rt
     seed_everything(seed)
     train, val = _load_data(captures, size, val_fraction, seed, limit)
     n_captured = len(train)
+    captured, scene_camera = train, None
     if cfg.scene_augment != "none":  # training pairs only: the hold-out and test are never augmented
-        train = augment_scenes(train, scene_capture(str(captures), train), cfg.scene_augment,
-                               cfg.scene_copies, seed)
+        scene_camera = scene_capture(str(captures), train)
+        train = augment_scenes(captured, scene_camera, cfg.scene_augment, cfg.scene_copies, seed)
     side = int(train.lensless.shape[-1])
     cin, cout = int(train.lensless.shape[1]), int(train.original.shape[1])
     config.update({"image_size": side, "in_channels": cin, "out_channels": cout,
@@ -282,6 +283,9 @@ def _train_deep(captures: Path, method: str, run: RunDir, epochs: int | None, rt
     from opticsfree.utils.progress import progress
 
     for epoch in range(start, total):
+        if cfg.scene_refresh and epoch > 0:  # new copies; epoch 1 keeps those drawn above
+            train = _refreshed(captured, scene_camera, cfg.scene_augment, cfg.scene_copies, seed, epoch, tikhonov)
+            a_all, b_all = train.lensless.to(dev), train.original.to(dev)
         lr = first_opt.param_groups[0]["lr"]
         if m.paired:
             perm = torch.randperm(len(train), generator=shuffle)
@@ -319,6 +323,15 @@ def _train_deep(captures: Path, method: str, run: RunDir, epochs: int | None, rt
         if on_epoch:
             on_epoch(row)
     return out
+
+
+def _refreshed(captured: CaptureSplit, camera: Any, mode: str, copies: int, seed: int, epoch: int,
+               tikhonov: Any) -> CaptureSplit:
+    """The training pairs of 0-based ``epoch`` with ``scene_refresh``: the captured rows
+    followed by new augmented copies, seeded by the run's seed and the epoch (a resumed run
+    draws the same ones), through the Tikhonov front end where the method has one."""
+    fresh = augment_scenes(captured, camera, mode, copies, refresh_seed(seed, epoch))
+    return fresh if tikhonov is None else replace(fresh, lensless=tikhonov.reconstruct(fresh.lensless))
 
 
 def spread(n: int, k: int) -> torch.Tensor:

@@ -25,6 +25,7 @@ from opticsfree.captures.augment import (
     augment_scenes,
     augment_seed,
     camera_for_scenes,
+    refresh_seed,
 )
 from opticsfree.captures.format import read_manifest
 from opticsfree.captures.loader import CaptureSplit, resize_uint8
@@ -32,7 +33,8 @@ from opticsfree.errors import ConfigError, OpticsfreeError
 from opticsfree.reconstruction.apply import Reconstructor, load_reconstructor
 from opticsfree.utils.io import file_sha256
 
-__all__ = ["SCENE_MODES", "SceneCamera", "augment_originals", "augment_scenes", "augment_seed", "scene_camera"]
+__all__ = ["SCENE_MODES", "SceneCamera", "augment_originals", "augment_scenes", "augment_seed", "refresh_seed",
+           "scene_camera"]
 
 
 @dataclass

@@ -73,6 +73,7 @@ class TrainConfig(BaseModel):
     augment: Literal["none", "flip", "crop-flip"] = Field("none", description="augment the originals only")
     scene_augment: Literal["none", "flip", "crop-flip"] = Field("none", description="add augmented training scenes re-captured by the set's camera (simulated sets)")
     scene_copies: int = Field(1, ge=1, le=16, description="augmented copies of each training scene (scene_augment)")
+    scene_refresh: bool = Field(False, description="draw new augmented copies (and their sensor noise) before every epoch (scene_augment)")
     seed: int = Field(0, ge=0, description="random seed")
     # execution
     device: Literal["cpu", "cuda"] = Field("cpu", description="device")
@@ -129,6 +130,10 @@ class TrainConfig(BaseModel):
         if self.whiten_bias_epochs is not None and self.backbone != "wvgg":
             raise ValueError(f"whiten_bias_epochs: only backbone 'wvgg' has a whitening layer, "
                              f"got backbone {self.backbone!r}")
+        if self.scene_refresh and self.scene_augment == "none":
+            raise ValueError("scene_refresh: needs scene_augment flip or crop-flip")
+        if self.scene_refresh and self.sampling == "tuples":
+            raise ValueError("scene_refresh: needs sampling 'online' (tuples sampling reads its fixed rows)")
         if self.sampling == "tuples" and self.mining not in (None, default_mining(self.loss)):
             raise ValueError("mining: tuples sampling uses each fixed row as its tuple; leave mining unset")
         return self

@@ -85,9 +85,10 @@ def display_estimates(model: EmbeddingModel, lensless: torch.Tensor, chunk: int 
     if model.front_end is None:
         raise ValueError("this model has no front end")
     fe = model.front_end
+    device = next(fe.parameters()).device
     out = torch.empty(len(lensless), fe.out_channels, fe.size, fe.size)
     for i in range(0, len(lensless), chunk):
-        out[i:i + chunk] = model.display_estimate(lensless[i:i + chunk])
+        out[i:i + chunk] = model.display_estimate(lensless[i:i + chunk].to(device)).cpu()
     return out
 
 

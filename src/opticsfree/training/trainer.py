@@ -40,11 +40,11 @@ from opticsfree.runs import (
     torch_threads,
 )
 from opticsfree.training import distributed as D
-from opticsfree.training.augment import augment_originals, augment_scenes, scene_camera
+from opticsfree.training.augment import augment_originals, augment_scenes, refresh_seed, scene_camera
 from opticsfree.training.checkpoint import SAME_RUN, build_model, list_checkpoints, load_state, training_run
 from opticsfree.training.config import TrainConfig
 from opticsfree.training.data import prototype_rows, train_val
-from opticsfree.training.initialise import initialise_model
+from opticsfree.training.initialise import display_estimates, initialise_model
 from opticsfree.training.sampling import (
     ClassBalancedBatchSampler,
     SceneTable,
@@ -280,8 +280,10 @@ def _train(cfg: TrainConfig, run: RunDir, resume: bool, show_progress: bool,
     # ---- data -------------------------------------------------------------------------------
     tv = train_val(captures, cfg.size, cfg.val_fraction, cfg.seed, cfg.limit)
     tr, va = tv.train, tv.val
+    captured, scene_cam = tr, None
     if cfg.scene_augment != "none":  # training rows only: val and test are never augmented
-        tr = augment_scenes(tr, scene_camera(captures, tr), cfg.scene_augment, cfg.scene_copies, cfg.seed)
+        scene_cam = scene_camera(captures, tr)
+        tr = augment_scenes(captured, scene_cam, cfg.scene_augment, cfg.scene_copies, cfg.seed)
     classes = tr.classes
     size = int(tr.lensless.shape[-1])
     scenes = SceneTable.from_rows(tr.ids, tr.labels)
@@ -386,6 +388,10 @@ def _train(cfg: TrainConfig, run: RunDir, resume: bool, show_progress: bool,
     world = info.world_size
     for epoch in range(start_epoch, cfg.epochs + 1):
         sampler.set_epoch(epoch)
+        if cfg.scene_refresh and epoch > 1:  # new augmented copies; epoch 1 keeps those drawn above
+            tr = augment_scenes(captured, scene_cam, cfg.scene_augment, cfg.scene_copies,
+                                refresh_seed(cfg.seed, epoch))
+            inputs = tr.lensless if init.estimates is None else display_estimates(model, tr.lensless)
         if cfg.whiten_bias_epochs is not None:  # before the first step of each epoch (and on resume)
             model.train_whitening_bias(epoch <= cfg.whiten_bias_epochs)
         aug_g = generator("augment", cfg.seed, epoch)
