@@ -826,3 +826,149 @@ def test_calibration_file_layout_is_stable(tmp_path):
         written = json.loads(str(z["meta"]))
     assert written["version"] == CALIBRATION_VERSION == 1
     assert written["sensor"] == meta["sensor"] and written["in_shape"] == meta["in_shape"]
+
+
+# --------------------------------------------------------------------------- ensembles
+
+def test_member_option_changes_weights_and_batches_but_keeps_the_holdout(tmp_path, synth):
+    """--set member=K: other initial weights, batch order and copies; the same hold-out and the
+    same front-end fit; member 0 is the plain run (bit-identical weights)."""
+    from opticsfree.reconstruction.base import member_seed
+
+    opts = {**TINY["unet"], "front_end": True}
+    plain = train(synth, "unet", tmp_path / "plain", epochs=1, options=opts, amp=False)
+    zero = train(synth, "unet", tmp_path / "zero", epochs=1, options={**opts, "member": 0}, amp=False)
+    one = train(synth, "unet", tmp_path / "one", epochs=1, options={**opts, "member": 1}, amp=False)
+    sd = {k: torch.load(p / "model.pt", weights_only=False)["state_dict"] for k, p in
+          (("plain", plain), ("zero", zero), ("one", one))}
+    assert all(torch.equal(sd["plain"][k], sd["zero"][k]) for k in sd["plain"])
+    learned = [k for k in sd["plain"] if not k.startswith("front.")]
+    assert any(not torch.equal(sd["plain"][k], sd["one"][k]) for k in learned)
+    assert all(torch.equal(sd["plain"][k], sd["one"][k]) for k in sd["plain"] if k.startswith("front."))
+    cfg = {k: json.loads((p / "config.json").read_text()) for k, p in (("plain", plain), ("one", one))}
+    assert cfg["one"]["method_config"]["member"] == 1 and cfg["plain"]["n_val"] == cfg["one"]["n_val"]
+    assert cfg["plain"]["front_end_fit"] == cfg["one"]["front_end_fit"]
+    assert member_seed(7, 0) == 7 and member_seed(7, 1) != member_seed(7, 2) != 7
+    with pytest.raises(ConfigError, match="member"):
+        train(synth, "unet", tmp_path / "neg", epochs=1, options={**opts, "member": -1}, amp=False)
+
+
+@pytest.fixture(scope="module")
+def members(tmp_path_factory, synth):
+    """Two tiny U-Net members of one ensemble (member 0 and 1, the same hold-out)."""
+    root = tmp_path_factory.mktemp("members")
+    old = torch.get_num_threads()
+    torch.set_num_threads(1)
+    made = [train(synth, "unet", root / f"m{k}", epochs=1, options={**TINY["unet"], "member": k}, amp=False)
+            for k in (0, 1)]
+    torch.set_num_threads(old)
+    return made
+
+
+def test_ensemble_averages_the_members_before_rounding_and_reports_validation(tmp_path, synth, members):
+    from opticsfree.reconstruction.base import to_model, to_uint8
+    from opticsfree.reconstruction.combine import ensemble_reconstruction
+    from opticsfree.reconstruction.ensemble import EnsembleNet, ensemble_mean
+    from opticsfree.reconstruction.train import _val_quality
+
+    out = tmp_path / "ens"
+    rep = ensemble_reconstruction(members, out, threads=1)
+    ens = load_reconstructor(out)
+    assert isinstance(ens.net, EnsembleNet) and len(ens.net.members) == 2 and ens.method == "unet"
+    parts = [load_reconstructor(m) for m in members]
+    x = load_captures(synth, "test").lensless
+    with torch.no_grad():
+        want = to_uint8((parts[0].net(to_model(x)) + parts[1].net(to_model(x))) / 2)
+    assert torch.equal(ens.reconstruct(x), want)                            # (G1 + G2) / 2, then rounded
+    singles = [p.reconstruct(x) for p in parts]
+    assert not torch.equal(singles[0], singles[1]) and not torch.equal(want, singles[0])
+    # the validation report: every member and the mean, measured on the shared hold-out
+    cfg = json.loads((out / "config.json").read_text())
+    tr, va = split_scenes(load_captures(synth, "train").ids, load_captures(synth, "train").labels, 0.1, 0)
+    val = load_captures(synth, "train").subset(torch.as_tensor(va))
+    assert rep.n_val == cfg["n_val"] == len(val) > 0
+    q = _val_quality(ens.reconstruct(val.lensless), val.original)
+    assert rep.ensemble.val_psnr == pytest.approx(q["val_psnr"]) and rep.ensemble.val_ssim == pytest.approx(q["val_ssim"])
+    q0 = _val_quality(parts[0].reconstruct(val.lensless), val.original)
+    assert rep.members[0].val_psnr == pytest.approx(q0["val_psnr"])
+    assert [m["model_sha256"] for m in cfg["members"]] != [None, None] and cfg["validation"][-1]["val_psnr"] == pytest.approx(q["val_psnr"])
+    # a derived set through `reconstruct apply` holds the ensemble's reconstructions
+    derived = apply(out, synth, tmp_path / "derived")
+    assert torch.equal(load_captures(derived, "test").lensless, want)
+    # the module form equals the functional form
+    with torch.no_grad():
+        a = EnsembleNet([p.net for p in parts])(to_model(x))
+        b = ensemble_mean([p.net(to_model(x)) for p in parts])
+    assert torch.equal(a, b)
+
+
+def test_ensemble_refuses_bad_members_with_one_line_errors(tmp_path, synth, members):
+    from opticsfree.reconstruction.combine import ensemble_reconstruction
+    from opticsfree.reconstruction.ensemble import EnsembleNet, ensemble_mean
+
+    with pytest.raises(ConfigError, match="at least 2"):
+        ensemble_reconstruction(members[:1], tmp_path / "a", threads=1)
+    with pytest.raises(ConfigError, match="the same model"):
+        ensemble_reconstruction([members[0], members[0] / "model.pt"], tmp_path / "b", threads=1)
+    other = train(synth, "unet", tmp_path / "seed1", epochs=1, options=TINY["unet"], amp=False, seed=1)
+    with pytest.raises(ConfigError, match=r"seed 1 differs .* validation hold-out"):
+        ensemble_reconstruction([members[0], other], tmp_path / "c", threads=1)
+    tik = train(synth, "tikhonov", tmp_path / "tik")
+    with pytest.raises(ConfigError, match="tikhonov model has no network"):
+        ensemble_reconstruction([members[0], tik], tmp_path / "d", threads=1)
+    ens = tmp_path / "ens"
+    ensemble_reconstruction(members, ens, threads=1)
+    with pytest.raises(ConfigError, match="not a trained network"):
+        ensemble_reconstruction([members[0], ens], tmp_path / "e", threads=1)
+    with pytest.raises(ConfigError, match="already holds"):
+        ensemble_reconstruction(members, ens, threads=1)
+    for name in "abcde":
+        assert not (tmp_path / name).exists()                               # nothing half-written
+    assert not list(tmp_path.glob(".*.tmp"))
+    with pytest.raises(ValueError, match="at least 2"):
+        EnsembleNet([UNet(3, 3, 16, width=4)])
+    with pytest.raises(ValueError, match="differ in shape"):
+        ensemble_mean([torch.zeros(1, 3, 4, 4), torch.zeros(1, 1, 4, 4)])
+
+
+def test_cli_reconstruct_ensemble(tmp_path, synth, members):
+    out = tmp_path / "ens"
+    r = runner.invoke(app, ["reconstruct", "ensemble", str(members[0]), str(members[1]), "--out", str(out),
+                            "--threads", "1", "--json"])
+    assert r.exit_code == 0, r.output
+    rep = json.loads(r.stdout)
+    assert [m["model"] for m in rep["members"]] == [str(members[0] / "model.pt"), str(members[1] / "model.pt")]
+    assert rep["n_val"] > 0 and np.isfinite(rep["ensemble"]["val_psnr"]) and (out / "model.pt").is_file()
+    r = runner.invoke(app, ["reconstruct", "ensemble", str(members[0]), "--out", str(tmp_path / "one")])
+    assert r.exit_code == 2 and "at least 2" in r.output and not (tmp_path / "one").exists()
+
+
+def test_members_front_ends_are_compared_value_by_value():
+    from opticsfree.reconstruction.combine import same_value
+
+    a = {"matrix": torch.eye(3), "sensor": {"gain": torch.ones(2), "gamma": 2.2}, "shape": [1, 3]}
+    assert same_value(a, {"matrix": torch.eye(3), "sensor": {"gain": torch.ones(2), "gamma": 2.2}, "shape": (1, 3)})
+    assert not same_value(a, {**a, "sensor": {"gain": torch.tensor([1.0, 1.5]), "gamma": 2.2}})
+    assert not same_value(a, {**a, "matrix": torch.eye(3).double()}) and not same_value(a, {**a, "shape": [1]})
+    assert same_value(None, None) and not same_value(a, None) and not same_value(torch.ones(1), 1.0)
+
+
+def test_ensemble_of_cyclegans_with_a_front_end_applies_the_shared_inverse_first(tmp_path, digits_set):
+    """Members with a Tikhonov front end (``cyclegan``, ``front_end``): the ensemble keeps the one
+    inverse they share and averages the generators applied to its output."""
+    from opticsfree.reconstruction.base import to_model, to_uint8
+    from opticsfree.reconstruction.combine import ensemble_reconstruction
+
+    opts = {**TINY["cyclegan"], "front_end": True, "lr": 1e-2}
+    made = [train(digits_set, "cyclegan", tmp_path / f"m{k}", epochs=1, amp=False, options={**opts, "member": k})
+            for k in (0, 1)]
+    rep = ensemble_reconstruction(made, tmp_path / "ens", threads=1)
+    ens = load_reconstructor(tmp_path / "ens")
+    parts = [load_reconstructor(m) for m in made]
+    assert ens.tikhonov is not None and torch.equal(ens.tikhonov.matrix, parts[1].tikhonov.matrix)
+    caps = load_captures(digits_set, "test").lensless
+    t = to_model(parts[0].tikhonov.reconstruct(caps))
+    with torch.no_grad():
+        want = to_uint8((parts[0].net(t) + parts[1].net(t)) / 2)
+    assert torch.equal(ens.reconstruct(caps), want) and not torch.equal(want, parts[0].reconstruct(caps))
+    assert rep.n_val > 0 and np.isfinite(rep.ensemble.val_psnr)

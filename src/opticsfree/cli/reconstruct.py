@@ -21,7 +21,7 @@ Exposure = choices(("per-image", "fixed"))
 
 reconstruct_app = typer.Typer(
     help="Reconstruct images from lensless captures: train a method (cyclegan, unet, bijective, "
-         "tikhonov) and apply it to a capture set.",
+         "tikhonov), average trained models into an ensemble, and apply one to a capture set.",
     no_args_is_help=True,
 )
 app.add_typer(reconstruct_app, name="reconstruct")
@@ -104,6 +104,31 @@ def apply(
         apply_reconstruction(model, captures, out, device=device, batch_size=batch_size, workers=workers,
                              threads=threads, on_progress=on_progress)
     console.print(f"wrote derived capture set {out}")
+
+
+@command("ensemble", parent=reconstruct_app, resume_hint=RERUN_TO_REDO)
+def ensemble(
+    models: List[Path] = typer.Argument(..., help="two or more MODEL directories (members trained with --set member=K)"),
+    out: Path = typer.Option(..., "--out", help="MODEL directory to write (the ensemble)"),
+    device: Device = typer.Option("cpu", "--device", help="device of the validation"),
+    threads: Optional[int] = typer.Option(None, "--threads", help="CPU threads (default: all)"),
+    as_json: bool = typer.Option(False, "--json", help="print the validation report as JSON"),
+) -> None:
+    """Average trained reconstruction models into one MODEL; report each one's and the mean's
+    validation PSNR / SSIM on their shared hold-out."""
+    check_out_dir(out, what="a MODEL directory")
+    from opticsfree.reconstruction.combine import ensemble_reconstruction
+
+    report = ensemble_reconstruction(models, out, device=device, threads=threads)
+    if as_json:
+        print_json(report.to_json())
+        return
+    console.print(f"validation on {report.n_val} held-out scenes (per-image mean; images in [0, 1], "
+                  "data range 1):")
+    for q in report.members + (report.ensemble,):
+        console.print(f"  {q.model}  epoch {q.epoch if q.epoch is not None else '-'}  "
+                      f"PSNR {q.val_psnr:.2f} dB  SSIM {q.val_ssim:.4f}")
+    console.print(f"wrote model {out}")
 
 
 @command("calibrate", resume_hint=RERUN_TO_REDO)

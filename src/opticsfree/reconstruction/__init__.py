@@ -11,11 +11,16 @@ Methods (``opticsfree reconstruct train CAPTURES --method M --out MODEL``):
   model of a real set: :mod:`.calibration`).
 
 ``opticsfree reconstruct apply MODEL CAPTURES --out CAPTURES2`` writes a derived capture set
-whose lensless images are the reconstructions (:mod:`.apply`). See docs/reconstruction.md.
+whose lensless images are the reconstructions (:mod:`.apply`); ``opticsfree reconstruct ensemble``
+averages trained models (members of ``--set member=K`` runs) into one (:mod:`.combine`,
+:mod:`.ensemble`). See
+docs/reconstruction.md.
 """
 
 from opticsfree.reconstruction.apply import Reconstructor, apply_reconstruction, load_reconstructor
 from opticsfree.reconstruction.base import METHODS
+from opticsfree.reconstruction.combine import EnsembleReport, ensemble_reconstruction
+from opticsfree.reconstruction.ensemble import EnsembleNet
 from opticsfree.reconstruction.discriminators import PatchDiscriminator, patch_layers_for, receptive_field
 from opticsfree.reconstruction.generators import ResnetGenerator
 from opticsfree.reconstruction.image_pool import ImagePool
@@ -30,6 +35,7 @@ from opticsfree.reconstruction.unet import UNet
 
 __all__ = [
     "METHODS", "train_reconstruction", "apply_reconstruction", "load_reconstructor", "Reconstructor",
+    "ensemble_reconstruction", "EnsembleNet", "EnsembleReport",
     "list_metrics", "ResnetGenerator", "PatchDiscriminator", "patch_layers_for",
     "receptive_field", "UNet", "ImagePool", "constant_then_linear_decay", "AffineOperator", "SensorModel",
     "TikhonovModel", "Calibration", "calibrate", "camera_operator", "fit_affine", "load_calibration",

@@ -36,6 +36,7 @@ from opticsfree.captures.loader import load_captures
 from opticsfree.captures.writer import ImageJob, write_images
 from opticsfree.errors import DataError, OpticsfreeError
 from opticsfree.reconstruction.base import resolve_device, torch_threads
+from opticsfree.reconstruction.ensemble import EnsembleNet
 from opticsfree.reconstruction.generators import ResnetGenerator
 from opticsfree.reconstruction.tikhonov import TikhonovModel
 from opticsfree.reconstruction.unet import UNet
@@ -93,6 +94,21 @@ def _model_file(model_dir: str | Path) -> Path:
     return f
 
 
+def build_network(arch: dict) -> torch.nn.Module:
+    """The untrained network of an architecture spec (``model.pt``'s ``"arch"``): a class of
+    :data:`ARCHITECTURES` with its keyword arguments, or ``{"class": "Ensemble", "members": [spec,
+    ...]}`` (:class:`~opticsfree.reconstruction.ensemble.EnsembleNet` of ``reconstruct ensemble``).
+
+    Raises:
+        KeyError / TypeError / ValueError: a malformed spec (the caller names the file).
+    """
+    if arch["class"] == "Ensemble":
+        return EnsembleNet([build_network(a) for a in arch["members"]])
+    cls = ARCHITECTURES[arch["class"]]
+    kwargs = {k: v for k, v in arch["kwargs"].items() if isinstance(v, (int, float, str, bool))}
+    return cls(**kwargs)
+
+
 def load_reconstructor(model_dir: str | Path, device: str = "cpu") -> Reconstructor:
     """Load ``MODEL/model.pt`` safely (weights only) and rebuild its network.
 
@@ -109,10 +125,7 @@ def load_reconstructor(model_dir: str | Path, device: str = "cpu") -> Reconstruc
                       out_channels=int(state["out_channels"]), path=f, device=dev)
         if method == "tikhonov":
             return Reconstructor(**common, tikhonov=TikhonovModel.from_state(state["tikhonov"]))
-        arch = state["arch"]
-        cls = ARCHITECTURES[arch["class"]]
-        kwargs = {k: v for k, v in arch["kwargs"].items() if isinstance(v, (int, float, str, bool))}
-        net = cls(**kwargs)
+        net = build_network(state["arch"])
         net.load_state_dict(state["state_dict"])
         net.to(dev).eval()
         front = TikhonovModel.from_state(state["tikhonov"]) if "tikhonov" in state else None

@@ -18,6 +18,7 @@ import torch
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, ValidationInfo, field_validator
 
 from opticsfree.errors import ConfigError
+from opticsfree.utils.seeding import derive_seed
 from opticsfree.runs import resolve_device, torch_threads  # noqa: F401 - re-exported (apply.py)
 
 METHODS = ("cyclegan", "unet", "bijective", "tikhonov")
@@ -56,10 +57,17 @@ class MethodOptions(BaseModel):
     cost of one re-capture of the training scenes per epoch; without it the same copies serve
     every epoch.
 
+    ``member`` makes independent members of an ensemble (``reconstruct ensemble``) from one
+    command: member :math:`k > 0` draws its initial weights, its batch order and its augmented
+    copies from :func:`member_seed` instead of the run's seed, while the validation hold-out
+    (and a front end's fit) stay those of the run's seed, so all members of an ensemble train and
+    choose their checkpoints on the same scenes. Member 0 is the plain run.
+
     Attributes:
         scene_augment: ``none``, ``flip`` or ``crop-flip``.
         scene_copies: augmented copies of each training scene.
         scene_refresh: draw new copies before every epoch.
+        member: ensemble member (0: the plain run).
     """
 
     model_config = ConfigDict(extra="forbid", strict=True, frozen=True)
@@ -68,6 +76,7 @@ class MethodOptions(BaseModel):
         "none", description="add augmented training scenes re-captured by the set's camera (simulated sets)")
     scene_copies: int = Field(1, ge=1, le=16, description="augmented copies of each training scene (scene_augment)")
     scene_refresh: bool = Field(False, description="draw new augmented copies (and their sensor noise) before every epoch")
+    member: int = Field(0, ge=0, description="ensemble member: k > 0 draws weights, batch order and augmented copies from another seed, keeping the hold-out (0: the plain run)")
 
     @field_validator("scene_refresh")
     @classmethod
@@ -75,6 +84,14 @@ class MethodOptions(BaseModel):
         if v and info.data.get("scene_augment", "none") == "none":
             raise ValueError("needs scene_augment flip or crop-flip")
         return v
+
+
+def member_seed(seed: int, member: int) -> int:
+    """The seed of a run's weights, batch order and augmented copies: ``seed`` itself for member 0,
+    ``derive_seed("ensemble-member", seed, member) % 2**31`` for member :math:`k > 0`."""
+    if member < 0:
+        raise ValueError(f"member must be >= 0, got {member}")
+    return seed if member == 0 else derive_seed("ensemble-member", seed, member) % 2**31
 
 
 def parse_options(config_cls: type[MethodOptions], options: dict[str, Any] | None, method: str) -> MethodOptions:

@@ -33,7 +33,7 @@ from opticsfree.captures.format import open_capture_set
 from opticsfree.captures.loader import CaptureSplit, load_captures
 from opticsfree.data.split import split_scenes
 from opticsfree.errors import ConfigError, DataError, OpticsfreeError
-from opticsfree.reconstruction.base import METHODS, parse_options, save_sample_grid, to_model, to_uint8
+from opticsfree.reconstruction.base import METHODS, member_seed, parse_options, save_sample_grid, to_model, to_uint8
 from opticsfree.reconstruction.bijective import BijectiveMethod
 from opticsfree.reconstruction.cyclegan import CycleGANMethod, unpaired_batches
 from opticsfree.reconstruction.schedules import constant_then_linear_decay, decay_start
@@ -220,13 +220,14 @@ def _train_deep(captures: Path, method: str, run: RunDir, epochs: int | None, rt
         config["camera"] = str(camera)
     _begin(run, config, resume)
 
-    seed_everything(seed)
+    wseed = member_seed(seed, cfg.member)  # weights, batches, copies; the hold-out keeps `seed`
+    seed_everything(wseed)
     train, val = _load_data(captures, size, val_fraction, seed, limit)
     n_captured = len(train)
     captured, scene_camera = train, None
     if cfg.scene_augment != "none":  # training pairs only: the hold-out and test are never augmented
         scene_camera = scene_capture(str(captures), train)
-        train = augment_scenes(captured, scene_camera, cfg.scene_augment, cfg.scene_copies, seed)
+        train = augment_scenes(captured, scene_camera, cfg.scene_augment, cfg.scene_copies, wseed)
     side = int(train.lensless.shape[-1])
     cin, cout = int(train.lensless.shape[1]), int(train.original.shape[1])
     config.update({"image_size": side, "in_channels": cin, "out_channels": cout,
@@ -244,7 +245,7 @@ def _train_deep(captures: Path, method: str, run: RunDir, epochs: int | None, rt
                                    "prior": tikhonov.info["prior"], "val_psnr": tikhonov.info["val_psnr"]}
     net_in = int(train.lensless.shape[1])
 
-    shuffle = torch.Generator().manual_seed(derive_seed(seed, "shuffle"))
+    shuffle = torch.Generator().manual_seed(derive_seed(wseed, "shuffle"))
     try:
         m = cls(cfg, net_in, cout, side, dev, shuffle)
     except ValueError as e:
@@ -284,7 +285,7 @@ def _train_deep(captures: Path, method: str, run: RunDir, epochs: int | None, rt
 
     for epoch in range(start, total):
         if cfg.scene_refresh and epoch > 0:  # new copies; epoch 1 keeps those drawn above
-            train = _refreshed(captured, scene_camera, cfg.scene_augment, cfg.scene_copies, seed, epoch, tikhonov)
+            train = _refreshed(captured, scene_camera, cfg.scene_augment, cfg.scene_copies, wseed, epoch, tikhonov)
             a_all, b_all = train.lensless.to(dev), train.original.to(dev)
         lr = first_opt.param_groups[0]["lr"]
         if m.paired:
