@@ -60,8 +60,9 @@ class MethodOptions(BaseModel):
     ``member`` makes independent members of an ensemble (``reconstruct ensemble``) from one
     command: member :math:`k > 0` draws its initial weights, its batch order and its augmented
     copies from :func:`member_seed` instead of the run's seed, while the validation hold-out
-    (and a front end's fit) stay those of the run's seed, so all members of an ensemble train and
-    choose their checkpoints on the same scenes. Member 0 is the plain run.
+    stays that of the run's seed, so all members of an ensemble train and choose their
+    checkpoints on the same scenes (a front end's fit is seeded by the run's seed too, on the
+    member's own augmented pairs). Member 0 is the plain run.
 
     Attributes:
         scene_augment: ``none``, ``flip`` or ``crop-flip``.
