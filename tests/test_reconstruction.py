@@ -931,6 +931,44 @@ def test_ensemble_refuses_bad_members_with_one_line_errors(tmp_path, synth, memb
         ensemble_mean([torch.zeros(1, 3, 4, 4), torch.zeros(1, 1, 4, 4)])
 
 
+def test_ensemble_with_mirror_averages_the_mirrored_reconstructions_and_reports_the_gain(tmp_path, synth,
+                                                                                        members):
+    """--mirror: (1/2K) sum_k (G_k(y) + F G_k(F y)), F the left-right flip; the report's unmirrored
+    row is the plain mean; one model is enough; apply writes the mirrored mean."""
+    from opticsfree.reconstruction.base import to_model, to_uint8
+    from opticsfree.reconstruction.combine import ensemble_reconstruction
+
+    rep = ensemble_reconstruction(members, tmp_path / "mir", threads=1, mirror=True)
+    plain = ensemble_reconstruction(members, tmp_path / "plain", threads=1)
+    ens = load_reconstructor(tmp_path / "mir")
+    parts = [load_reconstructor(m) for m in members]
+    x = load_captures(synth, "test").lensless
+    y = to_model(x)
+    with torch.no_grad():
+        direct = [p.net(y) for p in parts]
+        mirrored = [p.net(y.flip(-1)).flip(-1) for p in parts]
+        got = ens.net(y)
+    assert torch.allclose(got, (direct[0] + direct[1] + mirrored[0] + mirrored[1]) / 4, atol=1e-6)
+    assert not torch.allclose(mirrored[0], direct[0], atol=1e-3)             # the flips are not a no-op
+    assert torch.equal(ens.reconstruct(x), to_uint8(got))
+    assert torch.equal(load_captures(apply(tmp_path / "mir", synth, tmp_path / "derived"), "test").lensless,
+                       to_uint8(got))
+    assert rep.unmirrored is not None and plain.unmirrored is None
+    assert rep.unmirrored.val_psnr == pytest.approx(plain.ensemble.val_psnr)
+    assert rep.unmirrored.val_ssim == pytest.approx(plain.ensemble.val_ssim)
+    assert rep.ensemble.val_psnr != pytest.approx(plain.ensemble.val_psnr)
+    cfg = json.loads((tmp_path / "mir" / "config.json").read_text())
+    assert cfg["mirror"] is True and cfg["validation"][-2]["val_psnr"] == pytest.approx(rep.unmirrored.val_psnr)
+    assert rep.to_json()["mirror"] is True and "unmirrored" in rep.to_json()
+    assert "unmirrored" not in plain.to_json() and plain.to_json()["mirror"] is False
+    # one model and its mirrored use
+    one = ensemble_reconstruction(members[:1], tmp_path / "one", threads=1, mirror=True)
+    assert one.unmirrored.val_psnr == pytest.approx(one.members[0].val_psnr)
+    with torch.no_grad():
+        got1 = load_reconstructor(tmp_path / "one").net(y)
+    assert torch.allclose(got1, (direct[0] + mirrored[0]) / 2, atol=1e-6)
+
+
 def test_cli_reconstruct_ensemble(tmp_path, synth, members):
     out = tmp_path / "ens"
     r = runner.invoke(app, ["reconstruct", "ensemble", str(members[0]), str(members[1]), "--out", str(out),
@@ -941,6 +979,14 @@ def test_cli_reconstruct_ensemble(tmp_path, synth, members):
     assert rep["n_val"] > 0 and np.isfinite(rep["ensemble"]["val_psnr"]) and (out / "model.pt").is_file()
     r = runner.invoke(app, ["reconstruct", "ensemble", str(members[0]), "--out", str(tmp_path / "one")])
     assert r.exit_code == 2 and "at least 2" in r.output and not (tmp_path / "one").exists()
+    r = runner.invoke(app, ["reconstruct", "ensemble", str(members[0]), "--mirror", "--out", str(tmp_path / "m"),
+                            "--threads", "1", "--json"])
+    assert r.exit_code == 0, r.output
+    rep = json.loads(r.stdout)
+    assert rep["mirror"] is True and rep["unmirrored"]["val_psnr"] == pytest.approx(rep["members"][0]["val_psnr"])
+    r = runner.invoke(app, ["reconstruct", "ensemble", str(members[0]), str(members[1]), "--mirror",
+                            "--out", str(tmp_path / "m2"), "--threads", "1"])
+    assert r.exit_code == 0 and "without mirroring" in r.output, r.output
 
 
 def test_members_front_ends_are_compared_value_by_value():
@@ -972,3 +1018,10 @@ def test_ensemble_of_cyclegans_with_a_front_end_applies_the_shared_inverse_first
         want = to_uint8((parts[0].net(t) + parts[1].net(t)) / 2)
     assert torch.equal(ens.reconstruct(caps), want) and not torch.equal(want, parts[0].reconstruct(caps))
     assert rep.n_val > 0 and np.isfinite(rep.ensemble.val_psnr)
+    # mirrored: the network's input (the Tikhonov reconstruction) is flipped, not the capture
+    ensemble_reconstruction(made, tmp_path / "ensm", threads=1, mirror=True)
+    ensm = load_reconstructor(tmp_path / "ensm")
+    with torch.no_grad():
+        got = ensm.net(t)
+        formula = sum(p.net(t) + p.net(t.flip(-1)).flip(-1) for p in parts) / 4
+    assert torch.allclose(got, formula, atol=1e-6) and torch.equal(ensm.reconstruct(caps), to_uint8(got))

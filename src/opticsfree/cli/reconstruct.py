@@ -108,26 +108,33 @@ def apply(
 
 @command("ensemble", parent=reconstruct_app, resume_hint=RERUN_TO_REDO)
 def ensemble(
-    models: List[Path] = typer.Argument(..., help="two or more MODEL directories (members trained with --set member=K)"),
+    models: List[Path] = typer.Argument(..., help="two or more MODEL directories (members trained with --set member=K); one with --mirror"),
     out: Path = typer.Option(..., "--out", help="MODEL directory to write (the ensemble)"),
     device: Device = typer.Option("cpu", "--device", help="device of the validation"),
     threads: Optional[int] = typer.Option(None, "--threads", help="CPU threads (default: all)"),
     as_json: bool = typer.Option(False, "--json", help="print the validation report as JSON"),
+    mirror: bool = typer.Option(False, "--mirror", help="also average each model's reconstruction of the "
+                                "left-right mirrored capture, mirrored back (helps as far as the camera "
+                                "is left-right symmetric: the report shows the mean without it)"),
 ) -> None:
     """Average trained reconstruction models into one MODEL; report each one's and the mean's
     validation PSNR / SSIM on their shared hold-out."""
     check_out_dir(out, what="a MODEL directory")
     from opticsfree.reconstruction.combine import ensemble_reconstruction
 
-    report = ensemble_reconstruction(models, out, device=device, threads=threads)
+    report = ensemble_reconstruction(models, out, device=device, threads=threads, mirror=mirror)
     if as_json:
         print_json(report.to_json())
         return
     console.print(f"validation on {report.n_val} held-out scenes (per-image mean; images in [0, 1], "
                   "data range 1):")
-    for q in report.members + (report.ensemble,):
-        console.print(f"  {q.model}  epoch {q.epoch if q.epoch is not None else '-'}  "
-                      f"PSNR {q.val_psnr:.2f} dB  SSIM {q.val_ssim:.4f}")
+    rows = [(f"member {k}", q) for k, q in enumerate(report.members)]
+    if report.unmirrored is not None:
+        rows.append(("mean without mirroring", report.unmirrored))
+    rows.append(("ensemble" + (" with mirroring" if report.unmirrored is not None else ""), report.ensemble))
+    for label, q in rows:
+        console.print(f"  {label}: PSNR {q.val_psnr:.2f} dB  SSIM {q.val_ssim:.4f}  "
+                      f"(epoch {q.epoch if q.epoch is not None else '-'}, {q.model})", soft_wrap=True)
     console.print(f"wrote model {out}")
 
 

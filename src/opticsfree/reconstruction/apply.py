@@ -97,13 +97,14 @@ def _model_file(model_dir: str | Path) -> Path:
 def build_network(arch: dict) -> torch.nn.Module:
     """The untrained network of an architecture spec (``model.pt``'s ``"arch"``): a class of
     :data:`ARCHITECTURES` with its keyword arguments, or ``{"class": "Ensemble", "members": [spec,
-    ...]}`` (:class:`~opticsfree.reconstruction.ensemble.EnsembleNet` of ``reconstruct ensemble``).
+    ...], "mirror": bool}`` (:class:`~opticsfree.reconstruction.ensemble.EnsembleNet` of
+    ``reconstruct ensemble``; ``mirror`` absent in older files: False).
 
     Raises:
         KeyError / TypeError / ValueError: a malformed spec (the caller names the file).
     """
     if arch["class"] == "Ensemble":
-        return EnsembleNet([build_network(a) for a in arch["members"]])
+        return EnsembleNet([build_network(a) for a in arch["members"]], mirror=bool(arch.get("mirror", False)))
     cls = ARCHITECTURES[arch["class"]]
     kwargs = {k: v for k, v in arch["kwargs"].items() if isinstance(v, (int, float, str, bool))}
     return cls(**kwargs)

@@ -3,7 +3,10 @@
 The members (``--set member=K`` runs of one command) are checked to share the capture set, the
 size and the validation hold-out; the result is a MODEL directory whose network is
 :class:`~opticsfree.reconstruction.ensemble.EnsembleNet` (the mean of the members' outputs), with
-every member's and the ensemble's quality measured on the shared hold-out. See
+every member's and the ensemble's quality measured on the shared hold-out. With ``mirror`` the
+network also averages the members' reconstructions of the left-right mirrored captures
+(test-time mirroring; one member is then enough), and the report adds the plain mean so that the
+gain, a property of the camera's symmetry, can be read on validation. See
 docs/reconstruction.md, "Ensembles".
 """
 
@@ -11,7 +14,7 @@ from __future__ import annotations
 
 import os
 import shutil
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from pathlib import Path
 from typing import Any, Sequence
 
@@ -51,20 +54,26 @@ class EnsembleReport:
         members: each member's validation quality, in the order given.
         ensemble: the ensemble's validation quality (``model`` is ``path``).
         n_val: validation scenes (rows) measured.
+        unmirrored: with ``mirror``, the quality of the plain mean of the members (without the
+            mirrored reconstructions; with one member, that member); None without ``mirror``.
     """
 
     path: Path
     members: tuple[MemberQuality, ...]
     ensemble: MemberQuality
     n_val: int
+    unmirrored: MemberQuality | None = None
 
     def to_json(self) -> dict[str, Any]:
         """JSON-ready report (the ``--json`` output)."""
         def row(q: MemberQuality) -> dict[str, Any]:
             return {"model": q.model, "epoch": q.epoch, "val_psnr": q.val_psnr, "val_ssim": q.val_ssim,
                     "val_mse": q.val_mse}
-        return {"path": str(self.path), "n_val": self.n_val, "members": [row(q) for q in self.members],
-                "ensemble": row(self.ensemble)}
+        out = {"path": str(self.path), "n_val": self.n_val, "members": [row(q) for q in self.members],
+               "ensemble": row(self.ensemble), "mirror": self.unmirrored is not None}
+        if self.unmirrored is not None:
+            out["unmirrored"] = row(self.unmirrored)
+        return out
 
 
 def _member_state(model_dir: str | Path) -> tuple[Path, dict[str, Any]]:
@@ -96,7 +105,8 @@ def same_value(a: Any, b: Any) -> bool:
 
 
 def ensemble_reconstruction(models: Sequence[str | Path], out: str | Path, device: str = "cpu",
-                            threads: int | None = None, batch_size: int = 256) -> EnsembleReport:
+                            threads: int | None = None, batch_size: int = 256,
+                            mirror: bool = False) -> EnsembleReport:
     """Combine trained reconstruction models into one MODEL directory that averages them.
 
     Args:
@@ -107,22 +117,27 @@ def ensemble_reconstruction(models: Sequence[str | Path], out: str | Path, devic
         device: where the validation runs (``cpu`` or ``cuda``).
         threads: CPU threads for torch (None: torch's default).
         batch_size: images per forward pass in the validation.
+        mirror: test-time mirroring: also average every member's reconstruction of the
+            left-right mirrored capture, mirrored back (:class:`~.ensemble.EnsembleNet`); one
+            model is then enough. It helps only as far as the camera is left-right symmetric:
+            the report's ``unmirrored`` row is the mean without it.
 
     Returns:
         The report: every member's and the ensemble's quality on the shared hold-out.
 
     Raises:
-        ConfigError: fewer than two models, the same model twice, a ``tikhonov`` model, members
+        ConfigError: fewer than two models (one with ``mirror``), the same model twice, a ``tikhonov`` model, members
             that differ in a shared key (named, with both values), or ``out`` holds a model.
         DataError: a model file that is missing or not a reconstruction model (named).
     """
     with torch_threads(threads):
-        return _ensemble(models, Path(out), device, batch_size)
+        return _ensemble(models, Path(out), device, batch_size, mirror)
 
 
-def _ensemble(models: Sequence[str | Path], out: Path, device: str, batch_size: int) -> EnsembleReport:
-    if len(models) < 2:
-        raise ConfigError(f"an ensemble needs at least 2 models, got {len(models)}")
+def _ensemble(models: Sequence[str | Path], out: Path, device: str, batch_size: int,
+              mirror: bool) -> EnsembleReport:
+    if len(models) < (1 if mirror else 2):
+        raise ConfigError(f"an ensemble needs at least 2 models (or one with --mirror), got {len(models)}")
     run = reconstruction_run(out)
     run.begin(resume=False)
     loaded = [_member_state(m) for m in models]
@@ -153,7 +168,7 @@ def _ensemble(models: Sequence[str | Path], out: Path, device: str, batch_size: 
                               f"{s['arch'].get('class') if isinstance(s['arch'], dict) else s['arch']!r}); "
                               "an ensemble is made of trained models, not of ensembles")
     recs = [load_reconstructor(f, device) for f in files]
-    net = EnsembleNet([r.net for r in recs]).eval()
+    net = EnsembleNet([r.net for r in recs], mirror=mirror).eval()
     ens = Reconstructor(method=recs[0].method, epoch=None, size=recs[0].size, in_channels=recs[0].in_channels,
                         out_channels=recs[0].out_channels, path=out / "model.pt", net=net,
                         tikhonov=recs[0].tikhonov, device=recs[0].device)
@@ -173,16 +188,26 @@ def _ensemble(models: Sequence[str | Path], out: Path, device: str, batch_size: 
         quality.append(MemberQuality(str(f), s.get("epoch"), q["val_psnr"], q["val_ssim"], q["val_mse"]))
     q = _val_quality(ens.reconstruct(val.lensless, batch_size), val.original)
     whole = MemberQuality(str(out), None, q["val_psnr"], q["val_ssim"], q["val_mse"])
+    unmirrored = None
+    if mirror:  # the plain mean, for the gain of mirroring (one member: the member itself)
+        if len(recs) == 1:
+            unmirrored = replace(quality[0], model=f"{out} (without mirroring)")
+        else:
+            plain = replace(ens, net=EnsembleNet([r.net for r in recs]).eval())
+            q = _val_quality(plain.reconstruct(val.lensless, batch_size), val.original)
+            unmirrored = MemberQuality(f"{out} (without mirroring)", None, q["val_psnr"], q["val_ssim"],
+                                       q["val_mse"])
 
     config = {"method": s0["method"], "ensemble": True,
               **{k: cfg0.get(k) for k in SHARED_KEYS},
               "members": [{"model": str(f.resolve()), "model_sha256": d, "epoch": s.get("epoch"),
                            "method_config": s["config"].get("method_config")}
                           for (f, s), d in zip(loaded, digests)],
-              "n_val": len(val), "validation": [vars(m) for m in quality] + [vars(whole)],
+              "mirror": mirror, "n_val": len(val),
+              "validation": [vars(m) for m in quality] + ([vars(unmirrored)] if unmirrored else []) + [vars(whole)],
               "image_size": s0["size"], "in_channels": s0["in_channels"], "out_channels": s0["out_channels"]}
     config["package_version"] = __version__
-    arch = {"class": "Ensemble", "members": [s["arch"] for _, s in loaded]}
+    arch = {"class": "Ensemble", "members": [s["arch"] for _, s in loaded], "mirror": mirror}
     state = {"format": CHECKPOINT_FORMAT, "method": s0["method"], "epoch": None, "arch": arch,
              "state_dict": net.state_dict(), "size": s0["size"], "in_channels": s0["in_channels"],
              "out_channels": s0["out_channels"], "captures": cfg0["captures"], "config": config}
@@ -199,5 +224,5 @@ def _ensemble(models: Sequence[str | Path], out: Path, device: str, batch_size: 
         os.replace(tmp, out)
     finally:
         shutil.rmtree(tmp, ignore_errors=True)
-    return EnsembleReport(out, tuple(quality), whole, len(val))
+    return EnsembleReport(out, tuple(quality), whole, len(val), unmirrored)
 

@@ -13,7 +13,24 @@ with outputs in [-1, 1]):
 
     \\hat x = \\frac{1}{K} \\sum_{k=1}^{K} G_k(y)
 
-averaged before the image is rounded to 8 bits. The result is an ordinary MODEL directory:
+averaged before the image is rounded to 8 bits.
+
+Test-time mirroring (``mirror``, ``reconstruct ensemble --mirror``) also feeds every member the
+left-right mirrored capture :math:`F y` and mirrors its output back (for members with a Tikhonov
+front end, ``cyclegan`` with ``front_end``, the input mirrored is the network's: the Tikhonov
+reconstruction of the capture):
+
+.. math::
+
+    \hat x = \frac{1}{2K} \sum_{k=1}^{K} \bigl(G_k(y) + F\,G_k(F y)\bigr)
+
+with :math:`F` the left-right flip of the image grid. :math:`F G_k(F y)` estimates the scene only
+as well as the camera is left-right symmetric: the capture of the mirrored scene is
+:math:`H F x`, the mirrored capture :math:`F H x`, and the two agree when :math:`F H F = H` (a
+bare sensor centred on the display; a coded mask or an off-centre sensor breaks it). Whether it
+helps is therefore a property of the camera, measured on the validation hold-out by
+``reconstruct ensemble`` (it reports the mean with and without mirroring); with ``mirror`` a
+single model is allowed (:math:`K = 1`). The result is an ordinary MODEL directory:
 ``reconstruct apply``, the derived-set classification and the run bundles load it like a
 trained model (``model.pt`` holds the members' weights, ``config.json`` the members, their
 hold-out and the validation quality of each member and of the ensemble, measured on the shared
@@ -29,23 +46,33 @@ from torch import nn
 
 
 class EnsembleNet(nn.Module):
-    """The mean of several lensless -> original networks.
+    """The mean of several lensless -> original networks (and of their mirrored use).
 
     Args:
         members: networks taking the same input and giving outputs of the same shape.
+        mirror: also average :math:`F\\,G_k(F y)` (left-right flips; see the module doc). One
+            member is then enough.
 
     Shape:
-        (N, C, H, W) in [-1, 1] -> (N, C', H, W): :math:`\\frac{1}{K}\\sum_k G_k(y)`, float32.
+        (N, C, H, W) in [-1, 1] -> (N, C', H, W): :math:`\\frac{1}{K}\\sum_k G_k(y)`, or with
+        ``mirror`` :math:`\\frac{1}{2K}\\sum_k (G_k(y) + F G_k(F y))`, float32.
     """
 
-    def __init__(self, members: Sequence[nn.Module]):
+    def __init__(self, members: Sequence[nn.Module], mirror: bool = False):
         super().__init__()
-        if len(members) < 2:
-            raise ValueError(f"an ensemble needs at least 2 members, got {len(members)}")
+        need = 1 if mirror else 2
+        if len(members) < need:
+            raise ValueError(f"an ensemble needs at least {need} member{'s' if need > 1 else ''}"
+                             f"{' (or one with mirror)' if not mirror else ''}, got {len(members)}")
         self.members = nn.ModuleList(members)
+        self.mirror = bool(mirror)
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
-        return ensemble_mean([m(x) for m in self.members])
+        outputs = [m(x) for m in self.members]
+        if self.mirror:
+            xm = x.flip(-1)
+            outputs += [m(xm).flip(-1) for m in self.members]
+        return ensemble_mean(outputs)
 
 
 def ensemble_mean(outputs: Sequence[torch.Tensor]) -> torch.Tensor:
