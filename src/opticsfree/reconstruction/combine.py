@@ -126,8 +126,9 @@ def ensemble_reconstruction(models: Sequence[str | Path], out: str | Path, devic
         The report: every member's and the ensemble's quality on the shared hold-out.
 
     Raises:
-        ConfigError: fewer than two models (one with ``mirror``), the same model twice, a ``tikhonov`` model, members
-            that differ in a shared key (named, with both values), or ``out`` holds a model.
+        ConfigError: fewer than two models (one with ``mirror``), the same model twice, a
+            ``tikhonov`` model, members that differ in a shared key (named, with both values),
+            or ``out`` holds a model.
         DataError: a model file that is missing or not a reconstruction model (named).
     """
     with torch_threads(threads):
