@@ -24,7 +24,7 @@ from opticsfree.captures.format import CaptureSet, IndexRow, open_capture_set
 from opticsfree.utils.images import decode_image
 from opticsfree.utils.parallel import process_pool
 from opticsfree.errors import DataError
-from opticsfree.utils.io import atomic_path, ensure_dir
+from opticsfree.utils.io import atomic_path, ensure_dir, file_state
 
 #: Part of the cache key; bumped whenever decoding changes (3: one decoder, utils.images.decode_image).
 CACHE_VERSION = 3
@@ -117,12 +117,10 @@ def _cache_key(cs: CaptureSet, split: str, size: int | None, rows: Sequence[Inde
     h.update(f"|{split}|{size}|v{CACHE_VERSION}".encode())
     root = str(cs.root)
     for rel in dict.fromkeys([r.lensless for r in rows] + [r.original for r in rows]):
-        try:
-            st = os.stat(os.path.join(root, rel))
-        except (OSError, ValueError):
+        state = file_state(os.path.join(root, rel))
+        if state is None:
             return None
-        h.update(f"\n{rel}\x1f{st.st_size}\x1f{st.st_mtime_ns}\x1f{st.st_ctime_ns}\x1f{st.st_ino}"
-                 .encode("utf-8", "surrogateescape"))
+        h.update(f"\n{rel}\x1f{state}".encode("utf-8", "surrogateescape"))
     return h.hexdigest()[:20]
 
 

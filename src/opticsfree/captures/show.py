@@ -12,13 +12,56 @@ from opticsfree.captures.loader import load_captures
 from opticsfree.utils.io import atomic_path, check_out_file
 
 
+#: The PNG ``Software`` text of every figure these commands write; only such a file is ever
+#: overwritten.
+FIGURE_SOFTWARE = "opticsfree"
+
+
+def enclosing_capture_set(path: str | Path) -> Path | None:
+    """The capture set (a folder with ``manifest.json`` and ``index.csv``) that ``path`` would be
+    written in, or None."""
+    for d in Path(path).absolute().parents:
+        if (d / "manifest.json").is_file() and (d / "index.csv").is_file():
+            return d
+    return None
+
+
 def check_png_out(out: str | Path) -> Path:
-    """Check that the figure can be written to ``out`` before any drawing starts.
+    """Check that a figure can be written to ``out`` before any drawing starts.
+
+    A figure is never written inside a capture set, and an existing file is replaced only when
+    it is a figure an opticsfree command wrote (its PNG ``Software`` text, :data:`FIGURE_SOFTWARE`).
 
     Raises:
-        ConfigError: ``out`` is a directory, or a parent of it is a file (named).
+        ConfigError: ``out`` is a directory, a parent of it is a file, it lies in a capture
+            set, or it is an existing file opticsfree did not write (named).
     """
-    return check_out_file(out, "a PNG file path")
+    from PIL import Image
+
+    from opticsfree.errors import ConfigError
+
+    p = check_out_file(out, "a PNG file path")
+    inside = enclosing_capture_set(p)
+    if inside is not None:
+        raise ConfigError(f"--out {p}: inside the capture set {inside}; write figures outside capture sets")
+    if p.exists():
+        try:
+            with Image.open(p) as img:
+                ours = img.format == "PNG" and str(img.info.get("Software", "")).startswith(FIGURE_SOFTWARE)
+        except OSError:
+            ours = False
+        if not ours:
+            raise ConfigError(f"--out {p}: exists and is not a figure written by opticsfree; "
+                              "choose a new file name (or delete it)")
+    return p
+
+
+def save_figure(fig, out: str | Path, dpi: int = 110) -> Path:
+    """Write a matplotlib figure to ``out`` as PNG, atomically, marked as opticsfree's."""
+    out = Path(out)
+    with atomic_path(out) as tmp:
+        fig.savefig(tmp, format="png", dpi=dpi, metadata={"Software": FIGURE_SOFTWARE})
+    return out
 
 
 def point_responses(camera_dict: dict, image_shape: tuple[int, int], channels: int):
@@ -82,9 +125,7 @@ def show_capture_set(root: str | Path, out: str | Path, split: str | None = None
     cam = cs.manifest["camera"]
     fig.suptitle(f"{Path(root).name}: camera {cam.get('name', cam.get('type'))}, split {split}", fontsize=9)
     fig.tight_layout()
-    out = Path(out)
-    with atomic_path(out) as tmp:
-        fig.savefig(tmp, format="png", dpi=110)
+    out = save_figure(fig, out, dpi=110)
     plt.close(fig)
     return out
 
@@ -167,8 +208,6 @@ def compare_capture_sets(sets: dict[str, str | Path], out: str | Path, split: st
             if r == 0:
                 ax.set_title(base.classes[int(base.labels[first[sid]])], fontsize=7)
     fig.tight_layout()
-    out = Path(out)
-    with atomic_path(out) as tmp:
-        fig.savefig(tmp, format="png", dpi=100)
+    out = save_figure(fig, out, dpi=100)
     plt.close(fig)
     return out

@@ -35,7 +35,7 @@ from opticsfree.utils.parallel import process_pool
 from opticsfree.data.base import ImageDataset, stratified_limit
 from opticsfree.errors import ConfigError, DataError, OpticsfreeError
 from opticsfree.optics import Camera, CameraConfig
-from opticsfree.utils.io import check_out_dir, ensure_dir, read_json, write_json
+from opticsfree.utils.io import check_out_dir, check_plan_dir, ensure_dir, write_json
 from opticsfree.utils.seeding import derive_seed
 
 SIMULATION_VERSION = 1
@@ -65,15 +65,7 @@ def check_out_path(out: str | Path) -> Path:
 
 def _check_out(out: Path, plan: dict) -> None:
     check_out_path(out)
-    plan_path = out / PLAN_FILE
-    if plan_path.is_file():
-        old = read_json(plan_path)
-        if old != plan:
-            diff = sorted(k for k in set(old) | set(plan) if old.get(k) != plan.get(k))
-            raise OpticsfreeError(f"{out} holds a simulation with different settings ({', '.join(diff)}); "
-                                  "use another --out or delete it")
-    elif out.exists() and any(p for p in out.iterdir() if not p.name.startswith(".")):
-        raise OpticsfreeError(f"{out} exists and is not an opticsfree simulation; use another --out")
+    check_plan_dir(out, PLAN_FILE, plan, "a simulation")
 
 
 def load_simulation_dataset(name: str, data: str | os.PathLike | None = None,

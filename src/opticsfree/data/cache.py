@@ -6,9 +6,11 @@ dataset name, a key and the split. The key is a SHA-256 over
 * the dataset name,
 * :data:`CACHE_VERSION` (bumped whenever decoding or the file layout changes), and
 * the source fingerprint: the file's SHA-256 for an archive, or, for a directory, a hash of
-  its files' sorted relative paths, sizes and modification times (:func:`source_fingerprint`),
+  its files' sorted relative paths and states (size, modification and change times, inode:
+  :func:`opticsfree.utils.io.file_state`; :func:`source_fingerprint`),
 
-so a changed source file gives a new key and is decoded again. Files are written atomically;
+so a changed source file gives a new key and is decoded again, also when its size and
+modification time were kept (``cp -p``, ``rsync -t``: the change time moves). Files are written atomically;
 a file that cannot be read back or has inconsistent contents is ignored (and rewritten).
 """
 
@@ -25,7 +27,7 @@ from typing import Callable, Sequence
 import numpy as np
 
 from opticsfree.data.base import Split
-from opticsfree.utils.io import atomic_path, file_sha256
+from opticsfree.utils.io import atomic_path, file_sha256, file_state
 from opticsfree.utils.paths import cache_dir
 
 #: Version of the decoded-cache format and of the decoders; part of every key.
@@ -53,8 +55,10 @@ def source_fingerprint(path: str | os.PathLike) -> str:
     """A hex digest that changes whenever the data at ``path`` changes.
 
     For a file: its SHA-256. For a directory: the SHA-256 of the sorted list of
-    ``(relative path, size, mtime_ns)`` of every file below it (contents are not read, so
-    fingerprinting a tree of 60,000 images takes a fraction of a second).
+    ``(relative path, file_state)`` of every file below it (:func:`~opticsfree.utils.io.file_state`:
+    size, mtime, ctime, inode; contents are not read, so fingerprinting a tree of 60,000 images
+    takes a fraction of a second, and a file rewritten with its size and mtime restored still
+    changes the fingerprint).
     """
     p = Path(path)
     if p.is_file():
@@ -64,11 +68,10 @@ def source_fingerprint(path: str | os.PathLike) -> str:
         dirs.sort()
         for name in files:
             full = os.path.join(root, name)
-            try:
-                st = os.stat(full)
-            except OSError:
+            state = file_state(full)
+            if state is None:
                 continue
-            rows.append(f"{os.path.relpath(full, p)}\x1f{st.st_size}\x1f{st.st_mtime_ns}")
+            rows.append(f"{os.path.relpath(full, p)}\x1f{state}")
     rows.sort()
     return hashlib.sha256("\n".join(rows).encode("utf-8", "surrogateescape")).hexdigest()
 

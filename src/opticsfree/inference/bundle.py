@@ -280,11 +280,9 @@ def choose_likelihood(config: dict[str, Any], has_head: bool) -> str:
 
 
 def _stat_key(path: Path) -> str:
-    try:
-        st = path.stat()
-    except OSError:
-        return "missing"
-    return f"{st.st_size}:{st.st_mtime_ns}"
+    from opticsfree.utils.io import file_state
+
+    return file_state(path) or "missing"
 
 
 def _model_key(run: Path, epoch: int) -> str:
@@ -294,10 +292,26 @@ def _model_key(run: Path, epoch: int) -> str:
 
 
 def _captures_key(captures: Path) -> str | None:
-    """Stat of the capture set's index and manifest, or None when the set is not there."""
-    if not (captures / "index.csv").is_file():
+    """What the prototypes are made of: the bytes of the capture set's index and manifest and
+    the state (:func:`~opticsfree.utils.io.file_state`) of every train original; None when the
+    set is not there."""
+    from opticsfree.utils.io import file_state
+
+    index = captures / "index.csv"
+    if not index.is_file():
         return None
-    return f"{_stat_key(captures / 'index.csv')}|{_stat_key(captures / 'manifest.json')}"
+    h = hashlib.sha256(index.read_bytes())
+    manifest = captures / "manifest.json"
+    h.update(manifest.read_bytes() if manifest.is_file() else b"missing")
+    try:
+        from opticsfree.captures.format import read_index
+
+        originals = sorted({r.original for r in read_index(captures) if r.split == "train"})
+    except OpticsfreeError:
+        return None
+    for rel in originals:
+        h.update(f"\n{rel}\x1f{file_state(captures / rel) or 'missing'}".encode("utf-8", "surrogateescape"))
+    return h.hexdigest()[:24]
 
 
 def cache_path(run: str | Path, epoch: int) -> Path:

@@ -135,21 +135,40 @@ class Camera:
             mean = self.irradiance(grey).mean().expand(len(irr))
         return exposure_time(mean, s)
 
-    def capture(self, images: torch.Tensor, generator: torch.Generator | None = None) -> torch.Tensor:
+    def capture(self, images: torch.Tensor, generator: torch.Generator | None = None, *,
+                noise: bool = True, nuisances: bool = True, exposure_s: float | None = None,
+                offset_mm: tuple[float, float] | None = None, gain: float = 1.0,
+                raw: bool = False) -> torch.Tensor:
         """Capture a batch: display, light transport, nuisances and the full noise chain.
 
         Args:
-            images: uint8 (N, C, H, W).
+            images: uint8 (N, C, H, W), or float in [0, 1].
             generator: torch RNG (seeded by the caller for reproducible captures).
+            noise: False gives the expected capture: no random display shift or flicker, no
+                shot or read noise (the fixed pattern, the ADC and the output gamma stay).
+            nuisances: False leaves out the random display shift and flicker only (a rigid
+                rig: sensor noise only).
+            exposure_s: a locked exposure time in seconds (None: the camera's auto-exposure).
+            offset_mm: a fixed lateral display offset (x, y) added to the random shifts (a rig
+                whose alignment drifts).
+            gain: a brightness factor of the display (a backlight that drifts).
+            raw: return the linear ADC output in [0, 1] (float32, before the output gamma and
+                8-bit encoding) instead of uint8 values.
 
         Returns:
-            uint8 (N, C, Ho, Wo) captures (before JPEG encoding).
+            uint8 (N, C, Ho, Wo) captures (before JPEG encoding), or float32 with ``raw``.
         """
-        shifts, gains = self.nuisances(len(images), generator)
-        irr = self.irradiance(images, shifts, gains)
-        t = self.exposure(irr)
-        e = sensor_electrons(irr, t, self.config.sensor, self.fpn, generator)
-        return read_out(e, t, self.config.sensor)
+        n = len(images)
+        if noise and nuisances:
+            shifts, gains = self.nuisances(n, generator)
+        else:
+            shifts, gains = torch.zeros(n, 2), torch.ones(n)
+        if offset_mm is not None:
+            shifts = shifts + torch.tensor(offset_mm, dtype=shifts.dtype)
+        irr = self.irradiance(images, shifts, gains * float(gain))
+        t = self.exposure(irr) if exposure_s is None else torch.full((n,), float(exposure_s))
+        e = sensor_electrons(irr, t, self.config.sensor, self.fpn, generator, noise=noise)
+        return read_out(e, t, self.config.sensor, raw=raw)
 
     def point_response(self, row: int, col: int) -> torch.Tensor:
         """Noiseless irradiance (Ho, Wo) from a single lit display element at (row, col)."""

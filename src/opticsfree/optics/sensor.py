@@ -76,15 +76,21 @@ def sensor_electrons(signal: torch.Tensor, t: torch.Tensor, cfg: SensorConfig, f
     return e + fpn.offset.to(signal)
 
 
-def read_out(electrons: torch.Tensor, t: torch.Tensor, cfg: SensorConfig) -> torch.Tensor:
+def read_out(electrons: torch.Tensor, t: torch.Tensor, cfg: SensorConfig, raw: bool = False) -> torch.Tensor:
     """Full-well clipping, black-level subtraction, ADC quantisation and output gamma.
 
+    Args:
+        electrons, t, cfg: as :func:`sensor_electrons` gives them.
+        raw: return the linear ADC output ``DN / (2^b - 1)`` (float32) instead.
+
     Returns:
-        (N, C, H, W) uint8 output values.
+        (N, C, H, W) uint8 output values, or float32 in [0, 1] with ``raw``.
     """
     levels = 2 ** cfg.adc_bits - 1
     dark = (cfg.dark_current_e_per_s * t).view(-1, 1, 1, 1).to(electrons)
     e = electrons.clamp(0, cfg.full_well_e) - dark
     dn = torch.round(levels * (e / cfg.full_well_e).clamp(0, 1))
+    if raw:
+        return (dn / levels).float()
     v = (dn / levels).pow(1.0 / cfg.output_gamma)
     return torch.round(v * 255).to(torch.uint8)

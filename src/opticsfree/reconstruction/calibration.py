@@ -98,8 +98,20 @@ def calibrate_pairs(train_captures: torch.Tensor, train_originals: torch.Tensor,
     return Calibration(op, sensor, display_gamma, report)
 
 
-def save_calibration(path: str | Path, cal: Calibration) -> Path:
-    """Write ``camera.npz`` atomically (arrays only: loads without pickle)."""
+def save_calibration(path: str | Path, cal: Calibration,
+                     extra_arrays: dict[str, np.ndarray] | None = None) -> Path:
+    """Write ``camera.npz`` atomically (arrays only: loads without pickle).
+
+    Args:
+        path: the file.
+        cal: the calibration.
+        extra_arrays: further named arrays stored beside ``A``, ``c`` and ``meta`` (e.g. the
+            per-pixel noise of ``rig calibrate``); :func:`load_calibration` ignores them.
+    """
+    extra_arrays = dict(extra_arrays or {})
+    clash = {"A", "c", "meta"} & set(extra_arrays)
+    if clash:
+        raise ValueError(f"extra_arrays may not be named {sorted(clash)}")
     from opticsfree.utils.io import atomic_path
 
     meta = {"version": CALIBRATION_VERSION, "display_gamma": cal.display_gamma,
@@ -110,7 +122,7 @@ def save_calibration(path: str | Path, cal: Calibration) -> Path:
     with atomic_path(path) as tmp:
         with open(tmp, "wb") as f:
             np.savez(f, A=cal.operator.dense.float().numpy(), c=cal.operator.bias.float().numpy(),
-                     meta=np.array(json.dumps(meta)))
+                     meta=np.array(json.dumps(meta)), **extra_arrays)
     return path
 
 

@@ -22,7 +22,7 @@ reconstruction of the capture):
 
 .. math::
 
-    \hat x = \frac{1}{2K} \sum_{k=1}^{K} \bigl(G_k(y) + F\,G_k(F y)\bigr)
+    \\hat x = \\frac{1}{2K} \\sum_{k=1}^{K} \\bigl(G_k(y) + F\\,G_k(F y)\\bigr)
 
 with :math:`F` the left-right flip of the image grid. :math:`F G_k(F y)` estimates the scene only
 as well as the camera is left-right symmetric: the capture of the mirrored scene is

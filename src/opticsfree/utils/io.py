@@ -146,6 +146,22 @@ def file_sha256(path: str | os.PathLike, chunk: int = 1 << 20) -> str:
     return h.hexdigest()
 
 
+def file_state(path: str | os.PathLike) -> str | None:
+    """``size, mtime_ns, ctime_ns, inode`` of a file as text, or None when it cannot be stat'ed.
+
+    The one cheap check of a file's content that caches use: writing a file's bytes changes its
+    change time (``ctime``), which, unlike the modification time, cannot be set back (``cp -p``
+    and ``rsync -t`` restore ``mtime`` only), and replacing it by rename changes the inode. A
+    cache keyed on it is rebuilt whenever the bytes may have changed (and, harmlessly, after a
+    ``chmod`` or a copy to another disk).
+    """
+    try:
+        st = os.stat(path)
+    except (OSError, ValueError):
+        return None
+    return f"{st.st_size}\x1f{st.st_mtime_ns}\x1f{st.st_ctime_ns}\x1f{st.st_ino}"
+
+
 def _blocking_ancestor(path: Path) -> Path | None:
     """The nearest existing ancestor of ``path`` when it is not a directory (else None)."""
     for parent in path.absolute().parents:
@@ -186,3 +202,34 @@ def check_out_file(path: str | os.PathLike, what: str = "a file", option: str = 
         raise ConfigError(f"{option} {p}: {blocker} is a file; expected {what} in a directory")
     return p
 
+
+
+def check_plan_dir(out: Path, plan_file: str, plan: dict[str, Any], what: str,
+                   fix: str = "use another --out or delete it", resume: bool | None = None) -> None:
+    """Check that ``out`` is new, or holds the same job (its ``plan_file`` equals ``plan``).
+
+    The rule of the commands that resume by their settings (``simulate``, ``rig capture``).
+
+    Args:
+        out: the output directory.
+        plan_file: the file in ``out`` that holds the settings of the job that made it.
+        plan: the settings of this call.
+        what: the job, for messages (``"a simulation"``).
+        fix: what to do when the settings differ.
+        resume: None: an equal plan resumes by itself; False: an existing plan needs
+            ``--resume`` (an error says so); True: ``--resume`` was given.
+
+    Raises:
+        OpticsfreeError: ``out`` holds another job (the differing keys named), holds something
+            else, or needs ``--resume``.
+    """
+    plan_path = out / plan_file
+    if plan_path.is_file():
+        if resume is False:
+            raise OpticsfreeError(f"{out} holds {what}; add --resume to continue it, or use another --out")
+        old = read_json(plan_path)
+        if old != plan:
+            diff = sorted(k for k in set(old) | set(plan) if old.get(k) != plan.get(k))
+            raise OpticsfreeError(f"{out} holds {what} with different settings ({', '.join(diff)}); {fix}")
+    elif out.exists() and any(p for p in out.iterdir() if not p.name.startswith(".")):
+        raise OpticsfreeError(f"{out} exists and is not an opticsfree {what.split(' ', 1)[1]}; use another --out")

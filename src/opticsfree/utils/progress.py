@@ -9,24 +9,40 @@ from rich.progress import (
     BarColumn,
     MofNCompleteColumn,
     Progress,
+    ProgressColumn,
+    Task,
     TextColumn,
     TimeElapsedColumn,
     TimeRemainingColumn,
 )
+from rich.text import Text
 
 #: Console for progress and status output (stderr, so ``--json`` stdout stays clean).
 console = Console(stderr=True)
 
 
-def progress(transient: bool = False) -> Progress:
-    """A progress bar with description, bar, count, elapsed and remaining time.
+class RateColumn(ProgressColumn):
+    """Items per second of a task (``12.3 scenes/s``), blank until rich has measured it."""
+
+    def __init__(self, unit: str):
+        super().__init__()
+        self.unit = unit
+
+    def render(self, task: Task) -> Text:
+        return Text("" if task.speed is None else f"{task.speed:.1f} {self.unit}/s")
+
+
+def progress(transient: bool = False, unit: str | None = None) -> Progress:
+    """A progress bar with description, bar, count, elapsed and remaining time (and the rate
+    in ``unit``/s when given).
 
     Disabled automatically when stderr is not a terminal (CI logs stay readable).
     """
+    columns = [TextColumn("[bold]{task.description}"), BarColumn(), MofNCompleteColumn()]
+    if unit:
+        columns.append(RateColumn(unit))
     return Progress(
-        TextColumn("[bold]{task.description}"),
-        BarColumn(),
-        MofNCompleteColumn(),
+        *columns,
         TimeElapsedColumn(),
         TimeRemainingColumn(),
         console=console,
