@@ -54,9 +54,7 @@ rig-demo: $(STAMP)
 	$(VENV)/bin/opticsfree rig capture --rig $(RIG) --dataset cifar10 --split train --limit 5000 --out $(RIG_DEMO)/train-set $(if $(wildcard $(RIG_DEMO)/train-set/rig.json),--resume)
 	$(VENV)/bin/opticsfree rig capture --rig $(RIG) --dataset cifar10 --split test --limit 1000 --out $(RIG_DEMO)/test-set $(if $(wildcard $(RIG_DEMO)/test-set/rig.json),--resume)
 	$(VENV)/bin/opticsfree rig report $(RIG_DEMO)/train-set
-	$(VENV)/bin/opticsfree train $(RIG_DEMO)/train-set --loss ce --backbone wvgg --width 16 --epochs 10 \
-		--set pool=max --set front_end=true --set optimizer=sgd --lr 0.1 --set label_smoothing=0.2 \
-		--set scene_augment=flip --set weight_decay=5e-3 --set whiten_bias_epochs=3 \
+	$(VENV)/bin/opticsfree train $(RIG_DEMO)/train-set --recipe fast \
 		--out $(RIG_DEMO)/run $(if $(wildcard $(RIG_DEMO)/run/config.json),--resume) > /dev/null
 	$(VENV)/bin/opticsfree evaluate $(RIG_DEMO)/run --captures $(RIG_DEMO)/test-set --split test
 	$(VENV)/bin/opticsfree live $(RIG_DEMO)/run --rig $(RIG) --dataset cifar10 --split test --limit 100 --frames 100 --json > $(RIG_DEMO)/live.jsonl

@@ -263,7 +263,7 @@ def test_ddp_through_the_cli_module(captures, tmp_path):
         pytest.skip("torchrun not installed")
     env = {**os.environ, "OMP_NUM_THREADS": "1"}
     cmd = [str(torchrun), "--standalone", "--nproc_per_node", "2", "-m", "opticsfree.cli.main", "train",
-           str(captures), "--loss", "triplet", "--backbone", "cnn4", "--width", "4", "--epochs", "1",
+           str(captures), "--recipe", "seed", "--loss", "triplet", "--backbone", "cnn4", "--width", "4", "--epochs", "1",
            "--batch-size", "24", "--threads", "1", "--no-amp", "--set", "embedding_dim=16",
            "--set", "warmup_epochs=0.5", "--out", str(tmp_path / "ddp")]
     res = subprocess.run(cmd, env=env, capture_output=True, text=True, timeout=300)
@@ -362,7 +362,7 @@ def test_run_out_that_is_a_file(tmp_path):
 # 3. Ctrl-C: the message gives the command that works
 
 
-TRAIN_ARGS = ["--loss", "triplet", "--backbone", "cnn4", "--width", "4", "--epochs", "2",
+TRAIN_ARGS = ["--recipe", "seed", "--loss", "triplet", "--backbone", "cnn4", "--width", "4", "--epochs", "2",
               "--batch-size", "24", "--threads", "1", "--set", "embedding_dim=16",
               "--set", "warmup_epochs=0.5", "--set", "val_prototypes=100"]
 

@@ -428,7 +428,7 @@ def _invoke(args):
 
 def test_cli_train(captures, tmp_path):
     out = tmp_path / "cli"
-    res = _invoke(["train", str(captures), "--loss", "triplet", "--backbone", "cnn4", "--width", "4",
+    res = _invoke(["train", str(captures), "--recipe", "seed", "--loss", "triplet", "--backbone", "cnn4", "--width", "4",
                    "--epochs", "2", "--checkpoints", "1", "--batch-size", "24", "--seed", "3", "--threads", "1",
                    "--set", "embedding_dim=16", "--set", "val_prototypes=100", "--out", str(out)])
     assert res.exit_code == 0, res.output
@@ -450,7 +450,7 @@ def test_two_cpu_processes_match_one_process_on_the_same_global_batch(captures, 
     torchrun = Path(sys.executable).parent / "torchrun"
     if not torchrun.exists():
         pytest.skip("torchrun not installed")
-    common = ["--loss", "quadruplet", "--backbone", "resnet8", "--width", "4", "--epochs", "2",
+    common = ["--recipe", "seed", "--loss", "quadruplet", "--backbone", "resnet8", "--width", "4", "--epochs", "2",
               "--batch-size", "24", "--threads", "1", "--no-amp", "--set", "warmup_epochs=0.5",
               "--set", "augment=\"flip\"", "--set", "embedding_dim=16"]
     env = {**os.environ, "OMP_NUM_THREADS": "1"}

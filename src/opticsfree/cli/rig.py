@@ -6,7 +6,7 @@ from __future__ import annotations
 import json
 import sys
 from pathlib import Path
-from typing import List, Optional
+from typing import Annotated, List, Optional
 
 import typer
 
@@ -31,10 +31,11 @@ Patterns = choices(("hadamard", "random"))
 RIG_HELP = "The rig file (TOML): display, camera, monitor; e.g. configs/rigs/virtual-seed.toml."
 
 
-def set_option() -> object:
-    """``--set SECTION.FIELD=VALUE``: change a field of the rig file for this command."""
-    return typer.Option([], "--set", metavar="SECTION.FIELD=VALUE",
-                        help="Change a rig-file field for this command, repeatable (e.g. --set camera.noise=false).")
+#: ``--rig RIG.toml`` and ``--set SECTION.FIELD=VALUE`` of every rig command and live.
+RigFile = Annotated[Path, typer.Option("--rig", metavar="RIG.toml", help=RIG_HELP)]
+RigSets = Annotated[List[str], typer.Option(
+    "--set", metavar="SECTION.FIELD=VALUE",
+    help="Change a rig-file field for this command, repeatable (e.g. --set camera.noise=false).")]
 
 
 def _rig(path: Path, sets: List[str]):
@@ -53,8 +54,8 @@ def _splits(split: str) -> tuple[str, ...]:
               "--limit and --seed). Resumable to the scene with --resume; drift is checked every "
               "[monitor] every scenes (drift.csv).")
 def capture_cmd(
-    rig: Path = typer.Option(..., "--rig", metavar="RIG.toml", help=RIG_HELP),
-    sets: List[str] = set_option(),
+    rig: RigFile,
+    sets: RigSets = [],
     dataset: str = typer.Option(..., "--dataset", help="cifar10, fashion-mnist, digits or folder"),
     out: Path = typer.Option(..., "--out", metavar="SET", help="The capture set to write."),
     data: Optional[Path] = typer.Option(None, "--data", help="Local copy of the dataset (file or directory)."),
@@ -96,8 +97,8 @@ def capture_cmd(
               "offset and per-pixel noise; write the camera.npz of `calibrate`, usable by "
               "`reconstruct train --camera`. Reports the residual on held-out patterns.")
 def calibrate_cmd(
-    rig: Path = typer.Option(..., "--rig", metavar="RIG.toml", help=RIG_HELP),
-    sets: List[str] = set_option(),
+    rig: RigFile,
+    sets: RigSets = [],
     out: Path = typer.Option(..., "--out", metavar="camera.npz", help="The calibration file to write."),
     patterns: Patterns = typer.Option("hadamard", "--patterns", help="Pattern family."),
     repeats: int = typer.Option(4, "--repeats", min=1, max=1000, help="Times the sequence is shown (>= 2: noise estimates)."),
@@ -139,8 +140,8 @@ def calibrate_cmd(
               "the capture, its histogram and clipping, and its correlation with the simulator's "
               "prediction. Headless (--frames N --json) it prints the same numbers.")
 def preview_cmd(
-    rig: Path = typer.Option(..., "--rig", metavar="RIG.toml", help=RIG_HELP),
-    sets: List[str] = set_option(),
+    rig: RigFile,
+    sets: RigSets = [],
     frames: Optional[int] = typer.Option(None, "--frames", min=1, max=1000000,
                                          help="Frames to measure (default: until the window is closed)."),
     image: Optional[Path] = typer.Option(None, "--image", help="Show this image instead of the alignment target."),
@@ -199,9 +200,9 @@ def report_cmd(
               "MODEL.onnx (the preprocessing and posteriors of predict): top classes drawn over "
               "the preview, frames/s shown. Headless (--json) one JSON line per frame.")
 def live_cmd(
-    model: Path = typer.Argument(..., metavar="RUN|MODEL.onnx", help="A run directory or an exported model."),
-    rig: Path = typer.Option(..., "--rig", metavar="RIG.toml", help=RIG_HELP),
-    sets: List[str] = set_option(),
+    model: Annotated[Path, typer.Argument(metavar="RUN|MODEL.onnx", help="A run directory or an exported model.")],
+    rig: RigFile,
+    sets: RigSets = [],
     fuse: int = typer.Option(1, "--fuse", min=1, max=1000, metavar="K", help="Fuse the last K frames (Bayesian update)."),
     reject: bool = typer.Option(False, "--reject", help="Flag frames farther than the validated threshold."),
     top: int = typer.Option(3, "--top", min=1, max=1000, help="Classes shown per frame."),

@@ -18,6 +18,7 @@ from opticsfree.errors import ConfigError
 from opticsfree.losses.names import LOSSES, MINING
 from opticsfree.models.names import BACKBONES, DEFAULT_WIDTHS
 from opticsfree.training.config import SEED_EPOCHS, TrainConfig
+from opticsfree.training.recipes import DEFAULT_RECIPE, recipes_help
 
 Loss = choices(LOSSES)
 Backbone = choices(BACKBONES)
@@ -39,7 +40,11 @@ def _lr_defaults() -> str:
 @command("train", resume_hint=RERUN_WITH_RESUME)
 def train_command(
     captures: Path = typer.Argument(..., help="capture-set directory (with a train split)"),
-    loss: Loss = typer.Option(..., "--loss", help="training loss"),
+    loss: Optional[Loss] = typer.Option(None, "--loss", help="training loss",
+                                        show_default="the recipe's (best: ce)"),
+    recipe: str = typer.Option(DEFAULT_RECIPE, "--recipe", metavar="NAME|FILE.toml",
+                               help=f"the settings to start from (options given here win): {recipes_help()}; "
+                                    "or a recipe file (docs/metric-learning.md, \"Recipes\")"),
     out: Path = typer.Option(..., "--out", help="run directory to write (RUN)"),
     backbone: Optional[Backbone] = typer.Option(None, "--backbone", help="embedding backbone",
                                                 show_default=_d("backbone")),
@@ -76,10 +81,18 @@ def train_command(
                                    help="any other config field; VALUE is parsed as JSON when it parses, "
                                         "else taken as a string; repeatable; see docs/metric-learning.md"),
 ) -> None:
-    """Train an embedding model on a capture set; writes RUN/config.json, metrics.jsonl and
-    checkpoints/epoch_NNN.pt, and prints a JSON summary."""
+    """Train an embedding model on a capture set, starting from a recipe (default: the best
+    measured settings); writes RUN/config.json, metrics.jsonl and checkpoints/epoch_NNN.pt, and
+    prints a JSON summary."""
     from opticsfree.training import train
+    from opticsfree.training.recipes import has_simulated_camera, load_recipe, merge
 
+    rec = load_recipe(recipe)
+    loss, recipe_fields, dropped = rec.fields(loss, simulated=has_simulated_camera(captures))
+    speak = os.environ.get("RANK", "0") == "0"  # under torchrun only rank 0 prints
+    if dropped and speak:
+        typer.echo(f"warning: {captures} holds real captures: the recipe's {', '.join(dropped)} left out "
+                   "(scene augmentation re-captures scenes through a simulated camera)", err=True)
     fields: dict[str, Any] = {"captures": str(captures), "loss": loss}
     given = {"backbone": backbone, "epochs": epochs, "checkpoints": checkpoints, "sampling": sampling,
              "mining": mining, "val_fraction": val_fraction, "device": device, "seed": seed,
@@ -89,11 +102,16 @@ def train_command(
     if shared:
         fields["shared"] = True
     extra = parse_key_values(set_, "--set")
-    clash = sorted(set(extra) & (set(fields) | {"captures", "loss"}))
+    clash = sorted(set(extra) & ({k for k, v in given.items() if v is not None} | {"captures", "loss"}
+                                 | ({"shared"} if shared else set())))
     if clash:
         raise ConfigError(f"--set {clash[0]}: use the --{clash[0].replace('_', '-')} option instead")
     fields.update(extra)
-    cfg = TrainConfig.from_dict(fields, source="train options")
+    fields, ruled_out = merge(recipe_fields, fields)
+    if ruled_out and speak:
+        typer.echo(f"note: the recipe's {', '.join(ruled_out)} left out (they do not apply with the options given)",
+                   err=True)
+    cfg = TrainConfig.from_dict(fields, source=f"train options (recipe {rec.name})")
     summary = train(cfg, out, resume=resume)
-    if os.environ.get("RANK", "0") == "0":  # under torchrun only rank 0 prints
-        print_json(summary)
+    if speak:
+        print_json({**summary, "recipe": {"name": rec.name, "source": rec.source, "loss": loss}})
