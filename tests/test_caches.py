@@ -123,3 +123,21 @@ def test_show_refuses_files_it_did_not_write_and_paths_inside_a_set(tmp_path):
     Image.fromarray(np.zeros((4, 4, 3), np.uint8)).save(tmp_path / "photo.png")
     r = invoke(["show", root, "--out", tmp_path / "photo.png"])
     assert r.exit_code == 2 and "not a figure written by opticsfree" in r.stderr
+
+
+def test_a_read_only_output_folder_is_refused_before_any_work(tmp_path, monkeypatch):
+    """(Checked through os.access: the tests may run as root, whom permission bits do not stop.)"""
+    import opticsfree.utils.io as io_mod
+
+    locked = tmp_path / "locked"
+    locked.mkdir()
+    real = os.access
+    monkeypatch.setattr(io_mod.os, "access", lambda p, mode: False if Path(p) == locked else real(p, mode))
+    root = make_capture_set(tmp_path / "set", n_classes=2, per_class=4, size=8)
+    for args in (["reconstruct", "train", root, "--method", "tikhonov", "--out", locked / "model"],
+                 ["camera", "fit", "seed", "--target", "raw_psnr=11", "--free", "geometry.gap_mm=0.5:2",
+                  "--dataset", "digits", "--out", locked / "cam.toml"],
+                 ["calibrate", root, "--out", locked / "camera.npz"]):
+        r = invoke(args)
+        assert r.exit_code == 2 and "is not writable" in r.stderr and "Traceback" not in r.output, r.output
+        assert list(locked.iterdir()) == []

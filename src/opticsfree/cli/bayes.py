@@ -7,7 +7,8 @@ from typing import Optional
 
 import typer
 
-from opticsfree.cli.common import RERUN_TO_REDO, choices, command, other_captures_option, print_json
+from opticsfree.cli.common import (EPOCHS, FRAMES, RERUN_TO_REDO, choices, command, other_captures_option,
+                                   print_json)
 
 #: ``--split`` and ``--likelihood``: opticsfree.bayes.model.SPLITS and "auto" +
 #: opticsfree.bayes.likelihood.LIKELIHOODS (written out so that the command line starts without
@@ -19,12 +20,12 @@ Likelihood = choices(("auto", "metric", "ce"))
 @command("bayes", resume_hint=RERUN_TO_REDO)
 def bayes(
     run: Path = typer.Argument(..., metavar="RUN", help="RUN directory of a trained model."),
-    checkpoint: Optional[int] = typer.Option(None, "--checkpoint",
+    checkpoint: Optional[int] = typer.Option(None, "--checkpoint", **EPOCHS,
                                              help="Epoch to load (default: the last)."),
     prior: str = typer.Option("uniform", "--prior",
                               help="uniform, train (training class frequencies) or a JSON file "
                                    "of class -> probability."),
-    frames: Optional[int] = typer.Option(None, "--frames",
+    frames: Optional[int] = typer.Option(None, "--frames", **FRAMES,
                                          help="Fuse the first K frames of each scene "
                                               "(default: all)."),
     split: Split = typer.Option("test", "--split", help="Split to evaluate."),

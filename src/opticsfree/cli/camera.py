@@ -7,7 +7,7 @@ from typing import List, Optional
 
 import typer
 
-from opticsfree.cli.common import choices, command, print_json
+from opticsfree.cli.common import COUNT, FRAMES, LIMIT, SEED, SIZE, WORKERS, choices, command, print_json
 from opticsfree.errors import OpticsfreeError
 from opticsfree.utils.progress import console, progress
 
@@ -22,10 +22,10 @@ def simulate(
     out: Path = typer.Option(..., "--out", help="output capture-set directory"),
     data: Optional[Path] = typer.Option(None, "--data", help="local copy of the dataset (file or directory)"),
     split: SimulateSplit = typer.Option("all", "--split", help="splits to simulate"),
-    limit: Optional[int] = typer.Option(None, "--limit", help="at most N images per split, class-stratified"),
-    frames: int = typer.Option(1, "--frames", help="captures per scene (independent noise)"),
-    seed: int = typer.Option(0, "--seed", help="random seed (subset and capture noise)"),
-    workers: int = typer.Option(0, "--workers", help="encoding processes (0 = one per CPU)"),
+    limit: Optional[int] = typer.Option(None, "--limit", **LIMIT, help="at most N images per split, class-stratified"),
+    frames: int = typer.Option(1, "--frames", **FRAMES, help="captures per scene (independent noise)"),
+    seed: int = typer.Option(0, "--seed", **SEED, help="random seed (subset and capture noise)"),
+    workers: int = typer.Option(0, "--workers", **WORKERS, help="encoding processes (0 = one per CPU)"),
     skip_bad: bool = typer.Option(False, "--skip-bad",
                                   help="(--dataset folder) skip image files that cannot be read "
                                        "(empty, truncated) and list them in the manifest's "
@@ -73,7 +73,7 @@ def simulate(
 def quality(
     directory: Path = typer.Argument(..., help="capture set"),
     split: str = typer.Option("test", "--split"),
-    size: int = typer.Option(32, "--size", help="compare at size x size"),
+    size: int = typer.Option(32, "--size", **SIZE, help="compare at size x size"),
     as_json: bool = typer.Option(False, "--json", help="print JSON"),
 ) -> None:
     """MSE, PSNR and SSIM of every capture against its original (mean +/- std)."""
@@ -95,7 +95,7 @@ def show(
     directory: Path = typer.Argument(..., help="capture set"),
     out: Path = typer.Option(..., "--out", help="output PNG"),
     split: Optional[str] = typer.Option(None, "--split"),
-    n: int = typer.Option(8, "--n", help="number of examples"),
+    n: int = typer.Option(8, "--n", **COUNT, help="number of examples"),
     with_: List[str] = typer.Option(
         [], "--with", metavar="NAME=DIR",
         help="compare with other capture sets of the same scenes (e.g. reconstructions), "

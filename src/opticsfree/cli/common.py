@@ -20,14 +20,60 @@ import typer
 from opticsfree.errors import ConfigError, OpticsfreeError
 from opticsfree.training.config import TrainConfig  # light: pydantic, no torch
 
+class OneLineErrors(typer.core.TyperGroup):
+    """The command group whose usage errors (an unknown option, a value out of an option's
+    bounds, a wrong choice, a missing argument) print one line, ``error: <what, naming the
+    option>``, and exit with status 2, like every other user error; running a group without a
+    command still shows its help."""
+
+    def main(self, *args: Any, standalone_mode: bool = True, **kwargs: Any) -> Any:
+        from typer._click.exceptions import ClickException, NoArgsIsHelpError
+        from typer.exceptions import Abort
+
+        if not standalone_mode:
+            return super().main(*args, standalone_mode=False, **kwargs)
+        try:
+            rv = super().main(*args, standalone_mode=False, **kwargs)
+        except NoArgsIsHelpError as e:
+            from typer import rich_utils
+
+            rich_utils.rich_format_error(e)
+            sys.exit(e.exit_code)
+        except ClickException as e:
+            message = " ".join(e.format_message().split())
+            typer.echo(f"error: {message} (see --help)", err=True)
+            sys.exit(e.exit_code)
+        except Abort:
+            typer.echo("error: aborted", err=True)
+            sys.exit(1)
+        sys.exit(rv if isinstance(rv, int) else 0)
+
+
 app = typer.Typer(
     name="opticsfree",
+    cls=OneLineErrors,
     help="Optics-free image classification: simulate a lensless camera, build capture sets, "
     "train and evaluate classifiers and reconstructions.",
     no_args_is_help=True,
     pretty_exceptions_enable=False,
     add_completion=False,
 )
+
+
+#: Bounds of the numeric options every command shares, given as ``typer.Option(..., **SIZE)``: a
+#: value outside them is a usage error naming the option before any work starts. Upper bounds
+#: stand where a huge value would exhaust memory or time before a check could say so.
+SIZE = {"min": 1, "max": 1024}          # image side in pixels (a 100,000 px side needs 30 GB per image)
+BATCH = {"min": 1, "max": 65536}        # images per step or forward pass
+WORKERS = {"min": 0, "max": 1024}       # processes (0: one per CPU)
+THREADS = {"min": 1, "max": 1024}       # CPU threads
+SEED = {"min": 0}                       # random seeds
+LIMIT = {"min": 1}                      # at most N scenes (any larger N means all)
+FRAMES = {"min": 1, "max": 99}          # frames per scene (files are named <id>_fNN)
+EPOCHS = {"min": 1, "max": 100000}      # training epochs (TrainConfig's bound)
+FRACTION = {"min": 0.0, "max": 0.9}     # share of train scenes held out
+COUNT = {"min": 1}                      # how many of something (examples, evaluations)
+POSITIVE = {"min": 0.0}                 # rates, gammas, tolerances: 0 is refused by the library's own check
 
 
 def fail(message: str, code: int = 2) -> None:

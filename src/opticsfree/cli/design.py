@@ -11,7 +11,7 @@ from typing import Annotated, List, Optional
 import typer
 
 from opticsfree import seed_study
-from opticsfree.cli.common import app, command, print_json
+from opticsfree.cli.common import COUNT, LIMIT, POSITIVE, SEED, SIZE, app, command, print_json
 from opticsfree.errors import ConfigError
 from opticsfree.utils.io import check_out_dir, check_out_file
 from opticsfree.utils.progress import console, progress
@@ -26,8 +26,8 @@ app.add_typer(camera_app, name="camera")
 # options shared by info, fit and sweep
 Dataset = Annotated[str, typer.Option("--dataset", help="cifar10, fashion-mnist, digits or folder")]
 Data = Annotated[Optional[Path], typer.Option("--data", help="local copy of the dataset (file or directory)")]
-Seed = Annotated[int, typer.Option("--seed", help="subset, capture-noise and validation seed")]
-Size = Annotated[int, typer.Option("--size", help="compare at size x size")]
+Seed = Annotated[int, typer.Option("--seed", **SEED, help="subset, capture-noise and validation seed")]
+Size = Annotated[int, typer.Option("--size", **SIZE, help="compare at size x size")]
 
 
 def _dataset(name: str, data: Optional[Path]):
@@ -62,7 +62,7 @@ def info(
                                             "instead (simulated or real; the numbers that need H are omitted)"),
     dataset: Dataset = "cifar10",
     data: Data = None,
-    limit: Optional[int] = typer.Option(None, "--limit", help="at most N scenes per split, class-stratified"),
+    limit: Optional[int] = typer.Option(None, "--limit", **LIMIT, help="at most N scenes per split, class-stratified"),
     seed: Seed = 0,
     size: Size = 32,
     as_json: bool = typer.Option(False, "--json", help="print JSON"),
@@ -117,16 +117,18 @@ def fit(
     out: Path = typer.Option(..., "--out", help="camera TOML file to write"),
     dataset: Dataset = "cifar10",
     data: Data = None,
-    limit: int = typer.Option(2000, "--limit", help="scenes per split of every evaluation (class-stratified)"),
+    limit: int = typer.Option(2000, "--limit", **LIMIT, help="scenes per split of every evaluation (class-stratified)"),
     seed: Seed = 0,
     size: Size = 32,
-    max_evals: int = typer.Option(60, "--max-evals", help="evaluation budget of the optimiser"),
-    tolerance: float = typer.Option(0.05, "--tolerance", help="relative error within which a target is reached"),
+    max_evals: int = typer.Option(60, "--max-evals", **COUNT, help="evaluation budget of the optimiser"),
+    tolerance: float = typer.Option(0.05, "--tolerance", **POSITIVE, help="relative error within which a target is reached"),
     name: Optional[str] = typer.Option(None, "--name", help="name of the fitted camera (default: the file's stem)"),
     as_json: bool = typer.Option(False, "--json", help="print the result as JSON"),
 ) -> None:
     """Fit free camera parameters so that the camera's `camera info` numbers meet the targets
-    (SciPy's bounded optimisers); writes a complete camera TOML recording targets and values."""
+    (SciPy's bounded optimisers); writes a complete camera TOML recording targets and values.
+    Exit status 0 when every target is reached, 1 when some are not (the best camera found is
+    still written, and the unreached targets named)."""
     from opticsfree.design.fit import camera_toml, fit_camera, fit_header, parse_targets
     from opticsfree.design.params import parse_bound
     from opticsfree.optics import load_camera_config
@@ -160,6 +162,8 @@ def fit(
     write_text(out, camera_toml(fitted, fit_header(result, cam.name, command_line, ds.name, limit, seed)))
     if as_json:
         print_json({**result.to_json(), "out": str(out)})
+        if not result.ok:
+            raise typer.Exit(1)
         return
     for k, t in result.targets.items():
         v = result.reached.get(k)
@@ -172,6 +176,7 @@ def fit(
     if not result.ok:
         typer.echo(f"best values reached are in {out}; targets not reached within {tolerance:.0%}: "
                    f"{', '.join(result.unreached())}", err=True)
+        raise typer.Exit(1)
 
 
 @command("sweep", parent=camera_app)
@@ -183,7 +188,7 @@ def sweep(
     out: Path = typer.Option(..., "--out", help="output folder (sweep.csv, heatmaps)"),
     dataset: Dataset = "cifar10",
     data: Data = None,
-    limit: int = typer.Option(2000, "--limit", help="scenes per split at every grid point (class-stratified)"),
+    limit: int = typer.Option(2000, "--limit", **LIMIT, help="scenes per split at every grid point (class-stratified)"),
     seed: Seed = 0,
     size: Size = 32,
 ) -> None:

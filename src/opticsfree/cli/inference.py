@@ -7,7 +7,8 @@ from typing import List, Optional
 
 import typer
 
-from opticsfree.cli.common import RERUN_TO_REDO, choices, command, fail, print_json
+from opticsfree.cli.common import (BATCH, COUNT, FRAMES, RERUN_TO_REDO, THREADS, WORKERS, choices, command,
+                                   fail, print_json)
 
 #: ``--format`` and ``--input`` of export: opticsfree.inference.export.FORMATS and INPUT_DTYPES
 #: (written out so that the command line starts without loading torch).
@@ -38,7 +39,7 @@ def predict_cmd(
                                              "capture sets."),
     checkpoint: str = typer.Option("last", "--checkpoint", help=CHECKPOINT_HELP),
     frames_per_scene: Optional[int] = typer.Option(
-        None, "--frames-per-scene", metavar="K",
+        None, "--frames-per-scene", **FRAMES, metavar="K",
         help="Fuse K consecutive captures per scene (1: no fusion). Default: files named "
              "<scene>_fNN.<ext> are the frames of <scene>; a capture set's index groups its rows."),
     prior: str = typer.Option("uniform", "--prior",
@@ -47,7 +48,7 @@ def predict_cmd(
     reject: bool = typer.Option(False, "--reject",
                                 help="Flag captures farther from their nearest prototype than the "
                                      "run's validated threshold (evaluate --classifier threshold)."),
-    top: Optional[int] = typer.Option(None, "--top", metavar="K",
+    top: Optional[int] = typer.Option(None, "--top", **COUNT, metavar="K",
                                       help="Report the K most probable classes (default: all)."),
     split: Optional[str] = typer.Option(None, "--split", metavar="NAME",
                                         help="Capture-set inputs: only this split (default: all)."),
@@ -60,10 +61,10 @@ def predict_cmd(
         "torch", "--engine",
         help="torch (the reference), or onnx: the run's graph run by onnxruntime (faster on the "
              "CPU; needs opticsfree[export]; checked against PyTorch on the first batch)."),
-    batch_size: int = typer.Option(256, "--batch-size", min=1, help="Images per forward pass."),
-    workers: int = typer.Option(0, "--workers", min=0,
+    batch_size: int = typer.Option(256, "--batch-size", **BATCH, help="Images per forward pass."),
+    workers: int = typer.Option(0, "--workers", **WORKERS,
                                 help="Decoding processes for large inputs (0: one per CPU)."),
-    threads: Optional[int] = typer.Option(None, "--threads", min=1,
+    threads: Optional[int] = typer.Option(None, "--threads", **THREADS,
                                           help="torch (and onnxruntime) CPU threads (default: theirs)."),
 ) -> None:
     """Predict the class of each capture (or scene of frames): posterior, nearest-prototype

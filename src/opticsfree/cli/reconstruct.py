@@ -7,7 +7,8 @@ from typing import List, Optional
 
 import typer
 
-from opticsfree.cli.common import (RERUN_TO_REDO, RERUN_WITH_RESUME, Device, app, choices, command,
+from opticsfree.cli.common import (BATCH, EPOCHS, FRACTION, LIMIT, POSITIVE, RERUN_TO_REDO, RERUN_WITH_RESUME,
+                                   SEED, SIZE, THREADS, WORKERS, Device, app, choices, command,
                                    parse_key_values, print_json)
 from opticsfree.errors import ConfigError
 from opticsfree.utils.io import check_out_dir, check_out_file
@@ -32,22 +33,22 @@ def train(
     captures: Path = typer.Argument(..., help="capture set (its train split is used)"),
     method: Method = typer.Option(..., "--method", help="reconstruction method"),
     out: Path = typer.Option(..., "--out", help="MODEL directory to write"),
-    epochs: Optional[int] = typer.Option(None, "--epochs", help="total epochs", show_default="the method's"),
+    epochs: Optional[int] = typer.Option(None, "--epochs", **EPOCHS, help="total epochs", show_default="the method's"),
     device: Device = typer.Option("cpu", "--device", help="device"),
     resume: bool = typer.Option(False, "--resume", help="continue from MODEL/checkpoints/last.pt"),
-    seed: int = typer.Option(0, "--seed", help="random seed"),
-    size: Optional[int] = typer.Option(None, "--size", help="train at size x size (default: stored size)"),
-    limit: Optional[int] = typer.Option(None, "--limit", help="at most N train scenes, class-stratified"),
-    batch_size: Optional[int] = typer.Option(None, "--batch-size", help="images per step",
+    seed: int = typer.Option(0, "--seed", **SEED, help="random seed"),
+    size: Optional[int] = typer.Option(None, "--size", **SIZE, help="train at size x size (default: stored size)"),
+    limit: Optional[int] = typer.Option(None, "--limit", **LIMIT, help="at most N train scenes, class-stratified"),
+    batch_size: Optional[int] = typer.Option(None, "--batch-size", **BATCH, help="images per step",
                                              show_default="the method's"),
-    val_fraction: float = typer.Option(0.1, "--val-fraction", help="share of train scenes held out"),
+    val_fraction: float = typer.Option(0.1, "--val-fraction", **FRACTION, help="share of train scenes held out"),
     amp: Optional[bool] = typer.Option(None, "--amp/--no-amp", help="bf16 autocast",
                                        show_default="on where the CPU/GPU has native bf16"),
     channels_last: Optional[bool] = typer.Option(None, "--channels-last/--no-channels-last",
                                                  help="memory format (default: on for cuda)"),
     camera: Optional[str] = typer.Option(None, "--camera",
                                          help="tikhonov (and cyclegan with front_end=true): camera.npz from calibrate, or a preset/TOML"),
-    threads: Optional[int] = typer.Option(None, "--threads",
+    threads: Optional[int] = typer.Option(None, "--threads", **THREADS,
                                           help="CPU threads (default: all; 1 is faster on a busy machine)"),
     set_: List[str] = typer.Option([], "--set", "--option", "-o", metavar="KEY=VALUE",
                                    help="method option (docs/reconstruction.md); VALUE is parsed as JSON "
@@ -85,9 +86,9 @@ def apply(
     captures: Path = typer.Argument(..., help="capture set to reconstruct (all splits)"),
     out: Path = typer.Option(..., "--out", help="derived capture set to write"),
     device: Device = typer.Option("cpu", "--device", help="device"),
-    batch_size: int = typer.Option(256, "--batch-size", help="images per forward pass"),
-    workers: int = typer.Option(0, "--workers", help="PNG encoding processes (0 = one per CPU)"),
-    threads: Optional[int] = typer.Option(None, "--threads", help="CPU threads (default: all)"),
+    batch_size: int = typer.Option(256, "--batch-size", **BATCH, help="images per forward pass"),
+    workers: int = typer.Option(0, "--workers", **WORKERS, help="PNG encoding processes (0 = one per CPU)"),
+    threads: Optional[int] = typer.Option(None, "--threads", **THREADS, help="CPU threads (default: all)"),
 ) -> None:
     """Write a capture set whose lensless images are the reconstructions (originals linked)."""
     check_out_dir(out, what="a directory (the derived capture set)")
@@ -111,7 +112,7 @@ def ensemble(
     models: List[Path] = typer.Argument(..., help="two or more MODEL directories (members trained with --set member=K); one with --mirror"),
     out: Path = typer.Option(..., "--out", help="MODEL directory to write (the ensemble)"),
     device: Device = typer.Option("cpu", "--device", help="device of the validation"),
-    threads: Optional[int] = typer.Option(None, "--threads", help="CPU threads (default: all)"),
+    threads: Optional[int] = typer.Option(None, "--threads", **THREADS, help="CPU threads (default: all)"),
     as_json: bool = typer.Option(False, "--json", help="print the validation report as JSON"),
     mirror: bool = typer.Option(False, "--mirror", help="also average each model's reconstruction of the "
                                 "left-right mirrored capture, mirrored back (helps as far as the camera "
@@ -142,12 +143,12 @@ def ensemble(
 def calibrate(
     captures: Path = typer.Argument(..., help="capture set with (capture, original) train pairs"),
     out: Path = typer.Option(..., "--out", help="camera.npz to write"),
-    size: Optional[int] = typer.Option(None, "--size", help="work at size x size"),
-    limit: Optional[int] = typer.Option(None, "--limit", help="at most N train scenes"),
-    seed: int = typer.Option(0, "--seed", help="seed of the validation hold-out"),
-    val_fraction: float = typer.Option(0.1, "--val-fraction", help="share of train scenes held out"),
-    display_gamma: Optional[float] = typer.Option(None, "--display-gamma", help="default: manifest camera or 2.2"),
-    output_gamma: Optional[float] = typer.Option(None, "--output-gamma", help="default: manifest camera or 2.2"),
+    size: Optional[int] = typer.Option(None, "--size", **SIZE, help="work at size x size"),
+    limit: Optional[int] = typer.Option(None, "--limit", **LIMIT, help="at most N train scenes"),
+    seed: int = typer.Option(0, "--seed", **SEED, help="seed of the validation hold-out"),
+    val_fraction: float = typer.Option(0.1, "--val-fraction", **FRACTION, help="share of train scenes held out"),
+    display_gamma: Optional[float] = typer.Option(None, "--display-gamma", **POSITIVE, help="default: manifest camera or 2.2"),
+    output_gamma: Optional[float] = typer.Option(None, "--output-gamma", **POSITIVE, help="default: manifest camera or 2.2"),
     exposure: Optional[Exposure] = typer.Option(None, "--exposure", help="camera exposure mode",
                                                 show_default="the manifest camera's, else per-image"),
     as_json: bool = typer.Option(False, "--json", help="print the fit report as JSON"),

@@ -10,8 +10,8 @@ from typing import Annotated, List, Optional
 
 import typer
 
-from opticsfree.cli.common import (RERUN_TO_REDO, RERUN_WITH_RESUME, app, choices, command, parse_key_values,
-                                   print_json)
+from opticsfree.cli.common import (FRAMES, LIMIT, RERUN_TO_REDO, RERUN_WITH_RESUME, SEED, THREADS, app,
+                                   choices, command, parse_key_values, print_json)
 from opticsfree.utils.progress import console, progress
 
 rig_app = typer.Typer(
@@ -60,9 +60,9 @@ def capture_cmd(
     out: Path = typer.Option(..., "--out", metavar="SET", help="The capture set to write."),
     data: Optional[Path] = typer.Option(None, "--data", help="Local copy of the dataset (file or directory)."),
     split: RigSplit = typer.Option("all", "--split", help="Splits to capture."),
-    limit: Optional[int] = typer.Option(None, "--limit", min=1, help="At most N scenes per split, class-stratified."),
-    frames: int = typer.Option(1, "--frames", min=1, max=99, help="Captures per scene."),
-    seed: int = typer.Option(0, "--seed", help="Subset selection (and the virtual camera's noise)."),
+    limit: Optional[int] = typer.Option(None, "--limit", **LIMIT, help="At most N scenes per split, class-stratified."),
+    frames: int = typer.Option(1, "--frames", **FRAMES, help="Captures per scene."),
+    seed: int = typer.Option(0, "--seed", **SEED, help="Subset selection (and the virtual camera's noise)."),
     resume: bool = typer.Option(False, "--resume", help="Continue an interrupted capture at its first missing scene."),
     json_out: bool = typer.Option(False, "--json", help="Print the capture report as JSON."),
 ) -> None:
@@ -106,7 +106,7 @@ def calibrate_cmd(
     channels: int = typer.Option(3, "--channels", min=1, max=3, help="3: RGB primaries measured; 1: grey."),
     held_out: Optional[int] = typer.Option(None, "--held-out", min=1, max=100000,
                                            help="Random patterns kept out of the fit (default max(16, size^2/16))."),
-    seed: int = typer.Option(0, "--seed", help="Random and held-out patterns."),
+    seed: int = typer.Option(0, "--seed", **SEED, help="Random and held-out patterns."),
     output_gamma: float = typer.Option(2.2, "--output-gamma", min=0.1, max=10.0,
                                        help="Decoding of 8-bit frames to linear units (no raw output)."),
     json_out: bool = typer.Option(False, "--json", help="Print the report as JSON."),
@@ -215,11 +215,11 @@ def live_cmd(
                                                "display is not driven)."),
     data: Optional[Path] = typer.Option(None, "--data", help="Local copy of the dataset."),
     split: RigSplit = typer.Option("test", "--split", help="Split of the shown scenes."),
-    limit: Optional[int] = typer.Option(None, "--limit", min=1, help="At most N scenes, class-stratified."),
-    seed: int = typer.Option(0, "--seed", help="Subset selection (and the virtual camera's noise)."),
+    limit: Optional[int] = typer.Option(None, "--limit", **LIMIT, help="At most N scenes, class-stratified."),
+    seed: int = typer.Option(0, "--seed", **SEED, help="Subset selection (and the virtual camera's noise)."),
     save_frames: Optional[Path] = typer.Option(None, "--save-frames", metavar="DIR",
                                                help="Save every frame (PNG) to a new folder."),
-    threads: Optional[int] = typer.Option(None, "--threads", min=1, max=1024, help="torch/onnxruntime CPU threads."),
+    threads: Optional[int] = typer.Option(None, "--threads", **THREADS, help="torch/onnxruntime CPU threads."),
     json_out: bool = typer.Option(False, "--json", help="No window: one JSON line per frame on stdout."),
 ) -> None:
     from opticsfree.inference.live import load_live_model, run_live

@@ -7,7 +7,7 @@ from typing import Optional
 
 import typer
 
-from opticsfree.cli.common import command, print_json
+from opticsfree.cli.common import SEED, command, print_json
 
 
 @command("check", help="Validate a capture set and name every bad file. Exit status 0 when the "
@@ -73,7 +73,7 @@ def import_cmd(
 def tuples_cmd(
     directory: Path = typer.Argument(..., metavar="DIR", help="The capture set directory."),
     split: str = typer.Option("train", "--split", metavar="NAME", help="Which split."),
-    seed: int = typer.Option(0, "--seed", metavar="S", help="Random seed of the draws."),
+    seed: int = typer.Option(0, "--seed", **SEED, metavar="S", help="Random seed of the draws."),
 ) -> None:
     from opticsfree.captures.tuples import make_tuples, read_tuples
 

@@ -12,7 +12,8 @@ from typing import Any, List, Optional
 
 import typer
 
-from opticsfree.cli.common import (RERUN_WITH_RESUME, Device, choices, command, field_default,
+from opticsfree.cli.common import (BATCH, COUNT, EPOCHS, FRACTION, LIMIT, POSITIVE, RERUN_WITH_RESUME, SEED,
+                                   SIZE, THREADS, WORKERS, Device, choices, command, field_default,
                                    parse_key_values, print_json)
 from opticsfree.errors import ConfigError
 from opticsfree.losses.names import LOSSES, MINING
@@ -48,7 +49,7 @@ def train_command(
     out: Path = typer.Option(..., "--out", help="run directory to write (RUN)"),
     backbone: Optional[Backbone] = typer.Option(None, "--backbone", help="embedding backbone",
                                                 show_default=_d("backbone")),
-    epochs: Optional[int] = typer.Option(None, "--epochs", help="training epochs", show_default=_d("epochs")),
+    epochs: Optional[int] = typer.Option(None, "--epochs", **EPOCHS, help="training epochs", show_default=_d("epochs")),
     checkpoints: Optional[str] = typer.Option(
         None, "--checkpoints", help="comma-separated checkpoint epochs",
         show_default=f"{','.join(map(str, SEED_EPOCHS))} below --epochs, and the last"),
@@ -57,26 +58,26 @@ def train_command(
         show_default=_d("sampling")),
     mining: Optional[Mining] = typer.Option(None, "--mining", help="in-batch mining (the loss offers a subset)",
                                             show_default="the loss's default"),
-    val_fraction: Optional[float] = typer.Option(None, "--val-fraction", help="train scenes held out for validation",
+    val_fraction: Optional[float] = typer.Option(None, "--val-fraction", **FRACTION, help="train scenes held out for validation",
                                                  show_default=_d("val_fraction")),
     device: Optional[Device] = typer.Option(None, "--device", help="device", show_default=_d("device")),
-    seed: Optional[int] = typer.Option(None, "--seed", help="random seed", show_default=_d("seed")),
+    seed: Optional[int] = typer.Option(None, "--seed", **SEED, help="random seed", show_default=_d("seed")),
     resume: bool = typer.Option(False, "--resume", help="continue the run in --out from its last finished epoch"),
     shared: bool = typer.Option(False, "--shared", help="one encoder for lensless and original images",
                                 show_default=_d("shared")),
-    size: Optional[int] = typer.Option(None, "--size", help="resize images to N x N", show_default="as stored"),
-    batch_size: Optional[int] = typer.Option(None, "--batch-size", help="global batch size",
+    size: Optional[int] = typer.Option(None, "--size", **SIZE, help="resize images to N x N", show_default="as stored"),
+    batch_size: Optional[int] = typer.Option(None, "--batch-size", **BATCH, help="global batch size",
                                              show_default=_d("batch_size")),
-    lr: Optional[float] = typer.Option(None, "--lr", help="peak learning rate", show_default=_lr_defaults()),
-    limit: Optional[int] = typer.Option(None, "--limit", help="use at most N training scenes (class-stratified)",
+    lr: Optional[float] = typer.Option(None, "--lr", **POSITIVE, help="peak learning rate", show_default=_lr_defaults()),
+    limit: Optional[int] = typer.Option(None, "--limit", **LIMIT, help="use at most N training scenes (class-stratified)",
                                         show_default="all"),
-    width: Optional[int] = typer.Option(None, "--width", help="backbone width",
+    width: Optional[int] = typer.Option(None, "--width", **COUNT, help="backbone width",
                                         show_default=", ".join(f"{w} {n}" for n, w in DEFAULT_WIDTHS.items())),
     amp: Optional[bool] = typer.Option(None, "--amp/--no-amp", help="bf16 autocast",
                                        show_default="on where the CPU/GPU has native bf16"),
-    workers: Optional[int] = typer.Option(None, "--workers", help="data-loader processes for --sampling tuples",
+    workers: Optional[int] = typer.Option(None, "--workers", **WORKERS, help="data-loader processes for --sampling tuples",
                                           show_default=_d("workers")),
-    threads: Optional[int] = typer.Option(None, "--threads", help="torch CPU threads", show_default="torch default"),
+    threads: Optional[int] = typer.Option(None, "--threads", **THREADS, help="torch CPU threads", show_default="torch default"),
     set_: List[str] = typer.Option([], "--set", metavar="KEY=VALUE",
                                    help="any other config field; VALUE is parsed as JSON when it parses, "
                                         "else taken as a string; repeatable; see docs/metric-learning.md"),

@@ -170,12 +170,21 @@ def _blocking_ancestor(path: Path) -> Path | None:
     return None
 
 
+def _check_writable(p: Path, option: str) -> None:
+    """ConfigError when the directory that ``p`` would be written in (``p`` itself when it is an
+    existing directory, else its nearest existing ancestor) is not writable."""
+    base = p if p.is_dir() else next((a for a in p.absolute().parents if a.exists()), None)
+    if base is not None and base.is_dir() and not os.access(base, os.W_OK | os.X_OK):
+        raise ConfigError(f"{option} {p}: {base} is not writable; choose an output you can write")
+
+
 def check_out_dir(path: str | os.PathLike, what: str = "a directory", option: str = "--out") -> Path:
     """Check that ``path`` can be an output directory before any work starts.
 
     Raises:
-        ConfigError: ``path`` (or a parent of it) exists and is not a directory; the message
-            names the option and what was expected.
+        ConfigError: ``path`` (or a parent of it) exists and is not a directory, or the
+            directory it would be made in is not writable; the message names the option and
+            what was expected.
     """
     p = Path(path)
     if p.exists() and not p.is_dir():
@@ -184,6 +193,7 @@ def check_out_dir(path: str | os.PathLike, what: str = "a directory", option: st
     if blocker is not None:
         raise ConfigError(f"{option} {p}: {blocker} is a file; expected {what} (its parent must "
                           "be a directory)")
+    _check_writable(p, option)
     return p
 
 
@@ -191,8 +201,9 @@ def check_out_file(path: str | os.PathLike, what: str = "a file", option: str = 
     """Check that ``path`` can be an output file before any work starts.
 
     Raises:
-        ConfigError: ``path`` is an existing directory, or a parent of it is a file; the
-            message names the option and what was expected.
+        ConfigError: ``path`` is an existing directory, a parent of it is a file, or the
+            directory it would be written in is not writable; the message names the option and
+            what was expected.
     """
     p = Path(path)
     if p.is_dir():
@@ -200,6 +211,7 @@ def check_out_file(path: str | os.PathLike, what: str = "a file", option: str = 
     blocker = _blocking_ancestor(p)
     if blocker is not None:
         raise ConfigError(f"{option} {p}: {blocker} is a file; expected {what} in a directory")
+    _check_writable(p, option)
     return p
 
 
