@@ -432,14 +432,20 @@ def test_cli_train(captures, tmp_path):
                    "--epochs", "2", "--checkpoints", "1", "--batch-size", "24", "--seed", "3", "--threads", "1",
                    "--set", "embedding_dim=16", "--set", "val_prototypes=100", "--out", str(out)])
     assert res.exit_code == 0, res.output
-    summary = json.loads(res.stdout)
+    summary = json.loads(res.stdout)  # stdout is the JSON alone; progress goes to stderr
     assert summary["checkpoints"] == [1, 2] and summary["epochs"] == 2
+    epochs = [ln for ln in res.stderr.splitlines() if ln.startswith("epoch ")]
+    assert [ln.split(":")[0] for ln in epochs] == ["epoch 1/2", "epoch 2/2"] and "validation" in epochs[0]
     cfg = json.loads((out / "config.json").read_text())
     assert cfg["seed"] == 3 and cfg["embedding_dim"] == 16
     bad = _invoke(["train", str(captures), "--loss", "triplet", "--set", "margn=0.1", "--out", str(tmp_path / "b")])
     assert bad.exit_code == 2 and "field 'margn'" in bad.output
     bad = _invoke(["train", str(captures), "--loss", "triplet", "--out", str(out)])
     assert bad.exit_code == 2 and "--resume" in bad.output
+    quiet = _invoke(["train", str(captures), "--recipe", "seed", "--loss", "triplet", "--backbone", "cnn4",
+                     "--width", "4", "--epochs", "1", "--batch-size", "24", "--threads", "1", "--quiet",
+                     "--set", "embedding_dim=16", "--set", "val_prototypes=100", "--out", str(tmp_path / "q")])
+    assert quiet.exit_code == 0 and quiet.stderr == "" and json.loads(quiet.stdout)["epochs"] == 1
 
 
 # ---- distributed ----------------------------------------------------------------------------------

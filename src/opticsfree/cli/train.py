@@ -78,6 +78,7 @@ def train_command(
     workers: Optional[int] = typer.Option(None, "--workers", **WORKERS, help="data-loader processes for --sampling tuples",
                                           show_default=_d("workers")),
     threads: Optional[int] = typer.Option(None, "--threads", **THREADS, help="torch CPU threads", show_default="torch default"),
+    quiet: bool = typer.Option(False, "--quiet", help="no progress on stderr (no bar, no line per epoch)"),
     set_: List[str] = typer.Option([], "--set", metavar="KEY=VALUE",
                                    help="any other config field; VALUE is parsed as JSON when it parses, "
                                         "else taken as a string; repeatable; see docs/metric-learning.md"),
@@ -113,6 +114,6 @@ def train_command(
         typer.echo(f"note: the recipe's {', '.join(ruled_out)} left out (they do not apply with the options given)",
                    err=True)
     cfg = TrainConfig.from_dict(fields, source=f"train options (recipe {rec.name})")
-    summary = train(cfg, out, resume=resume)
+    summary = train(cfg, out, resume=resume, show_progress=not quiet)
     if speak:
         print_json({**summary, "recipe": {"name": rec.name, "source": rec.source, "loss": loss}})

@@ -242,7 +242,8 @@ def train(config: TrainConfig | dict[str, Any], out: str | Path, resume: bool = 
         out: the run directory (``config.json``, ``metrics.jsonl``, ``checkpoints/``).
         resume: continue the run in ``out`` from its last finished epoch (the config must
             match, except device, workers and threads); without it ``out`` must not hold a run.
-        show_progress: draw a progress bar per epoch (on a terminal).
+        show_progress: draw a progress bar per epoch (on a terminal) and print one line per
+            epoch on stderr (loss, validation accuracy, time).
 
     Returns:
         A summary: ``{"run", "epochs", "checkpoints", "val_accuracy", "best_epoch",
@@ -471,6 +472,12 @@ def _train(cfg: TrainConfig, run: RunDir, resume: bool, show_progress: bool,
                 save_state(run.checkpoint_path(epoch), state)
             save_state(run.resume_path, state)
             run.append_metrics(last)
+            if show_progress:
+                from opticsfree.utils.progress import progress_line
+
+                val = "-" if last.get("val_accuracy") is None else f"{100 * last['val_accuracy']:.2f}%"
+                progress_line(f"epoch {epoch}/{cfg.epochs}: loss {last['loss']:.4f}, validation {val}, "
+                              f"{seconds:.1f} s ({last['images_per_s']:,.0f} images/s)")
             if tb is not None:
                 for k in ("loss", "val_accuracy", "lr", "images_per_s"):
                     if last.get(k) is not None:

@@ -49,3 +49,9 @@ def progress(transient: bool = False, unit: str | None = None) -> Progress:
         transient=transient,
         disable=not sys.stderr.isatty(),
     )
+
+
+def progress_line(text: str) -> None:
+    """One line of progress on stderr (a terminal and a log alike; never on ``--json`` stdout),
+    e.g. one per training epoch."""
+    console.print(text, soft_wrap=True, highlight=False)
