@@ -248,3 +248,11 @@ def test_camera_info_cli(tmp_path):
     r = runner.invoke(app, ["camera", "sweep", "lens", "--param", "geometry.gap_mm=1:2:0", "--out",
                             str(tmp_path / "s")])
     assert r.exit_code == 2 and "N must be >= 1" in r.output
+
+
+def test_sweep_says_its_size_and_refuses_an_absurd_grid_without_yes(tmp_path):
+    r = runner.invoke(app, ["camera", "sweep", "lens", "--param", "geometry.gap_mm=0.5:1.5:100000",
+                            "--out", str(tmp_path / "s")])
+    assert r.exit_code == 2 and r.output.count("\n") == 1, r.output
+    assert "100,000 grid points" in r.output and "--yes" in r.output and " h on 2 CPU cores" in r.output
+    assert not (tmp_path / "s").exists()

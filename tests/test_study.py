@@ -177,6 +177,23 @@ def _keys(tables: dict) -> dict[str, str]:
     return {s.name: s.key for s in plan_study(study_config_from_dict(tables, "t.toml"))}
 
 
+def test_a_recipe_run_beside_the_seeds_protocol():
+    base = {"data": {"dataset": "digits", "limit": 60}, "train": {"losses": ["triplet"], "epochs": 2,
+                                                                  "options": {"backbone": "cnn4"}},
+            "baselines": {"ce": True, "upper_bound": False, "recipe": "fast"}}
+    stages = {s.name: s for s in plan_study(study_config_from_dict(base, "t.toml"))}
+    run = stages["train/recipe-fast-ce/lensless"]
+    from opticsfree.training.recipes import load_recipe
+
+    want = load_recipe("fast").losses["ce"]
+    assert {k: run.params[k] for k in want if k != "epochs"} == {k: v for k, v in want.items() if k != "epochs"}
+    assert run.params["epochs"] == 2 and run.params["role"] == "recipe"  # the study's budget
+    assert stages["train/ce/lensless"].params["backbone"] == "cnn4"  # the seed-protocol runs keep theirs
+    assert "evaluate/recipe-fast-ce/lensless" in stages and "bayes/recipe-fast-ce/lensless" not in stages
+    with pytest.raises(ConfigError, match=r"\[baselines\] recipe.*unknown recipe 'quickest'"):
+        study_config_from_dict({**base, "baselines": {"recipe": "quickest"}}, "t.toml")
+
+
 def test_stage_keys_change_only_downstream_of_the_changed_field():
     base = {"data": {"dataset": "digits", "limit": 60}, "train": {"losses": ["triplet"], "epochs": 2},
             "baselines": {"ce": True, "upper_bound": True}}

@@ -191,21 +191,29 @@ def sweep(
     limit: int = typer.Option(2000, "--limit", **LIMIT, help="scenes per split at every grid point (class-stratified)"),
     seed: Seed = 0,
     size: Size = 32,
+    yes: bool = typer.Option(False, "--yes", help="run a grid of more than 100 points"),
 ) -> None:
     """The `camera info` numbers over a grid of one or two camera parameters: sweep.csv and
-    heatmaps of linear_psnr, raw_psnr and linear_probe_accuracy. Resumable."""
+    heatmaps of linear_psnr, raw_psnr and linear_probe_accuracy. Resumable. Prints the number
+    of points and an estimate of the time first; more than 100 points need --yes."""
     from opticsfree.design.params import parse_axis
-    from opticsfree.design.sweep import sweep_camera
+    from opticsfree.design.sweep import MAX_POINTS, estimate_seconds, sweep_camera
     from opticsfree.optics import load_camera_config
 
     cam = load_camera_config(base)
     axes = [parse_axis(s, cam) for s in param]
     if not 1 <= len(axes) <= 2:
         raise ConfigError(f"give one or two --param PATH=LO:HI:N, got {len(axes)}")
-    ds = _dataset(dataset, data)
     total = 1
     for a in axes:
         total *= a.n
+    eta = estimate_seconds(total, limit)
+    when = f"{eta / 3600:.1f} h" if eta >= 3600 else f"{eta / 60:.0f} min"
+    if total > MAX_POINTS and not yes:
+        raise ConfigError(f"--param: {total:,} grid points, about {when} on 2 CPU cores; add --yes to run "
+                          f"them, or use fewer points (at most {MAX_POINTS} without --yes)")
+    console.print(f"camera sweep: {total:,} grid points x {limit:,} scenes per split, about {when} on 2 CPU cores")
+    ds = _dataset(dataset, data)
     with progress() as bar:
         task = bar.add_task("camera sweep", total=total)
 

@@ -27,6 +27,19 @@ HEATMAPS = ("linear_psnr", "raw_psnr", "linear_probe_accuracy")
 SWEEP_VERSION = 1
 
 
+#: Grids larger than this need ``--yes`` (each point is a whole ``camera info``).
+MAX_POINTS = 100
+#: Seconds of one ``camera info`` point per 1,000 scenes per split on 2 CPU cores (30.7 s for
+#: ``--limit 5000``, bench/bench_camera_info.py): the basis of the time estimate.
+SECONDS_PER_1000_SCENES = 6.1
+
+
+def estimate_seconds(points: int, limit: int | None) -> float:
+    """A rough wall time of a sweep of ``points`` grid points at ``limit`` scenes per split,
+    on 2 CPU cores (linear in the scenes; the first point also builds caches)."""
+    return points * SECONDS_PER_1000_SCENES * (limit or 50000) / 1000.0
+
+
 def sweep_settings(base: CameraConfig, axes: Sequence[Axis], dataset: ImageDataset, limit: int | None,
                    seed: int, size: int) -> dict:
     """What determines a sweep's content (compared when resuming)."""

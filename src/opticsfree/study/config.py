@@ -209,6 +209,21 @@ class BaselinesSection(_Section):
     upper_bound_camera: str = Field("lens", description="camera of the upper bound")
     upper_bound_losses: list[_Loss] | None = Field(None, description="losses of the upper bound "
                                                    "(default: the first of [train] losses)")
+    recipe: str | None = Field(None, description="also train this training recipe (best, fast, seed or "
+                               "a recipe file) with its default loss on the lensless captures, for the "
+                               "same epochs: our recipe beside the seed's protocol")
+
+    @field_validator("recipe")
+    @classmethod
+    def _recipe(cls, v: str | None) -> str | None:
+        if v is not None:
+            from opticsfree.training.recipes import load_recipe
+
+            try:
+                load_recipe(v)
+            except ConfigError as e:
+                raise ValueError(str(e)) from None
+        return v
 
 
 class EvaluateSection(_Section):

@@ -70,6 +70,18 @@ def _train_params(cfg: StudyConfig, loss: str) -> dict[str, Any]:
     return p
 
 
+def _recipe_params(cfg: StudyConfig) -> dict[str, Any]:
+    """The TrainConfig fields of the ``[baselines] recipe`` run: the recipe's settings for its
+    default loss, the study's epochs, checkpoints and seed (the same budget as the main runs);
+    scene augmentation only where the captures are simulated."""
+    from opticsfree.training.recipes import load_recipe
+
+    recipe = load_recipe(str(cfg.baselines.recipe))
+    loss, fields, _ = recipe.fields(simulated=cfg.captures.source == "simulate")
+    return {**fields, "loss": loss, "epochs": cfg.train.epochs, "checkpoints": cfg.checkpoints(),
+            "seed": cfg.study.seed, "recipe": recipe.name}
+
+
 def _file_or_name(value: str) -> dict[str, Any]:
     """A prior name, or a prior file identified by its content hash."""
     if value in ("uniform", "train"):
@@ -138,10 +150,16 @@ def plan_study(cfg: StudyConfig) -> list[Stage]:
         runs.append(("ce", LENSLESS, "baseline"))
     for loss in upper:
         runs.append((loss, UPPER_BOUND, "upper-bound"))
+    if cfg.baselines.recipe:
+        recipe = _recipe_params(cfg)
+        runs.append((recipe["loss"], LENSLESS, "recipe"))
     for loss, img, role in runs:
-        label = run_label(loss, img)
-        stages.append(Stage(f"train/{label}", "train",
-                            {**_train_params(cfg, loss), "images": img, "role": role},
+        if role == "recipe":
+            label = run_label(f"recipe-{recipe['recipe']}-{loss}", img)
+            params = {k: v for k, v in recipe.items() if k != "recipe"}
+        else:
+            label, params = run_label(loss, img), _train_params(cfg, loss)
+        stages.append(Stage(f"train/{label}", "train", {**params, "images": img, "role": role},
                             [f"captures/{img}", f"tuples/{img}"]))
         classifiers = ["head"] if loss == "ce" else list(cfg.evaluate.classifiers)
         stages.append(Stage(f"evaluate/{label}", "evaluate",

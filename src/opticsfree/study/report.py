@@ -52,7 +52,7 @@ RUN_FIGURE_CAPTIONS = {
     "bayes_test_frames": "Accuracy and KL against the number of fused frames",
 }
 ROLE_NAMES = {"main": "main run", "baseline": "cross-entropy baseline",
-              "upper-bound": "clean-image upper bound"}
+              "upper-bound": "clean-image upper bound", "recipe": "our recipe ([baselines] recipe)"}
 
 
 # ----------------------------------------------------------------------------------------------

@@ -146,7 +146,7 @@ class RunResults:
 
     loss: str
     images: str
-    role: str                    # "main" | "baseline" | "upper-bound"
+    role: str                    # "main" | "baseline" | "upper-bound" | "recipe"
     primary_classifier: str
     train_summary: dict[str, Any] | None
     results: dict[str, list[MetricRow]]
