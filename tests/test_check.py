@@ -241,3 +241,15 @@ def test_pool_gives_same_report(cset):
 def test_help_lists_options():
     res = runner.invoke(app, ["check", "--help"])
     assert res.exit_code == 0 and "--json" in res.stdout
+
+
+def test_check_and_a_reader_on_a_file_say_it_is_a_file(tmp_path):
+    afile = tmp_path / "notes.txt"
+    afile.write_text("not a set")
+    r = CliRunner().invoke(app, ["check", str(afile)])
+    assert r.exit_code == 1 and "is a file; expected a capture set directory" in r.output
+    from opticsfree.captures.format import read_manifest
+    from opticsfree.errors import DataError
+
+    with pytest.raises(DataError, match="is a file; expected a capture set directory"):
+        read_manifest(afile)

@@ -923,3 +923,22 @@ def test_cli_evaluate_user_errors(trained_run, tmp_path):
     res = runner.invoke(cmd, prefix + [str(trained_run), "--out", str(a_file)])
     assert res.exit_code == 2 and "--out" in res.output and "is a file" in res.output
     assert not (trained_run / "table.md").exists()
+
+
+def test_docs_seed_study_shows_the_codes_published_numbers():
+    """docs/seed-study.md (the product's own summary of the study) and opticsfree.seed_study
+    (where every report reads the numbers) hold the same numbers."""
+    from pathlib import Path
+
+    from opticsfree import seed_study
+
+    doc = (Path(__file__).resolve().parents[1] / "docs" / "seed-study.md").read_text(encoding="utf-8")
+    images = {"lensless": "captures", "reconstructed": "reconstructions"}
+    for r in seed_study.ROWS:
+        row = (f"| {r.loss} | {images[r.images]} | {r.epochs} | {r.accuracy:.2f} | {r.precision:.2f} | "
+               f"{r.recall:.2f} | {r.f1:.2f} |")
+        assert row in doc, row
+    for q in (seed_study.DEGRADATION, seed_study.CYCLEGAN):
+        assert f"MSE {q.mse}" in doc and f"{q.psnr} dB" in doc and f"SSIM {q.ssim}" in doc, q
+    for (loss, kind), kl in seed_study.KL.items():
+        assert f"{loss} on {images[kind]} {kl}" in doc, (loss, kind, kl)

@@ -321,8 +321,10 @@ def test_keep_freed_memory_stops_refaulting_large_tensors():
     opted_out, default = _faults_of_training_steps(False)
     assert applied == "True" and opted_out == "False"         # OPTICSFREE_KEEP_FREED_MEMORY=0: glibc alone
     # glibc's defaults refault every large activation (measured: about 90,000 faults of 4 KiB
-    # pages in 3 steps); kept memory is reused (0 to 12,000)
-    assert default > 20_000 and kept < default / 4
+    # pages in 3 steps on a quiet machine); kept memory is reused (0 to 12,000). With other jobs on
+    # the cores both counts move (seen: 45,000 against 16,000), so the bound is half, which a
+    # mechanism that does nothing (kept about equal to default) still fails
+    assert default > 20_000 and kept < default / 2
     runs.keep_freed_memory.cache_clear()
     Runtime.resolve("cpu")                                     # a CPU runtime applies it
     assert runs.keep_freed_memory.cache_info().misses == 1

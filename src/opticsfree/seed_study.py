@@ -1,8 +1,9 @@
 """The seed study's published numbers: the one place they are written down.
 
 Everything that shows or compares against the seed study (the study report, ``evaluate``'s
-tables, the camera preset's targets in the docs) reads them from here. The numbers are those of
-../shared/docs/seed-study.md, measured on the CIFAR-10 test set:
+tables, the camera preset's targets in the docs) reads them from here; docs/seed-study.md
+describes the study and shows them (a test keeps the two equal). Measured on the CIFAR-10 test
+set:
 
 - capture degradation of its hardware (lensless captures against the originals) and the image
   quality of its unpaired CycleGAN reconstructions (:data:`DEGRADATION`, :data:`CYCLEGAN`);

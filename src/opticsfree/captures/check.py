@@ -320,7 +320,8 @@ def check_capture_set(root: str | Path, decode: bool = True, workers: int | None
     report = CheckReport(root=root, summary={"n_rows": 0, "splits": {}, "rows_per_split": {},
                                              "sizes": {"original": None, "lensless": None}})
     if not root.is_dir():
-        report.add(str(root), "capture set directory not found")
+        report.add(str(root), "is a file; expected a capture set directory (with manifest.json and index.csv)"
+                   if Path(root).is_file() else "capture set directory not found")
         return report
     manifest = _check_manifest(root, report)
     indexed = _read_index(root, report)

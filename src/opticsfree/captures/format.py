@@ -172,7 +172,8 @@ def read_manifest(root: str | Path) -> dict[str, Any]:
     """Read and validate ``root/manifest.json``."""
     path = Path(root) / "manifest.json"
     if not Path(root).is_dir():
-        raise DataError(f"{root}: capture set directory not found")
+        raise DataError(f"{root}: " + ("is a file; expected a capture set directory (with manifest.json and "
+                                       "index.csv)" if Path(root).is_file() else "capture set directory not found"))
     if not path.is_file():
         raise DataError(f"{path}: missing; is {root} a capture set (made by simulate or import)?")
     m = read_json(path)

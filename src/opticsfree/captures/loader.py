@@ -172,7 +172,7 @@ def load_captures(root: str | Path, split: str, size: int | None = None,
     target = size if size is not None else (
         None if original.shape[-2:] == lensless.shape[-2:] else lensless.shape[-1])
     if size is None and lensless.shape[-2] != lensless.shape[-1]:
-        raise DataError(f"{cs.root}: captures are {tuple(lensless.shape[-2:])}, not square; pass a size")
+        raise DataError(f"{cs.root}: captures are {tuple(lensless.shape[-2:])}, not square; pass --size N to resample them to N x N")
     lensless = resize_uint8(lensless, target)
     original = resize_uint8(original, target)
     out = CaptureSplit(lensless, original, torch.tensor([r.label for r in rows], dtype=torch.long),

@@ -110,7 +110,7 @@ def predict_cmd(
                + (f"; wrote {out}" if out is not None else ""), err=True)
     if result.failures:
         fail(f"{len(result.failures)} of {result.n_inputs} capture(s) could not be predicted "
-             "(listed above); the others were", code=1)
+             "(listed above); the others were predicted", code=1)
 
 
 @command("export", resume_hint=RERUN_TO_REDO,
