@@ -602,6 +602,8 @@ def test_integration_train_one_epoch_then_bayes(tmp_path, loss, kind, contract_v
     out = json.loads(res.stdout)
     assert out["likelihood"] == kind and out["run"] == str(run)
     assert out["epoch"] == training.list_checkpoints(run)[-1] == 1
+    best = _invoke([run, "--json", "--checkpoint", "best", "--out", tmp_path / "best"])  # evaluate's grammar
+    assert best.exit_code == 0 and json.loads(best.stdout)["epoch"] == 1, best.output
     assert out["frames_per_scene"] == 2 and len(out["frames"]) == 2 and out["n"] == 48
     assert not {"reliability", "reliability_before", "examples"} & set(out)
     for key in ("kl_posterior_prior", "kl_label_meanposterior", "accuracy", "nll", "brier",
@@ -654,6 +656,7 @@ def test_cli_bayes_user_errors_and_out(triplet_run, tmp_path):
     assert res.exit_code == 2 and "--split" in res.output
     _one_line_error(_invoke([tmp_path / "nope"]), "nope", "not a training run")
     _one_line_error(_invoke([run, "--checkpoint", "7"]), "no checkpoint for epoch 7")
+    _one_line_error(_invoke([run, "--checkpoint", "soon"]), "--checkpoint soon", "best, last or an epoch")
     a_file = tmp_path / "file"
     a_file.write_text("x")
     _one_line_error(_invoke([run, "--out", a_file]), "--out", "is a file")

@@ -116,3 +116,12 @@ def test_the_reported_cases_are_usage_errors(small, tmp_path, args):
     assert r.stderr.startswith(f"error: Invalid value for '{args[-2]}'") and r.stderr.count("\n") == 1
     assert not (tmp_path / "a.png").exists() and not (tmp_path / "r").exists() and not (tmp_path / "m").exists()
     assert Path(small, "index.csv").is_file()
+
+
+def test_help_texts_list_every_camera_preset():
+    from opticsfree.optics.config import list_presets
+
+    for args in (["simulate", "--help"], ["camera", "info", "--help"]):
+        out = " ".join(runner.invoke(app, args, terminal_width=400).output.translate(
+            {ord(c): " " for c in "│╭╮╰╯─"}).split())
+        assert f"({', '.join(list_presets())})" in out, args

@@ -7,7 +7,7 @@ from typing import Optional
 
 import typer
 
-from opticsfree.cli.common import (EPOCHS, FRAMES, RERUN_TO_REDO, choices, command, other_captures_option,
+from opticsfree.cli.common import (FRAMES, RERUN_TO_REDO, choices, command, other_captures_option,
                                    print_json)
 
 #: ``--split`` and ``--likelihood``: opticsfree.bayes.model.SPLITS and "auto" +
@@ -20,8 +20,8 @@ Likelihood = choices(("auto", "metric", "ce"))
 @command("bayes", resume_hint=RERUN_TO_REDO)
 def bayes(
     run: Path = typer.Argument(..., metavar="RUN", help="RUN directory of a trained model."),
-    checkpoint: Optional[int] = typer.Option(None, "--checkpoint", **EPOCHS,
-                                             help="Epoch to load (default: the last)."),
+    checkpoint: str = typer.Option("last", "--checkpoint",
+                                   help="best (highest validation accuracy), last or an epoch number."),
     prior: str = typer.Option("uniform", "--prior",
                               help="uniform, train (training class frequencies) or a JSON file "
                                    "of class -> probability."),
@@ -49,7 +49,10 @@ def bayes(
     from opticsfree.utils.threads import single_threaded_openmp
 
     out = run if out is None else check_out_dir(out, "a folder for the report")
-    model = load_trained(run, checkpoint)
+    from opticsfree.inference.adapter import resolve_checkpoint
+
+    last = checkpoint.strip().lower() == "last"  # load_trained's default, with its own errors
+    model = load_trained(run, None if last else resolve_checkpoint(run, checkpoint))
     with single_threaded_openmp():  # torch + scikit-learn in one process
         result = bayes_analysis(model, out, prior=prior, frames=frames, split=split,
                                 likelihood=likelihood, captures=captures, run=run)

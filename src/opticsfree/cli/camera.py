@@ -9,6 +9,7 @@ import typer
 
 from opticsfree.cli.common import COUNT, FRAMES, LIMIT, SEED, SIZE, WORKERS, choices, command, print_json
 from opticsfree.errors import OpticsfreeError
+from opticsfree.optics.config import list_presets  # light: pydantic, no torch
 from opticsfree.utils.progress import console, progress
 
 #: ``simulate --split``.
@@ -18,7 +19,7 @@ SimulateSplit = choices(("train", "test", "all"))
 @command("simulate")
 def simulate(
     dataset: str = typer.Option(..., "--dataset", help="cifar10, fashion-mnist, digits or folder"),
-    camera: str = typer.Option(..., "--camera", help="preset (seed, bare-sensor, lens) or a TOML file"),
+    camera: str = typer.Option(..., "--camera", help=f"preset ({', '.join(list_presets())}) or a TOML file"),
     out: Path = typer.Option(..., "--out", help="output capture-set directory"),
     data: Optional[Path] = typer.Option(None, "--data", help="local copy of the dataset (file or directory)"),
     split: SimulateSplit = typer.Option("all", "--split", help="splits to simulate"),

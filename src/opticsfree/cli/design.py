@@ -13,6 +13,7 @@ import typer
 from opticsfree import seed_study
 from opticsfree.cli.common import COUNT, LIMIT, POSITIVE, SEED, SIZE, app, command, print_json
 from opticsfree.errors import ConfigError
+from opticsfree.optics.config import list_presets  # light: pydantic, no torch
 from opticsfree.utils.io import check_out_dir, check_out_file
 from opticsfree.utils.progress import console, progress
 
@@ -56,7 +57,7 @@ def _print_info(info) -> None:
 
 @command("info", parent=camera_app)
 def info(
-    camera: Optional[str] = typer.Argument(None, help="camera preset (seed, far-display, bare-sensor, lens) "
+    camera: Optional[str] = typer.Argument(None, help=f"camera preset ({', '.join(list_presets())}) "
                                                       "or TOML file"),
     captures: Optional[Path] = typer.Option(None, "--captures", help="measure an existing capture set "
                                             "instead (simulated or real; the numbers that need H are omitted)"),

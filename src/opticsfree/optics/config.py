@@ -213,7 +213,7 @@ def camera_from_dict(d: dict, origin: str | Path = "<camera>") -> CameraConfig:
 
 
 def load_camera_config(preset_or_path: str | Path) -> CameraConfig:
-    """Load a camera from a preset name (``seed``, ``bare-sensor``, ``lens``) or a TOML file.
+    """Load a camera from a bundled preset's name (:func:`list_presets`) or a TOML file.
 
     Raises:
         ConfigError: unknown preset, unreadable TOML, or an invalid field (named).

@@ -43,6 +43,7 @@ from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_valida
 
 from opticsfree.data.registry import DATASETS
 from opticsfree.errors import ConfigError
+from opticsfree.optics.config import list_presets
 from opticsfree.utils.io import read_toml
 
 #: Reconstruction methods (opticsfree.reconstruction, issue 4).
@@ -99,7 +100,7 @@ class CapturesSection(_Section):
 
     source: Literal["simulate", "path"] = Field("simulate", description="simulate, or path "
                                                 "(an existing capture set)")
-    camera: str = Field("seed", description="camera preset (seed, bare-sensor, lens) or TOML file")
+    camera: str = Field("seed", description=f"camera preset ({', '.join(list_presets())}) or TOML file")
     frames: int = Field(1, ge=1, le=1000, description="captures per scene")
     path: str | None = Field(None, description="existing capture set (source = path)")
     quality_size: int = Field(32, gt=0, description="image side for the quality metrics")
