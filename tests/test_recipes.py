@@ -138,3 +138,15 @@ def test_help_and_docs_list_the_recipes_with_their_numbers():
         assert name in out and " ".join(r.measured[r.default_loss].split()) in out
         for loss in LOSSES:
             assert r.measured[loss] in doc, (name, loss)
+
+
+def test_the_default_recipe_on_tiny_captures_says_to_resample(tmp_path):
+    """The best recipe's wvgg cannot take 8 x 8 inputs: one line naming --size, no traceback."""
+    tiny = make_capture_set(tmp_path / "tiny", n_classes=2, per_class=6, size=8)
+    r = runner.invoke(app, ["train", str(tiny), "--out", str(tmp_path / "run")])
+    assert r.exit_code == 2 and r.exception is None or isinstance(r.exception, SystemExit), r.exception
+    lines = [ln for ln in r.stderr.splitlines() if ln.startswith("error: ")]
+    assert len(lines) == 1 and "needs inputs of at least 10 x 10" in lines[0] and "--size 16" in lines[0]
+    r = runner.invoke(app, ["train", str(tiny), "--out", str(tmp_path / "run2"), "--size", "16", "--epochs", "1",
+                            "--quiet", "--batch-size", "12", "--set", "val_prototypes=20"])
+    assert r.exit_code == 0, r.output

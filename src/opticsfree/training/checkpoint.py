@@ -44,7 +44,11 @@ TRAINING_RUN = RunKind(noun="training run", placeholder="RUN", command="opticsfr
 SAME_RUN = ResumeCheck(ignore=RUNTIME_FIELDS, nested={"resolved": Nested("resolved.", (
     "size", "classes", "lensless_channels", "original_channels", "val_ids_sha256", "has_head"))},
     defaults={k: f.get_default(call_default_factory=True) for k, f in TrainConfig.model_fields.items()
-              if not f.is_required()})
+              if not f.is_required()},
+    notes={"epochs": "the learning-rate schedule is laid out over the recorded epochs, so a run cannot be "
+                     "extended: train a new one with --epochs N and another --out",
+           "backbone": "a run started from other settings resumes with the same recipe and options "
+                       "(runs made before recipes: add --recipe seed)"})
 
 
 def training_run(run: str | Path) -> RunDir:

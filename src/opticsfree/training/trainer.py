@@ -41,6 +41,7 @@ from opticsfree.runs import (
 )
 from opticsfree.training import distributed as D
 from opticsfree.training.augment import augment_originals, augment_scenes, refresh_seed, scene_camera
+from opticsfree.models.names import MIN_SIZES
 from opticsfree.training.checkpoint import SAME_RUN, build_model, list_checkpoints, load_state, training_run
 from opticsfree.training.config import TrainConfig
 from opticsfree.training.data import prototype_rows, train_val
@@ -287,6 +288,11 @@ def _train(cfg: TrainConfig, run: RunDir, resume: bool, show_progress: bool,
         tr = augment_scenes(captured, scene_cam, cfg.scene_augment, cfg.scene_copies, cfg.seed)
     classes = tr.classes
     size = int(tr.lensless.shape[-1])
+    need = MIN_SIZES.get(cfg.backbone, 1)
+    if size < need:
+        raise ConfigError(f"backbone {cfg.backbone!r} needs inputs of at least {need} x {need} pixels and "
+                          f"these are {size} x {size}: pass --size {max(need, 16)} (resample) or another "
+                          "--backbone (cnn4 takes any size)")
     scenes = SceneTable.from_rows(tr.ids, tr.labels)
     counts = torch.bincount(scenes.labels, minlength=len(classes))
     if cfg.loss != "ce" and int(counts.min()) < 2:
