@@ -19,7 +19,7 @@ from opticsfree.cli.main import app
 
 runner = CliRunner()
 #: Options whose huge values would exhaust memory or time: they need an upper bound too.
-NEED_MAX = ("--size", "--batch-size", "--workers", "--threads", "--frames", "--frames-per-scene")
+NEED_MAX = ("--size", "--batch-size", "--workers", "--threads", "--frames")
 VALUES = (0, -1, 10**9)
 
 

@@ -59,7 +59,7 @@ def test_train_and_reconstruct_parse_set_the_same_way(monkeypatch, tmp_path):
     assert r.exit_code == 0, r.output
     cfg = train_calls[0][0][0]
     assert (cfg.margin, cfg.quad_margins, cfg.optimizer) == (1.0, (0.05, 0.3), "sgd")
-    items = ["--set", "width=4", "-o", "decay-start=null", "--option", "lr=1e-3"]
+    items = ["--set", "width=4", "--set", "decay-start=null", "--set", "lr=1e-3"]
     r = runner.invoke(app, ["reconstruct", "train", str(tmp_path), "--method", "unet", "--out",
                             str(tmp_path / "m"), *items])
     assert r.exit_code == 0, r.output
@@ -120,14 +120,14 @@ def test_help_defaults_come_from_train_config():
     out = flat(runner.invoke(app, ["train", "--help"], terminal_width=200).output)
     for field, option in [("epochs", "--epochs"), ("batch_size", "--batch-size"), ("backbone", "--backbone"),
                           ("sampling", "--sampling"), ("val_fraction", "--val-fraction"), ("seed", "--seed"),
-                          ("device", "--device"), ("workers", "--workers")]:
+                          ("device", "--device"), ("workers", "--loader-workers")]:
         default = TrainConfig.model_fields[field].default
         after = out.split(f" {option} ", 1)[1]
-        assert after[after.index("[default:"):].startswith(f"[default: ({default})]"), field
-    assert "[default: (0.002 adamw, 0.1 sgd)]" in out
+        assert after[after.index("[default:"):].startswith(f"[default: ({default})"), field
+    assert "[default: (0.002 adamw, 0.1 sgd);" in out
     for cmd in (["train", "--help"], ["reconstruct", "train", "--help"]):
         out = flat(runner.invoke(app, cmd, terminal_width=200).output)
-        assert "--amp --no-amp" in out and "on where the CPU/GPU has native bf16" in out
+        assert "--amp / --no-amp" in out and "on where the CPU/GPU has native bf16" in out
 
 
 def test_the_command_line_starts_without_torch():
@@ -138,3 +138,90 @@ def test_the_command_line_starts_without_torch():
     out = subprocess.run([sys.executable, "-c", "import json; " + code], capture_output=True, text=True,
                          check=True, env={"PYTHONPATH": src, "PATH": ""}).stdout
     assert json.loads(out) == []
+
+
+# --- one table of shared options (cli/common.py: SHARED_OPTIONS) -----------------------------
+
+from typing import get_origin  # noqa: E402
+
+from typer.models import OptionInfo  # noqa: E402
+
+from opticsfree.cli.common import GRAMMAR_EXCEPTIONS, RETIRED_OPTIONS, SHARED_OPTIONS  # noqa: E402
+from test_cli_bounds import _commands, _params  # noqa: E402
+
+def _decls(name: str, info) -> tuple:
+    """An option's declared names; in the ``Annotated`` form typer takes the first positional
+    argument (stored as ``default``) as the first name."""
+    decls = tuple(info.param_decls or ())
+    if isinstance(info.default, str) and info.default.startswith("-"):
+        decls = (info.default, *decls)
+    return decls or ("--" + name.replace("_", "-"),)
+
+
+OPTIONS = [(" ".join(path), decl, tp, info) for path, cb in _commands(app) for name, tp, info in _params(cb)
+           if isinstance(info, OptionInfo) for decl in _decls(name, info)]
+
+
+def _kind(tp) -> type:
+    origin = get_origin(tp)
+    if origin is list or tp is list:
+        return list
+    if origin is not None and "Literal" in str(origin):
+        return str
+    return tp
+
+
+def test_every_command_keeps_the_shared_grammar():
+    seen: dict[str, set] = {}
+    for cmd, decl, tp, info in OPTIONS:
+        flag = decl.split("/")[0]
+        assert flag not in RETIRED_OPTIONS, f"{cmd} {flag}: retired, use {RETIRED_OPTIONS[flag]}"
+        seen.setdefault(flag, set()).add(cmd)
+        if flag not in SHARED_OPTIONS or (cmd, flag) in GRAMMAR_EXCEPTIONS:
+            continue
+        want, bounds, meaning = SHARED_OPTIONS[flag]
+        if want is not object:
+            assert _kind(tp) is want, f"{cmd} {flag}: {tp}, the grammar says {want.__name__} ({meaning})"
+        if bounds is not None:
+            assert (info.min, info.max) == (bounds.get("min"), bounds.get("max")), \
+                f"{cmd} {flag}: bounds {info.min}..{info.max}, the grammar says {bounds} ({meaning})"
+    shared_by_several = {f for f, cmds in seen.items() if len(cmds) > 1}
+    missing = shared_by_several - set(SHARED_OPTIONS) - {"--help"}
+    assert not missing, f"options taken by several commands but not in SHARED_OPTIONS: {sorted(missing)}"
+    for cmd, flag in GRAMMAR_EXCEPTIONS:
+        assert cmd in seen.get(flag, ()), f"stale exception: {cmd} has no {flag}"
+
+
+def test_workers_mean_the_same_everywhere_and_one_is_in_process():
+    from opticsfree.utils.parallel import InlineExecutor, process_pool, resolve_workers
+
+    helps = {cmd: info.help for cmd, decl, tp, info in OPTIONS if decl == "--workers"}
+    assert set(helps) >= {"simulate", "predict", "reconstruct apply"} and "train" not in helps
+    assert all("0: one per CPU, 1: in this process" in h for h in helps.values()), helps
+    import os
+    assert resolve_workers(0) == (os.cpu_count() or 1) and resolve_workers(3) == 3
+    with pytest.raises(ValueError, match="workers must be >= 0"):
+        resolve_workers(-1)
+    with process_pool(1) as pool:
+        assert isinstance(pool, InlineExecutor)
+        assert pool.submit(os.getpid).result() == os.getpid()
+        assert list(pool.map(abs, [-1, -2])) == [1, 2]
+        with pytest.raises(ZeroDivisionError):
+            pool.submit(divmod, 1, 0).result()
+
+
+@pytest.mark.parametrize("cmd", [["predict"], ["export"], ["train"], ["quality"], ["rig", "capture"]])
+def test_help_shows_flags_as_flags_and_keeps_brackets(cmd):
+    out = runner.invoke(app, [*cmd, "--help"], terminal_width=80).output
+    assert "<bool>" not in out                           # --json is a flag, not a value
+    for line in out.splitlines():
+        assert len(line) <= 80 or "|" in line, line      # only an unbreakable choice list may run on
+    if cmd in (["predict"], ["export"]):
+        assert "opticsfree[export]" in flat(out)         # not eaten as markup
+    if cmd == ["train"]:                                 # choices are never broken mid-word
+        assert "<triplet|quadruplet|quadruplet-chen|ce|ce+triplet>" in out
+
+
+def test_json_is_a_flag_and_a_value_after_it_is_refused(tmp_path):
+    r = runner.invoke(app, ["quality", str(tmp_path), "--json", "true"])
+    assert r.exit_code == 2 and "true" in r.output and "Traceback" not in r.output

@@ -249,6 +249,47 @@ def test_folder_single_split_grayscale(tmp_path):
     assert load_dataset("folder", data=root, splits=("test",)).splits["test"].ids == te.ids
 
 
+def test_folder_empty_class_folders_are_named_in_one_warning(tmp_path, caplog):
+    """An empty class folder is no longer dropped silently: one warning line names it and says
+    that its class is left out of the class list (or kept, with images in another split)."""
+    files = _folder_files(["a", "b"], splits=("",), per_class=5)
+    root = _write_tree(tmp_path / "flat", files)
+    (root / "c").mkdir()
+    (root / "d").mkdir()
+    (root / "d" / "README.txt").write_text("not an image")
+    seen = []
+    tree = imagefolder.scan_directory(root, allow_single=True, on_warning=seen.append)
+    assert tree.classes == ["a", "b"] and tree.empty_folders == ["c", "d"]
+    assert tree.dropped_classes == ["c", "d"]
+    assert seen == [f"{root}: 2 class folder(s) without images: c, d; class(es) 'c', 'd' left "
+                    "out of the class list (labels number the classes that have images)"]
+    # load_dataset: the module's logger, one line "warning: ..."; labels index a, b
+    with caplog.at_level("WARNING", logger="opticsfree.data.imagefolder"):
+        ds = load_dataset("folder", data=root)
+    lines = [r.getMessage() for r in caplog.records if "without images" in r.getMessage()]
+    assert lines == ["warning: " + seen[0]] and "\n" not in lines[0]
+    assert ds.classes == ["a", "b"] and set(ds.splits["train"].labels.tolist()) == {0, 1}
+
+    # two splits below a wrapper: test/b empty but b has train images (kept), train/c and
+    # test/c empty (dropped)
+    files = _folder_files(["a", "b"], splits=("train", "test"), prefix="wrap/")
+    files = {k: v for k, v in files.items() if not k.startswith("wrap/test/b/")}
+    root = _write_tree(tmp_path / "two", files)
+    for d in ("test/b", "train/c", "test/c", "val/z"):   # val/: not a split folder
+        (root / "wrap" / d).mkdir(parents=True)
+    seen = []
+    tree = imagefolder.scan_directory(root, allow_single=True, on_warning=seen.append)
+    assert tree.two_split and tree.classes == ["a", "b"]
+    assert tree.empty_folders == ["wrap/test/b", "wrap/test/c", "wrap/train/c"]
+    assert len(seen) == 1 and "'c' left out of the class list" in seen[0]
+    assert "class(es) 'b' kept (images in another split)" in seen[0]
+    # no empty folder: no warning
+    seen = []
+    full = _write_tree(tmp_path / "full", _folder_files(["a", "b"], splits=("",)))
+    assert imagefolder.scan_directory(full, True, on_warning=seen.append).empty_folders == []
+    assert seen == []
+
+
 def test_folder_needs_data_and_checks_sizes(tmp_path):
     with pytest.raises(ConfigError, match="--data"):
         load_dataset("folder")

@@ -641,6 +641,50 @@ def test_evaluate_models_knn_and_threshold(tmp_path):
     assert alone.to_json() == ev.checkpoints[0].to_json()
 
 
+def test_each_classifier_keeps_its_own_table(tmp_path):
+    """The run's default classifier writes table.md/csv, another table_<classifier>.*: the
+    default's table survives evaluating with threshold, and each holds its own numbers."""
+    run = make_run(tmp_path, epochs=(15,))
+    default = report.evaluate_models(run.models, run.out, figures=False, n_resamples=50)
+    before = (run.out / "table.md").read_text(), (run.out / "table.csv").read_text()
+    thr = report.evaluate_models(run.models, run.out, classifier="threshold", figures=False,
+                                 n_resamples=50)
+    assert default.table_paths == (run.out / "table.md", run.out / "table.csv")
+    assert thr.table_paths == (run.out / "table_threshold.md", run.out / "table_threshold.csv")
+    assert ((run.out / "table.md").read_text(), (run.out / "table.csv").read_text()) == before
+    for ev in (default, thr):
+        md, csv_path = ev.table_paths
+        rows = list(csv.reader(csv_path.read_text().splitlines()))
+        c = ev.checkpoints[0]
+        ours = f"ours (triplet, lensless, {ev.classifier})"
+        assert rows[1] == [ours, f"{c.accuracy:.2f}", f"{c.precision:.2f}", f"{c.recall:.2f}",
+                           f"{c.f1:.2f}", "15"]
+        assert md.read_text().startswith(f"# out: {ev.classifier} classifier, test split")
+        assert f"| {ours} |" in md.read_text()
+        # the terminal summary names the classifier's own files
+        assert report.summary_document(ev).blocks[-1] == Paragraph(
+            f"wrote {md}, {csv_path}, {ev.json_path}")
+    # another split: _<split> after the classifier
+    v = report.evaluate_models(run.models, run.out, split="val", classifier="threshold",
+                               figures=False, n_resamples=50)
+    assert v.table_paths[0] == run.out / "table_threshold_val.md" and v.table_paths[0].is_file()
+    assert sorted(p.name for p in run.out.glob("table*")) == [
+        "table.csv", "table.md", "table_threshold.csv", "table_threshold.md",
+        "table_threshold_val.csv", "table_threshold_val.md"]
+
+
+def test_table_paths_follow_the_runs_default_classifier(tmp_path):
+    """The default classifier depends on the loss: head for ce, prototype otherwise."""
+    from opticsfree.evaluation.results import table_paths
+
+    assert table_paths(tmp_path, "test") == (tmp_path / "table.md", tmp_path / "table.csv")
+    assert table_paths(tmp_path, "val")[0] == tmp_path / "table_val.md"
+    assert table_paths(tmp_path, "test", "head", "ce")[0] == tmp_path / "table.md"
+    assert table_paths(tmp_path, "test", "prototype", "ce+triplet")[0] == tmp_path / "table.md"
+    assert table_paths(tmp_path, "test", "head", "ce+triplet")[1] == tmp_path / "table_head.csv"
+    assert table_paths(tmp_path, "val", "knn", "triplet")[0] == tmp_path / "table_knn_val.md"
+
+
 def test_evaluate_models_head_classifier(tmp_path):
     run = make_run(tmp_path, epochs=(15,), loss="ce", head=False)
     with pytest.raises(ConfigError, match="no classifier head"):
@@ -747,7 +791,7 @@ def test_evaluate_models_on_a_real_capture_set(tmp_path):
     assert r.n == 3 * 6 * 2 and r.params.gallery_size == 3 * 6  # one original per scene
     assert r.classes == ["class0", "class1", "class2"]
     assert r.seed is None                      # a synthetic set is not CIFAR-10
-    assert "seed" not in (out / "table.md").read_text().split("|", 1)[1]
+    assert "seed" not in (out / "table_knn.md").read_text().split("|", 1)[1]
     assert not (out / "figures" / "learning_curves.png").exists()   # no metrics.jsonl
     assert (out / "figures" / "tsne_test.png").is_file()
 
@@ -827,10 +871,16 @@ def test_cli_evaluate_json_table_and_out(trained_run, tmp_path):
     assert saved["run"] == str(run) and saved["checkpoints"][0]["accuracy"] == out[0]["accuracy"]
     assert (run / "table.md").is_file() and not (run / "figures").exists()
 
+    default_table = (run / "table.md").read_text()
     res = runner.invoke(cmd, prefix + [str(run), "--classifier", "threshold", "--no-figures"])
     assert res.exit_code == 0, res.output
     text = " ".join(res.stdout.split())
     assert "support-weighted" in text and "test split" in text and "EER" in text
+    # threshold has its own tables; the default classifier's are left as they were
+    assert (run / "table.md").read_text() == default_table
+    assert "threshold classifier" in (run / "table_threshold.md").read_text()
+    assert (run / "table_threshold.csv").is_file()
+    assert str(run / "table_threshold.md") in text
 
     # --out: everything goes there, nothing new into the run
     before = sorted(p.name for p in run.iterdir())
@@ -838,10 +888,10 @@ def test_cli_evaluate_json_table_and_out(trained_run, tmp_path):
     res = runner.invoke(cmd, prefix + [str(run), "--classifier", "knn", "--out", str(elsewhere)])
     assert res.exit_code == 0, res.output
     assert sorted(p.name for p in run.iterdir()) == before
-    assert {p.name for p in elsewhere.iterdir()} == {"eval_test_knn.json", "table.md",
-                                                     "table.csv", "figures"}
+    assert {p.name for p in elsewhere.iterdir()} == {"eval_test_knn.json", "table_knn.md",
+                                                     "table_knn.csv", "figures"}
     assert (elsewhere / "figures" / "learning_curves.png").is_file()
-    assert str(elsewhere / "table.md") in " ".join(res.stdout.split())
+    assert str(elsewhere / "table_knn.md") in " ".join(res.stdout.split())
     assert json.loads((elsewhere / "eval_test_knn.json").read_text())["run"] == str(run)
 
 

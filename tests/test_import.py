@@ -2,6 +2,9 @@
 
 from __future__ import annotations
 
+import shutil
+from collections import Counter
+
 import numpy as np
 import pytest
 from PIL import Image
@@ -13,7 +16,7 @@ from opticsfree.captures.format import open_capture_set
 from opticsfree.captures.importer import import_captures
 from opticsfree.captures.writer import read_image
 from opticsfree.cli.common import app
-from opticsfree.errors import DataError
+from opticsfree.errors import ConfigError, DataError
 
 runner = CliRunner()
 
@@ -219,3 +222,103 @@ def test_process_pool_gives_same_set(tmp_path):
     for r in open_capture_set(tmp_path / "a").rows:
         for rel in (r.original, r.lensless):
             assert (tmp_path / "a" / rel).read_bytes() == (tmp_path / "b" / rel).read_bytes()
+
+
+# --test-fraction: a seeded, stratified test split; empty class folders named
+
+
+def _test_ids(out):
+    return sorted(r.id for r in open_capture_set(out).rows if r.split == "test")
+
+
+def test_test_fraction_holds_out_a_stratified_seeded_test_split(tmp_path):
+    orig, lens, stems = _make_inputs(tmp_path, classes=("cat", "dog", "eel"), per_class=5)
+    rep = import_captures(lens, orig, tmp_path / "a", test_fraction=0.4, seed=3)
+    assert rep.splits == {"train": 9, "test": 6}
+    cs = open_capture_set(tmp_path / "a")
+    per_class = Counter(r.label_name for r in cs.rows if r.split == "test")
+    assert per_class == {"cat": 2, "dog": 2, "eel": 2}           # stratified
+    assert all(r.original.startswith(f"originals/{r.split}/") for r in cs.rows)
+    assert cs.manifest["splits"] == {"train": 9, "test": 6}
+    assert cs.manifest["import"]["test_fraction"] == 0.4 and cs.manifest["import"]["seed"] == 3
+    assert check_capture_set(tmp_path / "a").ok
+    # the same seed gives the same split, another seed another one
+    import_captures(lens, orig, tmp_path / "b", test_fraction=0.4, seed=3)
+    assert (tmp_path / "a" / "index.csv").read_bytes() == (tmp_path / "b" / "index.csv").read_bytes()
+    import_captures(lens, orig, tmp_path / "c", test_fraction=0.4, seed=4)
+    assert _test_ids(tmp_path / "c") != _test_ids(tmp_path / "a")
+    # a plain import (fraction 0) is today's: every scene in train, manifest as before
+    rep = import_captures(lens, orig, tmp_path / "d")
+    assert rep.splits == {"train": 15}
+    assert set(open_capture_set(tmp_path / "d").manifest["import"]) == {"lensless", "originals",
+                                                                        "labels", "split"}
+    # rerunning into the same set with another fraction replaces the earlier import
+    assert import_captures(lens, orig, tmp_path / "d", test_fraction=0.2).splits == {
+        "train": 12, "test": 3}
+
+
+def test_test_fraction_that_cannot_stratify_is_a_one_line_error(tmp_path):
+    orig, lens, stems = _make_inputs(tmp_path, classes=("cat", "dog"), per_class=3)
+    _img(orig / "eel" / "eel_only.png", seed=60)
+    _img(lens / "eel_only.jpeg", seed=61, fmt="JPEG")
+    with pytest.raises(DataError, match=r"--test-fraction 0.5: cannot stratify .*'eel' \(1 scene\)"):
+        import_captures(lens, orig, tmp_path / "set", test_fraction=0.5)
+    res = runner.invoke(app, ["import", "--lensless", str(lens), "--originals", str(orig),
+                              "--out", str(tmp_path / "set"), "--test-fraction", "0.5"])
+    assert res.exit_code == 2 and res.stderr.count("\n") == 1
+    assert res.stderr.startswith("error: --test-fraction 0.5: cannot stratify") and "'eel'" in res.stderr
+    assert not (tmp_path / "set").exists()
+    (orig / "eel" / "eel_only.png").unlink()
+    # fewer test scenes than classes (1 of 6 scenes for 2 classes)
+    with pytest.raises(DataError, match=r"--test-fraction 0.1: cannot stratify 6 train scenes of 2 classes"):
+        import_captures(lens, orig, tmp_path / "set", test_fraction=0.1)
+    with pytest.raises(ConfigError, match=r"--test-fraction: expected .*\[0, 0.9\]"):
+        import_captures(lens, orig, tmp_path / "set", test_fraction=0.95)
+    # the folders already give a test split: refused rather than mixed
+    orig2, lens2, _ = _make_inputs(tmp_path / "s", layout="split")
+    with pytest.raises(DataError, match="already put 2 scene"):
+        import_captures(lens2, orig2, tmp_path / "set", test_fraction=0.5)
+
+
+def test_cli_says_when_the_set_has_no_test_split_and_names_the_option(tmp_path):
+    orig, lens, _ = _make_inputs(tmp_path, classes=("cat", "dog"), per_class=4)
+    args = ["import", "--lensless", str(lens), "--originals", str(orig)]
+    res = runner.invoke(app, args + ["--out", str(tmp_path / "a")])
+    assert res.exit_code == 0, res.output
+    last = res.stderr.strip().splitlines()[-1]
+    assert last.startswith("warning: ") and "no test split" in last and "--test-fraction" in last
+    res = runner.invoke(app, args + ["--out", str(tmp_path / "b"), "--test-fraction", "0.5",
+                                     "--seed", "1"])
+    assert res.exit_code == 0, res.output
+    assert "(train=4, test=4)" in res.stdout and "no test split" not in res.output
+    help_ = " ".join(runner.invoke(app, ["import", "--help"]).stdout.split())
+    assert "--test-fraction" in help_ and "--seed" in help_
+
+
+def test_empty_class_folders_are_named_in_one_warning_line(tmp_path):
+    orig, lens, _ = _make_inputs(tmp_path, classes=("cat", "dog"))
+    (orig / "bird").mkdir()
+    (orig / "ant").mkdir()
+    (orig / "ant" / "notes.txt").write_text("no images here")
+    rep = import_captures(lens, orig, tmp_path / "set")
+    assert rep.classes == ["cat", "dog"]                     # dropped: no pair to label
+    assert rep.empty_class_folders == {"ant": "ant", "bird": "bird"}
+    assert rep.dropped_classes == ["ant", "bird"]
+    res = runner.invoke(app, ["import", "--lensless", str(lens), "--originals", str(orig),
+                              "--out", str(tmp_path / "set2")])
+    assert res.exit_code == 0, res.output
+    lines = [ln for ln in res.stderr.splitlines() if "without images" in ln]
+    assert len(lines) == 1
+    assert lines[0].startswith(f"warning: {orig}: 2 class folder(s) without images: ant, bird")
+    assert "'ant', 'bird' left out of the class list" in lines[0]
+    # a class whose folder is empty in one split but has pairs in another is kept
+    orig2, lens2, _ = _make_inputs(tmp_path / "s", layout="split")
+    (orig2 / "val" / "cat").mkdir(parents=True)
+    rep = import_captures(lens2, orig2, tmp_path / "set3")
+    assert rep.empty_class_folders == {"val/cat": "cat"} and rep.dropped_classes == []
+    warning = rep.empty_folders_warning()
+    assert "val/cat" in warning and "'cat' kept" in warning and "left out" not in warning
+    # no empty folder: no warning
+    (orig / "bird").rmdir()
+    shutil.rmtree(orig / "ant")
+    assert import_captures(lens, orig, tmp_path / "set4").empty_folders_warning() is None

@@ -276,6 +276,66 @@ def test_a_ce_run_is_classified_by_its_head(captures, tmp_path):
     assert out.outputs == ["posterior", "logits"] and out.fp32.agreement == 1.0
 
 
+def test_test_time_mirroring_averages_a_capture_and_its_flip(run, captures, tmp_path):
+    import torch
+    import torch.nn.functional as F
+
+    from opticsfree.training.checkpoint import check_mirror
+
+    plain, mirrored = load_trained(run), load_trained(run, mirror=True)
+    x = plain.load_split("test").lensless[:8]
+    want = F.normalize(plain.embed(x, "lensless") + plain.embed(x.flip(-1), "lensless"), dim=1)
+    torch.testing.assert_close(mirrored.embed(x, "lensless"), want)
+    assert not torch.allclose(mirrored.embed(x, "lensless"), plain.embed(x, "lensless"))
+    sym = torch.cat([x[..., :8], x[..., :8].flip(-1)], -1)      # a left-right symmetric capture
+    torch.testing.assert_close(mirrored.embed(sym, "lensless"), plain.embed(sym, "lensless"))
+    xo = plain.load_split("test").original[:4]                  # originals are never mirrored
+    torch.testing.assert_close(mirrored.embed(xo, "original"), plain.embed(xo, "original"))
+    # predict: refused with the exported graph, recorded in the output
+    clf = load_classifier(run, mirror=True)
+    with pytest.raises(ConfigError, match="--mirror: the onnx engine"):
+        predict(clf, [captures], split="test", engine="onnx")
+    r = invoke(["predict", run, captures, "--split", "test", "--mirror", "--json"])
+    assert r.exit_code == 0, r.output
+    assert json.loads(r.stdout)["mirror"] is True
+    # evaluate: the mirrored scores go beside the run's own, never over them
+    copy = tmp_path / "run"
+    shutil.copytree(run, copy)
+    before = sorted(p.name for p in copy.iterdir())
+    r = invoke(["evaluate", copy, "--mirror", "--json", "--no-figures", "--checkpoint", "last"])
+    assert r.exit_code == 0, r.output
+    assert "no camera model" in r.stderr
+    assert sorted(p.name for p in copy.iterdir()) == sorted(before + ["eval-mirror"])
+    assert (copy / "eval-mirror" / "table.md").is_file()
+    # the validity check: a synthetic (real-capture) set is noted; an off-centre camera refused
+    assert "no camera model" in check_mirror(captures, 16)
+    from opticsfree.optics import load_camera_config
+
+    odd = tmp_path / "odd"
+    shutil.copytree(captures, odd)
+    m = json.loads((odd / "manifest.json").read_text())
+    cam = load_camera_config("seed").to_dict()
+    cam["geometry"]["offset_mm"] = [1.5, 0.0]
+    m["camera"] = cam
+    (odd / "manifest.json").write_text(json.dumps(m))
+    with pytest.raises(ConfigError, match="--mirror: the camera of .* is not left-right symmetric"):
+        check_mirror(odd, 16)
+    cam["geometry"]["offset_mm"] = [0.0, 0.0]
+    (odd / "manifest.json").write_text(json.dumps(m))
+    assert check_mirror(odd, 16).startswith("mirroring valid")
+
+
+def test_a_transformer_run_exports_to_onnx_and_agrees(captures, tmp_path):
+    run = tmp_path / "vit"
+    train({"captures": str(captures), "loss": "ce", "epochs": 1, **TINY, "backbone": "vit", "width": 8},
+          run, show_progress=False)
+    clf = load_classifier(run)
+    assert clf.model.config["backbone"] == "vit"
+    pytest.importorskip("onnxruntime")
+    out = export_onnx(clf, tmp_path / "vit.onnx")
+    assert out.fp32.agreement == 1.0 and out.fp32.max_posterior_diff < 1e-3, out.fp32
+
+
 # --------------------------------------------------------------------------------------------
 # export
 

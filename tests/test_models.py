@@ -196,3 +196,24 @@ def test_wvgg_pools_with_the_fast_path():
     x = torch.randn(3, 3, 32, 32)
     net.eval(), ref.eval()
     assert torch.equal(net(x), ref(x))
+
+
+@pytest.mark.parametrize("size", [32, 16, 12])
+def test_vit_shapes_and_every_token_sees_the_whole_image(size):
+    from opticsfree.models.vit import HEAD_DIM, HybridViT
+
+    m = build_backbone("vit", 3, width=8).eval()
+    assert isinstance(m, HybridViT) and m.out_channels == 32 and m.out_channels % HEAD_DIM == 0
+    x = torch.rand(2, 3, size, size, requires_grad=True)
+    y = m(x)
+    side = -(-size // 4)
+    assert y.shape == (2, 32, side, side)
+    # global receptive field: the first output token depends on the far corner of the image
+    # (a weighted sum: the final layer norm makes a plain sum over channels constant)
+    (y[0, :, 0, 0] * torch.linspace(-1, 1, y.shape[1])).sum().backward()
+    assert x.grad[0, :, -1, -1].abs().sum() > 0 and x.grad[1].abs().sum() == 0
+    e = EmbeddingModel("vit", 3, 3, size, embedding_dim=16, width=8, n_classes=4)
+    out = e(lensless=_img(3, 3, size), originals=[_img(3, 3, size, 1)])
+    assert out["lensless"].shape == (3, 16) and out["logits"].shape == (3, 4)
+    with pytest.raises(ValueError, match="must be positive"):
+        HybridViT(3, 0)

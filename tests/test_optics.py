@@ -226,3 +226,20 @@ def test_readout_orientation_reverses_the_sensor_grid(readout, dims):
     if readout == "rotate-180":
         r = turned.point_response(0, 0)
         assert int(r.argmax()) == r.numel() - 1 - int(direct.point_response(0, 0).argmax())
+
+
+def test_mirror_symmetry_of_the_presets_and_of_an_off_centre_sensor():
+    from opticsfree.optics.symmetry import MIRROR_TOLERANCE, mirror_symmetry
+
+    cfg = load_camera_config("seed")
+    sym = mirror_symmetry(Camera(cfg, (16, 16), 3))
+    assert sym.transfer < 1e-6 and sym.symmetric
+    # a random gain map is never symmetric: a_g ~ sqrt(2) * prnu
+    assert sym.gain == pytest.approx(2 ** 0.5 * cfg.sensor.prnu, rel=0.15)
+    geo = cfg.geometry.model_copy(update={"offset_mm": (1.5, 0.0)})  # (x, y): off-centre left-right
+    off = mirror_symmetry(Camera(cfg.model_copy(update={"geometry": geo}), (16, 16), 3))
+    assert off.transfer > MIRROR_TOLERANCE and not off.symmetric
+    assert "transfer asymmetry" in off.describe() and "%" in off.describe()
+    # an up-down offset keeps the left-right symmetry
+    geo = cfg.geometry.model_copy(update={"offset_mm": (0.0, 1.5)})
+    assert mirror_symmetry(Camera(cfg.model_copy(update={"geometry": geo}), (16, 16), 3)).transfer < 1e-6

@@ -732,7 +732,7 @@ def test_cli_train_apply_calibrate(tmp_path, synth):
     model, derived, npz = tmp_path / "model", tmp_path / "derived", tmp_path / "camera.npz"
     r = runner.invoke(app, ["reconstruct", "train", str(synth), "--method", "unet", "--epochs", "1",
                             "--out", str(model), "--no-amp", "--threads", "1",
-                            "--set", "width=4", "-o", "global-features=2", "--option", "ssim_weight=0.5"])
+                            "--set", "width=4", "--set", "global-features=2", "--set", "ssim_weight=0.5"])
     assert r.exit_code == 0, r.output
     cfg = json.loads((model / "config.json").read_text())
     assert cfg["method_config"]["width"] == 4 and cfg["method_config"]["global_features"] == 2
@@ -761,7 +761,7 @@ def test_cli_reconstruct_train_options_and_choices_are_checked_before_work(tmp_p
     base = ["reconstruct", "train", str(synth), "--method", "unet", "--out", str(out), "--threads", "1"]
     for extra, needle in [
         (["--set", "width=wide"], "option width for method unet: input should be a valid integer (got 'wide')"),
-        (["-o", "nope=1"], "unknown option(s) nope for method unet"),
+        (["--set", "nope=1"], "unknown option(s) nope for method unet"),
         (["--set", "width"], "--set 'width': expected KEY=VALUE"),
         (["--set", "epochs=2", "--epochs", "3"], "--set epochs: given twice"),
         (["--amp", "off"], "Got unexpected extra argument"),                    # --amp is a switch now

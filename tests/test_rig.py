@@ -525,7 +525,7 @@ def test_live_classifies_as_predict_does_and_fuses(tmp_path, digit_run):
     rows = [json.loads(line) for line in r.stdout.splitlines()]
     assert len(rows) == 30 and all(len(x["top"]) == 2 and x["frames_fused"] == 1 for x in rows)
     assert {"frames_per_s", "model_ms", "camera_ms", "label", "distance"} <= set(rows[0])
-    p = invoke(["predict", run, frames, "--json", "--frames-per-scene", 1])
+    p = invoke(["predict", run, frames, "--json", "--frames", 1])
     assert p.exit_code == 0, p.output
     by_path = {x["path"]: x for x in json.loads(p.stdout)["predictions"]}
     for x in rows:

@@ -474,3 +474,48 @@ def test_two_cpu_processes_match_one_process_on_the_same_global_batch(captures, 
         torch.testing.assert_close(a["model"][k].float(), b["model"][k].float(), atol=2e-5, rtol=1e-4, msg=k)
     la, lb = metrics(tmp_path / "ddp"), metrics(tmp_path / "one")
     assert [r["loss"] for r in la] == pytest.approx([r["loss"] for r in lb], abs=1e-5)
+
+
+def test_resume_names_every_unreadable_state_it_skips(base_run, tmp_path):
+    """A truncated resume.pt or checkpoint is never skipped silently: the newest readable state
+    is used and each skipped file is named with its reason; a checkpoint of the resumed epoch
+    is rewritten from the state; an older one is named as lost."""
+    from opticsfree.training.checkpoint import training_run
+    from opticsfree.training.trainer import resume_state
+
+    run = tmp_path / "run"
+    shutil.copytree(base_run[0], run)
+    assert list_checkpoints(run) == [3, 6]
+    ck3, ck6, rp = run / "checkpoints/epoch_003.pt", run / "checkpoints/epoch_006.pt", run / "resume.pt"
+    good3, good6 = ck3.read_bytes(), ck6.read_bytes()
+    lines: list[str] = []
+
+    def resume():
+        lines.clear()
+        return resume_state(training_run(run), warn=lines.append)
+
+    ck6.write_bytes(good6[:100])                     # the last checkpoint truncated
+    path, state = resume()
+    assert (path, state["epoch"]) == (rp, 6)
+    assert len(lines) == 1 and "epoch_006.pt: not a readable" in lines[0] and "rewritten from" in lines[0]
+    assert ck6.read_bytes() != good6[:100] and load_trained(run, 6).epoch == 6
+
+    rp.write_bytes(b"junk")                          # resume.pt and the last checkpoint lost
+    ck6.write_bytes(good6[:100])
+    path, state = resume()
+    assert (path, state["epoch"]) == (ck3, 3) and len(lines) == 1
+    assert lines[0].startswith(f"warning: skipped {rp}: not a readable") and "epoch_006.pt" in lines[0]
+    assert lines[0].endswith(f"resuming from {ck3} (epoch 3)")
+
+    rp.write_bytes(good6)                            # an older checkpoint lost: named, not rebuilt
+    ck6.write_bytes(good6)
+    ck3.write_bytes(b"junk")
+    path, state = resume()
+    assert (path, state["epoch"]) == (rp, 6) and len(lines) == 1
+    assert "epoch_003.pt: not a readable" in lines[0] and "cannot be rebuilt" in lines[0]
+
+    for f in (rp, ck3, ck6):
+        f.write_bytes(b"junk")
+    with pytest.raises(DataError, match="cannot resume: no saved state is readable .*resume.pt"):
+        resume_state(training_run(run))
+    assert good3  # the fixture's files were copied, not touched

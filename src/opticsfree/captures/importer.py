@@ -8,6 +8,17 @@ with columns ``id,label_name`` and optionally ``split``. Every file that cannot 
 capture without original, an original without capture, an id without label, an unreadable
 image) is listed in ``OUT/unmatched.txt`` and in the returned report.
 
+Without a split from folders or the CSV every pair goes to ``split`` (train by default);
+``test_fraction`` then holds out a seeded, class-stratified share of the train scenes as the
+test split (:func:`hold_out_test`), which ``quality`` and ``camera info --captures`` need.
+
+A class folder of the originals with no image in it (``originals/dog/`` empty) gives no pair,
+so its class is left out of the class list (labels number the classes that have pairs, as
+they always have); :attr:`ImportReport.empty_class_folders` names every such folder, and the
+command line prints one warning line (:meth:`ImportReport.empty_folders_warning`). A class kept
+anyway (pairs in another folder, or a class of the capture set the originals come from) is
+said to be kept.
+
 Class names may be any text (``T-shirt/top``); the set stores them in ``manifest["classes"]``
 and its folders follow :func:`~opticsfree.captures.format.class_folders`. When the originals
 directory belongs to a capture set (``manifest.json`` in it or one or two levels above, as in
@@ -23,6 +34,7 @@ from __future__ import annotations
 import contextlib
 import csv
 import io
+import math
 import os
 import shutil
 from collections import Counter, defaultdict
@@ -44,13 +56,18 @@ from opticsfree.captures.format import (
 from opticsfree.captures.writer import encode_image
 from opticsfree.utils.images import decode_image
 from opticsfree.utils.parallel import process_pool
-from opticsfree.errors import DataError, OpticsfreeError
+from opticsfree.errors import ConfigError, DataError, OpticsfreeError
 from opticsfree.utils.io import read_json, write_text
 
 #: Image file extensions searched for (lower case).
 IMAGE_EXTS = (".png", ".jpg", ".jpeg", ".bmp", ".tif", ".tiff", ".webp")
 #: Folder names recognised as split names in the originals' tree.
 SPLIT_NAMES = ("train", "test", "val")
+#: The ``import`` inputs of the manifest that identify an earlier import of the same files
+#: (the one an import may replace); the split options may differ.
+SAME_INPUTS = ("lensless", "originals", "labels")
+#: Largest ``test_fraction`` (the command line's FRACTION bound).
+MAX_TEST_FRACTION = 0.9
 #: Marker file identifying a temporary import directory.
 MARKER = ".opticsfree-import"
 POOL_THRESHOLD = 2000
@@ -74,6 +91,12 @@ class ImportReport:
         unreadable: ``"path: reason"`` for input images that could not be decoded (skipped).
         problems: problems :func:`~opticsfree.captures.check.check_capture_set` found in the
             result (e.g. captures of different sizes), as ``{"file", "problem"}``.
+        empty_class_folders: ``{folder: class name}`` of the class folders of the originals
+            that hold no image (folders relative to the originals directory, POSIX), when
+            labels come from folders; :attr:`dropped_classes` says which classes that leaves
+            out.
+        test_fraction: share of the train scenes held out as test (0: none).
+        seed: the seed of that split.
     """
 
     out: Path
@@ -86,6 +109,33 @@ class ImportReport:
     labels_without_files: list[str] = field(default_factory=list)
     unreadable: list[str] = field(default_factory=list)
     problems: list[dict[str, str]] = field(default_factory=list)
+    empty_class_folders: dict[str, str] = field(default_factory=dict)
+    test_fraction: float = 0.0
+    seed: int = 0
+
+    @property
+    def dropped_classes(self) -> list[str]:
+        """Classes of :attr:`empty_class_folders` left out of the class list (no pair in any
+        folder), sorted."""
+        return sorted({c for c in self.empty_class_folders.values() if c not in self.classes})
+
+    def empty_folders_warning(self, originals: str | Path | None = None) -> str | None:
+        """One line naming the empty class folders and what became of their classes (None
+        when there is none); ``originals`` (the originals directory) prefixes it."""
+        if not self.empty_class_folders:
+            return None
+        where = f"{originals}: " if originals is not None else ""
+        dropped = self.dropped_classes
+        kept = sorted({c for c in self.empty_class_folders.values() if c in self.classes})
+        parts = [f"{where}{len(self.empty_class_folders)} class folder(s) without images: "
+                 f"{', '.join(self.empty_class_folders)}"]
+        if dropped:
+            parts.append(f"class(es) {', '.join(repr(c) for c in dropped)} left out of the class "
+                         "list (labels number the classes that have pairs)")
+        if kept:
+            parts.append(f"class(es) {', '.join(repr(c) for c in kept)} kept (pairs in other "
+                         "folders, or a class of the originals' capture set)")
+        return "; ".join(parts)
 
     @property
     def unmatched_sections(self) -> list[tuple[str, list[str]]]:
@@ -293,16 +343,98 @@ def _lensless_target(src: Path) -> tuple[str, str]:
 
 
 def _is_previous_import(out: Path, inputs: dict[str, Any]) -> bool:
+    """Whether ``out`` is an earlier import of the same files (:data:`SAME_INPUTS`; its split
+    options may differ, so that rerunning with another ``--test-fraction`` replaces it)."""
     try:
         m = read_json(out / "manifest.json")
     except Exception:  # noqa: BLE001 - anything unreadable is not a previous import
         return False
-    return isinstance(m, dict) and m.get("import") == inputs
+    if not isinstance(m, dict) or not isinstance(m.get("import"), dict):
+        return False
+    return all(m["import"].get(k) == inputs.get(k) for k in SAME_INPUTS)
+
+
+def _empty_class_folders(originals: Path, known: dict[str, str] | None
+                         ) -> list[tuple[str, str]]:
+    """``(folder relative to originals, class name)`` of every folder of the originals that
+    would name a class (:func:`_folder_label`) but holds no image: a folder without
+    subfolders (hidden ones aside) and without image files, not named like a split."""
+    out: list[tuple[str, str]] = []
+    for dirpath, dirnames, filenames in os.walk(originals):
+        dirnames[:] = sorted(d for d in dirnames if not d.startswith("."))
+        d = Path(dirpath)
+        if d == originals or dirnames:
+            continue
+        if any(not f.startswith(".") and f.lower().endswith(IMAGE_EXTS) for f in filenames):
+            continue
+        name, _ = _folder_label(originals, d / "_", known)
+        if name is not None:
+            out.append((d.relative_to(originals).as_posix(), name))
+    return out
+
+
+def hold_out_test(entries: list[tuple[str, str, str]], test_fraction: float, seed: int
+                  ) -> list[tuple[str, str, str]]:
+    """Move a seeded, class-stratified share of the train scenes to the test split.
+
+    scikit-learn's ``train_test_split(..., test_size=test_fraction, stratify=<class>,
+    random_state=seed)`` over the train scenes in id order: the same inputs and seed give the
+    same split on every machine; another seed, another split.
+
+    Args:
+        entries: ``(split, class name, id)`` per scene, in id order.
+        test_fraction: the share in (0, :data:`MAX_TEST_FRACTION`]; 0 returns ``entries``.
+        seed: the split's random seed (>= 0).
+
+    Returns:
+        ``entries`` with the held-out scenes' split set to ``"test"``.
+
+    Raises:
+        DataError: the inputs already give some scenes the test split, there is no train
+            scene, or a class has too few train scenes to stratify (the message names it).
+    """
+    if test_fraction == 0:
+        return entries
+    opt = f"--test-fraction {test_fraction:g}"
+    given = sum(1 for sp, _, _ in entries if sp == "test")
+    if given:
+        raise DataError(f"{opt}: the originals' folders or the labels CSV already put {given} "
+                        "scene(s) in the test split; leave out --test-fraction or those splits")
+    train = [i for i, (sp, _, _) in enumerate(entries) if sp == "train"]
+    if not train:
+        raise DataError(f"{opt}: no scene is in the train split to hold test scenes out of "
+                        f"(splits: {', '.join(sorted({sp for sp, _, _ in entries}))})")
+    labels = [entries[i][1] for i in train]
+    counts = Counter(labels)
+    few = sorted(c for c, n in counts.items() if n < 2)
+    if few:
+        raise DataError(f"{opt}: cannot stratify the train scenes by class: "
+                        f"{', '.join(f'{c!r} ({counts[c]} scene)' for c in few)}; each class needs "
+                        "at least 2 train scenes (import more, give splits by originals/test/ "
+                        "folders or --labels, or leave out --test-fraction)")
+    from sklearn.model_selection import train_test_split
+
+    try:
+        _, test = train_test_split(train, test_size=test_fraction, stratify=labels,
+                                   random_state=seed % 2**32)
+    except ValueError as e:  # fewer test (or train) scenes than classes
+        reason = " ".join(str(e).split())
+        n, c = len(train), len(counts)
+        lo, hi = math.ceil(100 * c / n) / 100, min(math.floor(100 * (n - c) / n) / 100,
+                                                   MAX_TEST_FRACTION)
+        fix = (f"choose a --test-fraction in [{lo:g}, {hi:g}]" if lo <= hi
+               else "import more scenes")
+        raise DataError(f"{opt}: cannot stratify {n} train scenes of {c} classes ({reason}); "
+                        f"both splits need a scene of every class: {fix}") from None
+    held = set(test)
+    return [("test", name, stem) if i in held else (sp, name, stem)
+            for i, (sp, name, stem) in enumerate(entries)]
 
 
 def import_captures(lensless_dir: str | Path, originals_dir: str | Path, out: str | Path,
                     labels_csv: str | Path | None = None, notes: str = "",
-                    split: str = "train", workers: int | None = None) -> ImportReport:
+                    split: str = "train", workers: int | None = None,
+                    test_fraction: float = 0.0, seed: int = 0) -> ImportReport:
     """Import real captures and their originals as a capture set at ``out``.
 
     Args:
@@ -310,20 +442,26 @@ def import_captures(lensless_dir: str | Path, originals_dir: str | Path, out: st
         originals_dir: directory of displayed originals (searched recursively); class folders
             give the labels unless ``labels_csv`` is given.
         out: the capture set to write. Refused when it exists, is not empty and is not an
-            earlier import of the same inputs (which it replaces).
+            earlier import of the same inputs (directories and labels CSV, whatever its
+            ``split``, ``test_fraction`` and ``seed``), which it replaces.
         labels_csv: optional CSV ``id,label_name[,split]``; when given it is the only source
             of labels.
         notes: free text stored as ``manifest["camera"]["notes"]``.
         split: split of the pairs whose split neither a folder nor the CSV gives.
         workers: processes for decoding (None: 2 when there are many files).
+        test_fraction: hold out this share of the train scenes as the test split, stratified
+            by class and seeded with ``seed`` (:func:`hold_out_test`); 0 keeps them all in
+            train. Refused when folders or the CSV already give a test split.
+        seed: the random seed of that split.
 
     Returns:
         An :class:`ImportReport` (counts and every unmatched file).
 
     Raises:
         DataError: when an input directory or the CSV is missing or malformed, stems are
-            ambiguous, no capture matches an original (with a label), or ``out`` is not
-            safe to overwrite.
+            ambiguous, no capture matches an original (with a label), ``out`` is not
+            safe to overwrite, or ``test_fraction`` cannot stratify the train scenes.
+        ConfigError: ``test_fraction`` outside [0, 0.9] or a negative ``seed``.
     """
     from opticsfree.captures.check import check_capture_set
     from opticsfree.utils.progress import progress
@@ -332,9 +470,16 @@ def import_captures(lensless_dir: str | Path, originals_dir: str | Path, out: st
     originals_dir = Path(originals_dir).resolve()
     out = Path(out)
     split = _check_name(split, "split", "--split")
+    if not 0.0 <= test_fraction <= MAX_TEST_FRACTION:
+        raise ConfigError(f"--test-fraction: expected a share of the train scenes in "
+                          f"[0, {MAX_TEST_FRACTION}], got {test_fraction}")
+    if seed < 0:
+        raise ConfigError(f"--seed: expected an integer >= 0, got {seed}")
     labels_path = Path(labels_csv).resolve() if labels_csv is not None else None
     inputs = {"lensless": str(lensless_dir), "originals": str(originals_dir),
               "labels": str(labels_path) if labels_path else None, "split": split}
+    if test_fraction > 0:  # recorded only when used: a plain import's manifest is unchanged
+        inputs.update(test_fraction=test_fraction, seed=seed)
     if out.resolve() in (lensless_dir, originals_dir) or lensless_dir in out.resolve().parents \
             or originals_dir in out.resolve().parents:
         raise DataError(f"{out}: the output must not be inside the input directories")
@@ -351,7 +496,8 @@ def import_captures(lensless_dir: str | Path, originals_dir: str | Path, out: st
     from_set = _set_classes(originals_dir) if labels is None else None
     known = _known_folders(from_set[1]) if from_set else None
 
-    report = ImportReport(out=out)
+    report = ImportReport(out=out, test_fraction=test_fraction, seed=seed)
+    empty = _empty_class_folders(originals_dir, known) if labels is None else []
     report.lensless_without_original = [str(p) for s, p in captures.items() if s not in originals]
     report.originals_without_capture = [str(p) for s, p in originals.items() if s not in captures]
     paired = sorted(s for s in captures if s in originals)
@@ -381,6 +527,7 @@ def import_captures(lensless_dir: str | Path, originals_dir: str | Path, out: st
             f"no capture in {lensless_dir} ({len(captures)} images) matched a labelled original in "
             f"{originals_dir} ({len(originals)} images) by file stem "
             f"({len(paired)} stem(s) in common, {len(report.unlabelled)} without label)")
+    entries = hold_out_test(entries, test_fraction, seed)
 
     def order(names: set[str]) -> list[str]:
         """Class order: the capture set's (all its classes) when the originals come from one,
@@ -470,6 +617,7 @@ def import_captures(lensless_dir: str | Path, originals_dir: str | Path, out: st
         report.n_imported = len(rows)
         report.splits = dict(splits)
         report.classes = classes
+        report.empty_class_folders = dict(empty)
 
         write_text(tmp / "unmatched.txt", report.unmatched_text())
         write_index(tmp, rows, frames=False)

@@ -22,7 +22,7 @@ import torch.nn.functional as F
 
 from opticsfree.captures.format import CaptureSet, IndexRow, open_capture_set
 from opticsfree.utils.images import decode_image
-from opticsfree.utils.parallel import process_pool
+from opticsfree.utils.parallel import process_pool, resolve_workers
 from opticsfree.errors import DataError
 from opticsfree.utils.io import atomic_path, ensure_dir, file_state
 
@@ -66,7 +66,7 @@ def _decode_many(paths: list[str]) -> list[np.ndarray]:
 
 def decode_images(paths: list[str], workers: int = 0) -> list[np.ndarray]:
     """Decode image files to (H, W, C) uint8 arrays, in ``workers`` processes (0 = all CPUs)."""
-    workers = workers or os.cpu_count() or 1
+    workers = resolve_workers(workers)
     if workers == 1 or len(paths) < 2000:
         return _decode_many(paths)
     chunks = [paths[i:i + 1000] for i in range(0, len(paths), 1000)]

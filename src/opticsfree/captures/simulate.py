@@ -31,7 +31,7 @@ from opticsfree.captures.format import (
     write_manifest,
 )
 from opticsfree.captures.writer import ImageJob, _write_chunk, encode_decode
-from opticsfree.utils.parallel import process_pool
+from opticsfree.utils.parallel import process_pool, resolve_workers
 from opticsfree.data.base import ImageDataset, stratified_limit
 from opticsfree.errors import ConfigError, DataError, OpticsfreeError
 from opticsfree.optics import Camera, CameraConfig
@@ -250,7 +250,7 @@ def simulate_capture_set(dataset: ImageDataset, camera: CameraConfig, out: str |
     ext = "jpeg" if quality is not None else "png"
     rows: list[IndexRow] = []
     sizes: dict[str, int] = {}
-    workers = workers or os.cpu_count() or 1
+    workers = resolve_workers(workers)
     pending_futures: list[Future] = []
     try:
         with process_pool(workers) as pool:

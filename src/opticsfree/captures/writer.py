@@ -15,7 +15,7 @@ from PIL import Image
 
 from opticsfree.errors import OpticsfreeError
 from opticsfree.utils.images import decode_image
-from opticsfree.utils.parallel import process_pool
+from opticsfree.utils.parallel import process_pool, resolve_workers
 
 @dataclass(frozen=True)
 class ImageJob:
@@ -81,7 +81,7 @@ def write_images(jobs: Sequence[ImageJob], workers: int = 0, chunk: int = 512,
         except OSError as e:
             raise OpticsfreeError(f"cannot create {d}: {e.strerror}") from None
     chunks = [jobs[i:i + chunk] for i in range(0, len(jobs), chunk)]
-    workers = workers or os.cpu_count() or 1
+    workers = resolve_workers(workers)
     done = 0
     try:
         if workers == 1 or len(chunks) == 1:

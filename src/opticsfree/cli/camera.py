@@ -26,7 +26,7 @@ def simulate(
     limit: Optional[int] = typer.Option(None, "--limit", **LIMIT, help="at most N images per split, class-stratified"),
     frames: int = typer.Option(1, "--frames", **FRAMES, help="captures per scene (independent noise)"),
     seed: int = typer.Option(0, "--seed", **SEED, help="random seed (subset and capture noise)"),
-    workers: int = typer.Option(0, "--workers", **WORKERS, help="encoding processes (0 = one per CPU)"),
+    workers: int = typer.Option(0, "--workers", **WORKERS, help="encoding processes (0: one per CPU, 1: in this process)"),
     skip_bad: bool = typer.Option(False, "--skip-bad",
                                   help="(--dataset folder) skip image files that cannot be read "
                                        "(empty, truncated) and list them in the manifest's "

@@ -50,6 +50,7 @@ class OneLineErrors(typer.core.TyperGroup):
 
 
 app = typer.Typer(
+    rich_markup_mode=None,
     name="opticsfree",
     cls=OneLineErrors,
     help="Optics-free image classification: simulate a lensless camera, build capture sets, "
@@ -73,7 +74,54 @@ FRAMES = {"min": 1, "max": 99}          # frames per scene (files are named <id>
 EPOCHS = {"min": 1, "max": 100000}      # training epochs (TrainConfig's bound)
 FRACTION = {"min": 0.0, "max": 0.9}     # share of train scenes held out
 COUNT = {"min": 1}                      # how many of something (examples, evaluations)
-POSITIVE = {"min": 0.0}                 # rates, gammas, tolerances: 0 is refused by the library's own check
+POSITIVE = {"min": 0.0}                 # rates, tolerances: 0 is refused by the library's own check
+GAMMA = {"min": 0.1, "max": 10.0}       # display/output gamma exponents
+
+
+#: The command line's one grammar: every option that more than one command takes, with its
+#: type, its bounds (one of the tables above, or ``None``) and its one meaning. A command that
+#: takes one of these options keeps its type and bounds; tests/test_cli_grammar.py compares every
+#: command against this table, so the grammar cannot drift. The two listed exceptions keep names
+#: that the rig's contract fixed.
+SHARED_OPTIONS: dict[str, tuple[type, dict | None, str]] = {
+    "--size": (int, SIZE, "image side N in pixels (N x N)"),
+    "--batch-size": (int, BATCH, "images per step or forward pass"),
+    "--workers": (int, WORKERS, "worker processes; 0: one per CPU, 1: in this process"),
+    "--threads": (int, THREADS, "torch (and onnxruntime) CPU threads"),
+    "--seed": (int, SEED, "random seed"),
+    "--limit": (int, LIMIT, "at most N scenes"),
+    "--frames": (int, FRAMES, "frames (captures) per scene"),
+    "--epochs": (int, EPOCHS, "training epochs"),
+    "--val-fraction": (float, FRACTION, "share of train scenes held out for validation"),
+    "--top": (int, COUNT, "the K most probable classes"),
+    "--checkpoint": (str, None, "best, last or an epoch number"),
+    "--json": (bool, None, "a flag: print JSON on stdout (progress stays on stderr)"),
+    "--quiet": (bool, None, "a flag: no progress on stderr"),
+    "--resume": (bool, None, "a flag: continue the output already in --out"),
+    "--yes": (bool, None, "a flag: go ahead without asking"),
+    "--amp": (bool, None, "--amp/--no-amp: bf16 autocast (default: where the CPU/GPU has native bf16)"),
+    "--mirror": (bool, None, "a flag: test-time mirroring (a capture and its left-right flip, averaged)"),
+    "--reject": (bool, None, "a flag: flag captures beyond the run's validated distance threshold"),
+    "--output-gamma": (float, GAMMA, "decoding of 8-bit captures to linear units"),
+    "--set": (list, None, "KEY=VALUE, repeatable; VALUE parsed as JSON when it parses"),
+    "--out": (object, None, "the output (file or folder) to write"),
+    "--device": (str, None, "cpu or cuda"),
+    "--split": (str, None, "a split of a capture set"),
+    "--captures": (object, None, "another capture set to score"),
+    "--prior": (str, None, "uniform, train or a JSON file of class -> probability"),
+    "--dataset": (str, None, "a dataset name or folder"),
+    "--camera": (str, None, "a camera preset, TOML or camera.npz"),
+    "--rig": (object, None, "a rig TOML file"),
+    "--data": (object, None, "where datasets are found or downloaded"),
+}
+#: Options a command takes under the shared name with another type or bounds, and why.
+GRAMMAR_EXCEPTIONS: dict[tuple[str, str], str] = {
+    ("rig calibrate", "--size"): "the calibration pattern's side, 2-128 (a 32 x 32 sensor grid needs 2,048 patterns)",
+    ("rig preview", "--frames"): "frames to run headless, as the rig's contract names it (--frames N --json)",
+    ("live", "--frames"): "frames to classify, like rig preview",
+}
+#: Names retired for one of the shared options above; no command may take them.
+RETIRED_OPTIONS: dict[str, str] = {"--frames-per-scene": "--frames", "--option": "--set", "-o": "--set"}
 
 
 def fail(message: str, code: int = 2) -> None:

@@ -18,6 +18,7 @@ from opticsfree.utils.io import check_out_dir, check_out_file
 from opticsfree.utils.progress import console, progress
 
 camera_app = typer.Typer(
+    rich_markup_mode=None,
     help="Camera design: how much of the scene a camera keeps (info), a camera matched to measured "
          "numbers (fit), and parameter sweeps (sweep).",
     no_args_is_help=True,

@@ -48,7 +48,8 @@ def evaluate(
         help="prototype: nearest class centroid of the train originals; knn: k nearest train "
              "originals (k chosen on val); threshold: the seed's distance threshold (chosen on "
              "val); head: the classifier head (models trained with ce / ce+triplet). "
-             "Default: head for a ce run, prototype otherwise."),
+             "Default: head for a ce run, prototype otherwise. The default classifier writes "
+             "OUT/table.md and table.csv, any other OUT/table_<classifier>.md and .csv."),
     json_out: bool = typer.Option(False, "--json", help="Print a JSON list with one object per checkpoint, ordered by epoch."),
     figures: bool = typer.Option(True, "--figures/--no-figures",
                                  help="Write OUT/figures/*.png for the last checkpoint."),
@@ -60,9 +61,16 @@ def evaluate(
     captures: Optional[Path] = other_captures_option(
         "single-frame and fused accuracy side by side; the prototypes, the kNN gallery and what "
         "is tuned on val stay the run's own."),
+    mirror: bool = typer.Option(
+        False, "--mirror",
+        help="Test-time mirroring: score each capture with its left-right flip averaged in "
+             "(refused unless the camera is left-right symmetric); default OUT: RUN/eval-mirror."),
 ) -> None:
-    """Evaluate every checkpoint of RUN (by epoch; one with --checkpoint); write OUT/table.md,
-    table.csv and OUT/eval_<split>_<classifier>.json (OUT: RUN unless --out)."""
+    """Evaluate every checkpoint of RUN (by epoch; one with --checkpoint); write
+    OUT/eval_<split>_<classifier>.json and the classifier's tables: OUT/table.md and table.csv
+    for the run's default classifier (head for a ce run, prototype otherwise),
+    OUT/table_<classifier>.md and .csv for any other, with _<split> added for a split other
+    than test (OUT: RUN unless --out)."""
     from opticsfree.evaluation.report import evaluate_models, summary_document
     from opticsfree.training import load_trained
     from opticsfree.utils.document import render_terminal
@@ -76,9 +84,18 @@ def evaluate(
         epochs = [resolve_checkpoint(run, checkpoint)]
     if out is None:
         out = run if captures is None else run / f"eval-{captures.resolve().name}"
+        if mirror:  # never overwrite the run's own (unmirrored) evaluation
+            out = run / "eval-mirror" if captures is None else out.with_name(out.name + "-mirror")
     out = check_out_dir(out, "a folder for the evaluation") if out != run else out
+    if mirror:
+        from opticsfree.training.checkpoint import check_mirror
+
+        first = load_trained(run, epochs[0])
+        note = check_mirror(captures if captures is not None else first.captures, first.size,
+                            first.model.norms["lensless"].channels)
+        typer.echo(note, err=True)
     with single_threaded_openmp():  # torch + scikit-learn (t-SNE) in one process
-        evaluation = evaluate_models((load_trained(run, e) for e in epochs), out, split=split,
+        evaluation = evaluate_models((load_trained(run, e, mirror=mirror) for e in epochs), out, split=split,
                                      classifier=classifier and classifier.value, run=run,
                                      metrics=run / "metrics.jsonl", figures=figures,
                                      captures=captures)

@@ -39,12 +39,16 @@ def predict_cmd(
                                              "capture sets."),
     checkpoint: str = typer.Option("last", "--checkpoint", help=CHECKPOINT_HELP),
     frames_per_scene: Optional[int] = typer.Option(
-        None, "--frames-per-scene", **FRAMES, metavar="K",
+        None, "--frames", **FRAMES, metavar="K",
         help="Fuse K consecutive captures per scene (1: no fusion). Default: files named "
              "<scene>_fNN.<ext> are the frames of <scene>; a capture set's index groups its rows."),
     prior: str = typer.Option("uniform", "--prior",
                               help="uniform, train (training class frequencies) or a JSON file "
                                    "of class -> probability."),
+    mirror: bool = typer.Option(False, "--mirror",
+                                help="Test-time mirroring: classify each capture and its left-right flip and "
+                                     "average them (refused unless the set's camera is left-right "
+                                     "symmetric; docs/metric-learning.md)."),
     reject: bool = typer.Option(False, "--reject",
                                 help="Flag captures farther from their nearest prototype than the "
                                      "run's validated threshold (evaluate --classifier threshold)."),
@@ -63,7 +67,7 @@ def predict_cmd(
              "CPU; needs opticsfree[export]; checked against PyTorch on the first batch)."),
     batch_size: int = typer.Option(256, "--batch-size", **BATCH, help="Images per forward pass."),
     workers: int = typer.Option(0, "--workers", **WORKERS,
-                                help="Decoding processes for large inputs (0: one per CPU)."),
+                                help="Decoding processes for large inputs (0: one per CPU, 1: in this process)."),
     threads: Optional[int] = typer.Option(None, "--threads", **THREADS,
                                           help="torch (and onnxruntime) CPU threads (default: theirs)."),
 ) -> None:
@@ -79,7 +83,7 @@ def predict_cmd(
         import torch
 
         torch.set_num_threads(threads)
-    clf = load_classifier(run, checkpoint, prior=prior, batch_size=batch_size)
+    clf = load_classifier(run, checkpoint, prior=prior, batch_size=batch_size, mirror=mirror)
     check_options(clf, reject, top)
     _warn_calibration(clf)
     with progress(transient=True) as bar:

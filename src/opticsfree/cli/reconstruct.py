@@ -7,7 +7,7 @@ from typing import List, Optional
 
 import typer
 
-from opticsfree.cli.common import (BATCH, EPOCHS, FRACTION, LIMIT, POSITIVE, RERUN_TO_REDO, RERUN_WITH_RESUME,
+from opticsfree.cli.common import (BATCH, EPOCHS, FRACTION, GAMMA, LIMIT, POSITIVE, RERUN_TO_REDO, RERUN_WITH_RESUME,
                                    SEED, SIZE, THREADS, WORKERS, Device, app, choices, command,
                                    parse_key_values, print_json)
 from opticsfree.errors import ConfigError
@@ -21,6 +21,7 @@ Method = choices(("cyclegan", "unet", "bijective", "tikhonov"))
 Exposure = choices(("per-image", "fixed"))
 
 reconstruct_app = typer.Typer(
+    rich_markup_mode=None,
     help="Reconstruct images from lensless captures: train a method (cyclegan, unet, bijective, "
          "tikhonov), average trained models into an ensemble, and apply one to a capture set.",
     no_args_is_help=True,
@@ -50,10 +51,9 @@ def train(
                                          help="tikhonov (and cyclegan with front_end=true): camera.npz from calibrate, or a preset/TOML"),
     threads: Optional[int] = typer.Option(None, "--threads", **THREADS,
                                           help="CPU threads (default: all; 1 is faster on a busy machine)"),
-    set_: List[str] = typer.Option([], "--set", "--option", "-o", metavar="KEY=VALUE",
+    set_: List[str] = typer.Option([], "--set", metavar="KEY=VALUE",
                                    help="method option (docs/reconstruction.md); VALUE is parsed as JSON "
-                                        "when it parses, else taken as a string; repeatable "
-                                        "(--option and -o are the same)"),
+                                        "when it parses, else taken as a string; repeatable"),
 ) -> None:
     """Train a reconstruction method; checkpoints, metrics and sample images go to MODEL."""
     check_out_dir(out, what="a MODEL directory")
@@ -87,7 +87,7 @@ def apply(
     out: Path = typer.Option(..., "--out", help="derived capture set to write"),
     device: Device = typer.Option("cpu", "--device", help="device"),
     batch_size: int = typer.Option(256, "--batch-size", **BATCH, help="images per forward pass"),
-    workers: int = typer.Option(0, "--workers", **WORKERS, help="PNG encoding processes (0 = one per CPU)"),
+    workers: int = typer.Option(0, "--workers", **WORKERS, help="PNG encoding processes (0: one per CPU, 1: in this process)"),
     threads: Optional[int] = typer.Option(None, "--threads", **THREADS, help="CPU threads (default: all)"),
 ) -> None:
     """Write a capture set whose lensless images are the reconstructions (originals linked)."""
@@ -147,8 +147,8 @@ def calibrate(
     limit: Optional[int] = typer.Option(None, "--limit", **LIMIT, help="at most N train scenes"),
     seed: int = typer.Option(0, "--seed", **SEED, help="seed of the validation hold-out"),
     val_fraction: float = typer.Option(0.1, "--val-fraction", **FRACTION, help="share of train scenes held out"),
-    display_gamma: Optional[float] = typer.Option(None, "--display-gamma", **POSITIVE, help="default: manifest camera or 2.2"),
-    output_gamma: Optional[float] = typer.Option(None, "--output-gamma", **POSITIVE, help="default: manifest camera or 2.2"),
+    display_gamma: Optional[float] = typer.Option(None, "--display-gamma", **GAMMA, help="default: manifest camera or 2.2"),
+    output_gamma: Optional[float] = typer.Option(None, "--output-gamma", **GAMMA, help="default: manifest camera or 2.2"),
     exposure: Optional[Exposure] = typer.Option(None, "--exposure", help="camera exposure mode",
                                                 show_default="the manifest camera's, else per-image"),
     as_json: bool = typer.Option(False, "--json", help="print the fit report as JSON"),

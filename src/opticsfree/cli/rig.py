@@ -10,11 +10,12 @@ from typing import Annotated, List, Optional
 
 import typer
 
-from opticsfree.cli.common import (FRAMES, LIMIT, RERUN_TO_REDO, RERUN_WITH_RESUME, SEED, THREADS, app,
+from opticsfree.cli.common import (COUNT, FRAMES, GAMMA, LIMIT, RERUN_TO_REDO, RERUN_WITH_RESUME, SEED, THREADS, app,
                                    choices, command, parse_key_values, print_json)
 from opticsfree.utils.progress import console, progress
 
 rig_app = typer.Typer(
+    rich_markup_mode=None,
     help="The seed's rig (a display showing each scene, a bare camera recording it): collect a "
          "capture set (capture), measure the camera with patterns (calibrate), align the "
          "hardware (preview), plot drift (report). Real hardware (pygame, opencv, picamera2) or "
@@ -107,7 +108,7 @@ def calibrate_cmd(
     held_out: Optional[int] = typer.Option(None, "--held-out", min=1, max=100000,
                                            help="Random patterns kept out of the fit (default max(16, size^2/16))."),
     seed: int = typer.Option(0, "--seed", **SEED, help="Random and held-out patterns."),
-    output_gamma: float = typer.Option(2.2, "--output-gamma", min=0.1, max=10.0,
+    output_gamma: float = typer.Option(2.2, "--output-gamma", **GAMMA,
                                        help="Decoding of 8-bit frames to linear units (no raw output)."),
     json_out: bool = typer.Option(False, "--json", help="Print the report as JSON."),
 ) -> None:
@@ -205,7 +206,7 @@ def live_cmd(
     sets: RigSets = [],
     fuse: int = typer.Option(1, "--fuse", min=1, max=1000, metavar="K", help="Fuse the last K frames (Bayesian update)."),
     reject: bool = typer.Option(False, "--reject", help="Flag frames farther than the validated threshold."),
-    top: int = typer.Option(3, "--top", min=1, max=1000, help="Classes shown per frame."),
+    top: int = typer.Option(3, "--top", **COUNT, help="Classes shown per frame."),
     frames: Optional[int] = typer.Option(None, "--frames", min=1, max=10000000,
                                          help="Frames to classify (default: until Ctrl-C or the window closes)."),
     checkpoint: str = typer.Option("last", "--checkpoint", help="RUN: best, last or an epoch number."),

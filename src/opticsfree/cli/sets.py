@@ -7,7 +7,7 @@ from typing import Optional
 
 import typer
 
-from opticsfree.cli.common import SEED, command, print_json
+from opticsfree.cli.common import FRACTION, SEED, command, print_json
 
 
 @command("check", help="Validate a capture set and name every bad file. Exit status 0 when the "
@@ -34,8 +34,11 @@ def check_cmd(
 @command("import", help="Import real lensless captures and their displayed originals as a "
                         "capture set, pairing files by stem (cat_001.jpeg with cat_001.png). "
                         "Labels come from the originals' class folders "
-                        "(originals/[train|test|val/]<class>/<id>.png) or from --labels. Every "
-                        "unmatched file is listed and written to OUT/unmatched.txt.")
+                        "(originals/[train|test|val/]<class>/<id>.png) or from --labels; pairs "
+                        "without a split from them go to --split (train), and --test-fraction "
+                        "holds out a stratified share of the train scenes as test. Every "
+                        "unmatched file is listed and written to OUT/unmatched.txt; a class "
+                        "folder without images is named in a warning.")
 def import_cmd(
     lensless: Path = typer.Option(..., "--lensless", metavar="DIR",
                                   help="Directory of captures (searched recursively)."),
@@ -49,10 +52,18 @@ def import_cmd(
                               help="Split of pairs whose split no folder or CSV gives."),
     notes: str = typer.Option("", "--notes", metavar="TEXT",
                               help="Notes on the camera, stored in the manifest."),
+    test_fraction: float = typer.Option(
+        0.0, "--test-fraction", **FRACTION, metavar="F",
+        help="Hold out this share of the train scenes as the test split (which quality and "
+             "camera info --captures need), stratified by class and seeded by --seed. "
+             "0: every such scene stays in train."),
+    seed: int = typer.Option(0, "--seed", **SEED, metavar="S",
+                             help="Random seed of the --test-fraction split."),
 ) -> None:
     from opticsfree.captures.importer import import_captures
 
-    rep = import_captures(lensless, originals, out, labels_csv=labels, notes=notes, split=split)
+    rep = import_captures(lensless, originals, out, labels_csv=labels, notes=notes, split=split,
+                          test_fraction=test_fraction, seed=seed)
     splits = ", ".join(f"{k}={v}" for k, v in rep.splits.items())
     typer.echo(f"imported {rep.n_imported} scenes ({splits}) in {len(rep.classes)} classes "
                f"to {rep.out}")
@@ -65,6 +76,14 @@ def import_cmd(
         typer.echo(f"{rep.n_unmatched} unmatched input(s) listed in {rep.out / 'unmatched.txt'}")
     for p in rep.problems:
         typer.echo(f"warning: {p['file']}: {p['problem']}", err=True)
+    empty = rep.empty_folders_warning(originals)
+    if empty:
+        typer.echo(f"warning: {empty}", err=True)
+    if "test" not in rep.splits:  # the last line: what the set lacks and how to get it
+        typer.echo(f"warning: {rep.out} has no test split, which quality and camera info "
+                   "--captures need; rerun with --test-fraction F (e.g. 0.2) to hold out a "
+                   "stratified share of the train scenes as test, or give test scenes by "
+                   "originals/test/ folders or --labels", err=True)
 
 
 @command("tuples", help="Write DIR/tuples_<split>.csv: one (anchor lensless, positive original, "

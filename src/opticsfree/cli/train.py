@@ -75,7 +75,9 @@ def train_command(
                                         show_default=", ".join(f"{w} {n}" for n, w in DEFAULT_WIDTHS.items())),
     amp: Optional[bool] = typer.Option(None, "--amp/--no-amp", help="bf16 autocast",
                                        show_default="on where the CPU/GPU has native bf16"),
-    workers: Optional[int] = typer.Option(None, "--workers", **WORKERS, help="data-loader processes for --sampling tuples",
+    workers: Optional[int] = typer.Option(None, "--loader-workers", **WORKERS,
+                                          help="data-loader processes for --sampling tuples (0: load in the "
+                                               "training process, as torch's DataLoader; config field workers)",
                                           show_default=_d("workers")),
     threads: Optional[int] = typer.Option(None, "--threads", **THREADS, help="torch CPU threads", show_default="torch default"),
     quiet: bool = typer.Option(False, "--quiet", help="no progress on stderr (no bar, no line per epoch)"),
@@ -107,7 +109,8 @@ def train_command(
     clash = sorted(set(extra) & ({k for k, v in given.items() if v is not None} | {"captures", "loss"}
                                  | ({"shared"} if shared else set())))
     if clash:
-        raise ConfigError(f"--set {clash[0]}: use the --{clash[0].replace('_', '-')} option instead")
+        flag = {"workers": "loader-workers"}.get(clash[0], clash[0].replace('_', '-'))
+        raise ConfigError(f"--set {clash[0]}: use the --{flag} option instead")
     fields.update(extra)
     fields, ruled_out = merge(recipe_fields, fields)
     if ruled_out and speak:

@@ -8,6 +8,18 @@ relative paths of image files (hidden files and ``__MACOSX`` are ignored):
 * one split (only where the caller allows it): ``<class>/<file>``, possibly below one wrapper
   directory; it is split into train/test by :func:`opticsfree.data.split.stratified_split`.
 
+Empty class folders: a class folder with no image file in it (``<class>/`` or
+``train/<class>/`` holding nothing, or only non-image files) gives no sample, so a class whose
+folders are all empty is left out of the class list: the class list is the classes that have
+images, as the label order has always been, and not kept with a stable index, because a class
+without images cannot be split, has no prototype (evaluation's
+:func:`~opticsfree.evaluation.embed.class_prototypes` refuses it) and no accuracy. Nothing is
+dropped silently: :func:`scan_directory` gives one warning line naming every such folder and
+saying which classes are left out and which are kept (those with images in another split);
+``on_warning`` receives it, by default this module's logger (a line ``warning: ...`` on stderr
+when logging is not configured), and :attr:`Tree.empty_folders` lists the folders. A tar
+archive is read by its image members only, so its empty folders are not seen.
+
 Files may sit in subfolders of a class folder. Samples are ordered by label, then by path,
 and get ids ``<class>_<path within the class folder, without extension>`` made file-name-safe
 and unique. Decoding uses the package's one decoder (:func:`opticsfree.utils.images.decode_image`:
@@ -20,12 +32,13 @@ stops decoding with an error naming it, unless the caller asks to skip such file
 from __future__ import annotations
 
 import contextlib
+import logging
 import os
 import posixpath
 from dataclasses import dataclass, field
 from itertools import repeat
 from pathlib import Path
-from typing import Sequence
+from typing import Callable, Sequence
 
 import numpy as np
 
@@ -52,6 +65,8 @@ PARALLEL_MIN = 2048
 WORKERS = 2
 _CHUNK = 1024
 
+log = logging.getLogger(__name__)
+
 
 @dataclass(frozen=True)
 class Entry:
@@ -74,16 +89,46 @@ class Entry:
 
 @dataclass
 class Tree:
-    """A scanned ImageFolder tree: its entries and whether it has train/test folders."""
+    """A scanned ImageFolder tree: its entries and whether it has train/test folders.
+
+    ``empty_folders``: class folders without an image (POSIX paths relative to ``source``,
+    e.g. ``dog`` or ``train/dog``); their classes are in :attr:`classes` only when another
+    split's folder of the class has images (:attr:`dropped_classes` are not).
+    """
 
     source: Path
     two_split: bool
     entries: list[Entry]
+    empty_folders: list[str] = field(default_factory=list)
 
     @property
     def classes(self) -> list[str]:
-        """Class names in label order (all splits together)."""
+        """Class names in label order (all splits together); classes without any image are
+        not among them (see the module's docstring)."""
         return folder_class_order(e.cls for e in self.entries)
+
+    @property
+    def dropped_classes(self) -> list[str]:
+        """Classes of :attr:`empty_folders` that have no image in any split (left out of
+        :attr:`classes`), sorted."""
+        have = {e.cls for e in self.entries}
+        return sorted({posixpath.basename(f) for f in self.empty_folders} - have)
+
+    def empty_folders_warning(self) -> str | None:
+        """The one warning line about :attr:`empty_folders` (None when there is none)."""
+        if not self.empty_folders:
+            return None
+        dropped = self.dropped_classes
+        kept = sorted({posixpath.basename(f) for f in self.empty_folders} - set(dropped))
+        parts = [f"{self.source}: {len(self.empty_folders)} class folder(s) without images: "
+                 f"{', '.join(self.empty_folders)}"]
+        if dropped:
+            parts.append(f"class(es) {', '.join(repr(c) for c in dropped)} left out of the class "
+                         "list (labels number the classes that have images)")
+        if kept:
+            parts.append(f"class(es) {', '.join(repr(c) for c in kept)} kept (images in another "
+                         "split)")
+        return "; ".join(parts)
 
 
 def is_image_path(rel: str) -> bool:
@@ -116,9 +161,28 @@ def _layout(paths: Sequence[list[str]], allow_single: bool) -> tuple[int, bool] 
     return None
 
 
+def _empty_folders(dirs: Sequence[str], split_paths: Sequence[list[str]], depth: int,
+                   two_split: bool) -> list[str]:
+    """The class folders among ``dirs`` (relative POSIX directory paths) that hold no image:
+    ``[<wrapper>/]<split>/<class>`` or ``[<wrapper>/]<class>`` by the layout."""
+    prefix = split_paths[0][:depth]  # the wrapper directory, when there is one
+    width = depth + (2 if two_split else 1)
+    full = {tuple(p[:width]) for p in split_paths if len(p) > width}
+    out = []
+    for d in dirs:
+        parts = d.split("/")
+        if len(parts) != width or parts[:depth] != prefix or tuple(parts) in full:
+            continue
+        if two_split and parts[depth] not in SPLIT_DIRS:
+            continue
+        out.append(d)
+    return sorted(out)
+
+
 def _entries(source: Path, items: Sequence[tuple[str, str, bytes | str]],
-             allow_single: bool) -> Tree | None:
-    """Build a :class:`Tree` from ``(relative path, display, payload)`` items."""
+             allow_single: bool, dirs: Sequence[str] = ()) -> Tree | None:
+    """Build a :class:`Tree` from ``(relative path, display, payload)`` items; ``dirs``: the
+    tree's directories (relative POSIX paths), where empty class folders are looked for."""
     split_paths = [rel.split("/") for rel, _, _ in items]
     layout = _layout(split_paths, allow_single)
     if layout is None:
@@ -131,21 +195,39 @@ def _entries(source: Path, items: Sequence[tuple[str, str, bytes | str]],
                 entries.append(Entry(parts[depth], parts[depth + 1], "/".join(parts[depth + 2:]), display, payload))
         elif len(parts) >= depth + 2:
             entries.append(Entry("", parts[depth], "/".join(parts[depth + 1:]), display, payload))
-    return Tree(source, two_split, entries) if entries else None
+    if not entries:
+        return None
+    return Tree(source, two_split, entries, _empty_folders(dirs, split_paths, depth, two_split))
 
 
-def scan_directory(root: str | Path, allow_single: bool) -> Tree | None:
-    """Scan a directory for an ImageFolder tree (None when it has no recognised layout)."""
+def scan_directory(root: str | Path, allow_single: bool,
+                   on_warning: Callable[[str], None] | None = None) -> Tree | None:
+    """Scan a directory for an ImageFolder tree (None when it has no recognised layout).
+
+    Class folders without images are left out (their classes too, unless another split has
+    images of them) and named in one warning line given to ``on_warning`` (default: this
+    module's logger, ``warning: <line>``); :attr:`Tree.empty_folders` lists them.
+    """
     root = Path(root)
     items = []
+    all_dirs = []
     for dirpath, dirs, files in os.walk(root):
         dirs[:] = sorted(d for d in dirs if not d.startswith(".") and d != "__MACOSX")
+        all_dirs += [Path(os.path.relpath(os.path.join(dirpath, d), root)).as_posix() for d in dirs]
         for name in files:
             full = os.path.join(dirpath, name)
             rel = Path(os.path.relpath(full, root)).as_posix()
             if is_image_path(rel):
                 items.append((rel, full, full))
-    return _entries(root, items, allow_single)
+    tree = _entries(root, items, allow_single, all_dirs)
+    message = tree.empty_folders_warning() if tree is not None else None
+    if message:
+        (on_warning or _warn)(message)
+    return tree
+
+
+def _warn(message: str) -> None:
+    log.warning("warning: %s", message)
 
 
 def tree_from_members(archive: str | Path, members: dict[str, bytes], allow_single: bool) -> Tree | None:

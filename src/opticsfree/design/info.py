@@ -58,6 +58,14 @@ from opticsfree.optics import Camera, CameraConfig
 #: The ``camera info --json`` metric keys (a contract), in report order.
 METRICS = ("raw_psnr", "raw_ssim", "linear_psnr", "linear_ssim", "linear_probe_accuracy",
            "rank_1e2", "rank_1e3", "coverage", "footprint_spread_px")
+#: The unit of each metric of :data:`METRICS` (``""``: a dimensionless number), for figure labels.
+METRIC_UNITS: dict[str, str] = {
+    "raw_psnr": "dB", "raw_ssim": "", "linear_psnr": "dB", "linear_ssim": "", "linear_probe_accuracy": "%",
+    "rank_1e2": "count", "rank_1e3": "count", "coverage": "", "footprint_spread_px": "display px",
+}
+#: Test scenes shown in the reconstructions figure of ``camera info --out`` (one of each class
+#: first, by :func:`class_samples`: all ten classes of CIFAR-10, Fashion-MNIST and digits).
+FIGURE_SAMPLES = 10
 #: Metrics computed from the transfer matrix alone (omitted for capture sets).
 H_METRICS = ("rank_1e2", "rank_1e3", "coverage", "footprint_spread_px")
 #: Share of the train scenes held out to choose the linear estimator's lambda.
@@ -136,17 +144,8 @@ def transfer_geometry(H: torch.Tensor, image_shape: tuple[int, int],
 
 
 def camera_matrix(camera: Camera) -> torch.Tensor:
-    """The single-channel transfer matrix of any camera type (a ``psf`` camera: its response to
-    each display pixel, which is exact because its light transport is linear)."""
-    if camera.config.type in ("bare", "lens"):
-        return camera.transfer_matrix()
-    h, w = camera.image_shape
-    rows = []
-    for j0 in range(0, h * w, 256):
-        basis = torch.zeros(min(256, h * w - j0), 1, h, w)
-        basis.view(len(basis), -1)[torch.arange(len(basis)), torch.arange(j0, j0 + len(basis))] = 1.0
-        rows.append(camera.spatial(basis).reshape(len(basis), -1))
-    return torch.cat(rows).T.contiguous()
+    """The single-channel transfer matrix of any camera type (:meth:`Camera.matrix`)."""
+    return camera.matrix()
 
 
 @dataclass
@@ -274,19 +273,59 @@ class CameraInfo:
         return d
 
 
+def class_samples(labels: np.ndarray, n: int) -> np.ndarray:
+    """Indices of ``min(n, len(labels))`` rows that span the classes, deterministically.
+
+    The first row of each class in class order, then the second row of each class, and so on
+    (so the first ``n_classes`` picks are one of each class, whatever order the rows are in).
+
+    Args:
+        labels: (N,) integer labels.
+        n: how many rows to pick (>= 1).
+
+    Returns:
+        int64 indices into ``labels``, in pick order.
+
+    Raises:
+        ValueError: ``n`` below 1 or ``labels`` not one-dimensional.
+    """
+    labels = np.asarray(labels)
+    if n < 1:
+        raise ValueError(f"n: must be >= 1, got {n}")
+    if labels.ndim != 1:
+        raise ValueError(f"labels: expected a 1-D array, got shape {labels.shape}")
+    by_class = np.argsort(labels, kind="stable")
+    sorted_labels = labels[by_class]
+    first = np.searchsorted(sorted_labels, sorted_labels, side="left")
+    rank = np.arange(len(labels)) - first  # position of each row within its class
+    return by_class[np.lexsort((sorted_labels, rank))][:n].astype(np.int64)
+
+
 @dataclass
 class InfoArtifacts:
-    """What the figures of ``camera info --out`` draw (kept out of the JSON result)."""
+    """What the figures of ``camera info --out`` draw (kept out of the JSON result).
+
+    Attributes:
+        geometry: the transfer matrix's geometry (cameras only).
+        originals, captures: the sample test scenes (:data:`FIGURE_SAMPLES` of them, spanning
+            the classes by :func:`class_samples`), uint8 (N, C, H, W).
+        linear: the linear estimator's reconstructions of the samples, float in [0, 1].
+        labels: (N,) class index of each sample.
+        classes: class names in label order, when known.
+    """
 
     geometry: TransferGeometry | None = None
     originals: torch.Tensor | None = None
     captures: torch.Tensor | None = None
     linear: torch.Tensor | None = None
+    labels: np.ndarray | None = None
+    classes: list[str] | None = None
 
 
 @dataclass
 class SceneData:
-    """Train and test (capture, original, label) triples at a common size."""
+    """Train and test (capture, original, label) triples at a common size; ``classes``: the
+    class names in label order, when known (for the figures)."""
 
     train_captures: torch.Tensor
     train_originals: torch.Tensor
@@ -295,6 +334,7 @@ class SceneData:
     test_originals: torch.Tensor
     test_labels: np.ndarray
     train_ids: list[str]
+    classes: list[str] | None = None
 
 
 def _check_metrics(metrics: Iterable[str] | None) -> tuple[str, ...]:
@@ -309,8 +349,10 @@ def _check_metrics(metrics: Iterable[str] | None) -> tuple[str, ...]:
 
 def scene_metrics(data: SceneData, info: CameraInfo, metrics: tuple[str, ...], seed: int,
                   artifacts: InfoArtifacts | None = None, on_progress: Progress | None = None) -> None:
-    """Fill ``info`` with the capture-based metrics of ``data`` (raw, linear, probe)."""
+    """Fill ``info`` with the capture-based metrics of ``data`` (raw, linear, probe), and
+    ``artifacts`` (if given) with :data:`FIGURE_SAMPLES` test scenes spanning the classes."""
     say = on_progress or (lambda _: None)
+    pick = torch.from_numpy(class_samples(data.test_labels, FIGURE_SAMPLES)) if len(data.test_labels) else None
     if {"raw_psnr", "raw_ssim"} & set(metrics):
         say("raw quality")
         q = image_quality(data.test_captures, data.test_originals)
@@ -329,14 +371,20 @@ def scene_metrics(data: SceneData, info: CameraInfo, metrics: tuple[str, ...], s
         info.linear_lambda_relative = est.lambda_relative
         info.n_val = int(len(va))
         if artifacts is not None:
-            artifacts.linear = pred[:8]
+            artifacts.linear = pred[pick] if pick is not None else pred
     if "linear_probe_accuracy" in metrics:
         say("linear probe")
         info.linear_probe_accuracy, info.probe_alpha = linear_probe_accuracy(
             data.train_captures, data.train_labels, data.test_captures, data.test_labels, data.train_ids,
             VAL_FRACTION, seed)
     if artifacts is not None:
-        artifacts.originals, artifacts.captures = data.test_originals[:8], data.test_captures[:8]
+        if pick is None:
+            artifacts.originals, artifacts.captures = data.test_originals, data.test_captures
+            artifacts.labels = data.test_labels
+        else:
+            artifacts.originals, artifacts.captures = data.test_originals[pick], data.test_captures[pick]
+            artifacts.labels = data.test_labels[pick.numpy()]
+        artifacts.classes = None if data.classes is None else list(data.classes)
 
 
 def camera_info(camera: CameraConfig, dataset: ImageDataset, limit: int | None = None, seed: int = 0,
@@ -395,7 +443,8 @@ def camera_info(camera: CameraConfig, dataset: ImageDataset, limit: int | None =
             orig = torch.from_numpy(np.ascontiguousarray(sp.images[idx])).permute(0, 3, 1, 2)
             parts[name] = (resize_uint8(caps, size), resize_uint8(orig, size), sp.labels[idx].astype(np.int64),
                            [sp.ids[i] for i in idx])
-        data = SceneData(*parts["train"][:3], *parts["test"][:3], train_ids=parts["train"][3])
+        data = SceneData(*parts["train"][:3], *parts["test"][:3], train_ids=parts["train"][3],
+                         classes=list(dataset.classes))
         info.n_train, info.n_test = len(data.train_labels), len(data.test_labels)
         scene_metrics(data, info, metrics, seed, artifacts, on_progress)
     info.seconds = time.perf_counter() - start
@@ -430,7 +479,7 @@ def captures_info(root: str | Path, limit: int | None = None, seed: int = 0, siz
         keep = first[stratified_limit(labels, limit, seed)]
         parts[name] = (resize_uint8(sp.lensless[keep], size), resize_uint8(sp.original[keep], size),
                        sp.labels.numpy()[keep].astype(np.int64), [sp.ids[i] for i in keep])
-    data = SceneData(*parts["train"][:3], *parts["test"][:3], train_ids=parts["train"][3])
+    data = SceneData(*parts["train"][:3], *parts["test"][:3], train_ids=parts["train"][3], classes=cs.classes)
     source = cs.manifest.get("source", {}) if isinstance(cs.manifest.get("source"), dict) else {}
     info = CameraInfo(source=f"captures {root}", dataset=str(source.get("dataset", "?")),
                       n_train=len(data.train_labels), n_val=0, n_test=len(data.test_labels), size=size,

@@ -24,9 +24,12 @@ The test split is used only for the final numbers. Outputs, under the output fol
 
 - ``eval_<split>_<classifier>.json``: everything (per checkpoint: metrics, per-class report,
   confusion matrix, classifier parameters, the matching seed row).
-- ``table.md`` and ``table.csv`` (for the test split; ``table_<split>.*`` otherwise): the seed's
-  layout (Accuracy, Precision, Recall, F1score, Epochs), with the seed's published row beside
-  ours where the run matches one of the seed's tables (a row label column comes first).
+- ``table.md`` and ``table.csv`` for the run's default classifier (``head`` for a ``ce`` run,
+  ``prototype`` otherwise), ``table_<classifier>.md``/``.csv`` for any other, so that each
+  classifier keeps its own table (a split other than test adds ``_<split>``: ``table_<split>.*``,
+  ``table_<classifier>_<split>.*``; :func:`table_paths`): the seed's layout (Accuracy,
+  Precision, Recall, F1score, Epochs), with the seed's published row beside ours where the run
+  matches one of the seed's tables (a row label column comes first).
 - ``figures/*.png`` for the last checkpoint: distance histograms with the threshold, confusion
   matrix, t-SNE map, learning curves.
 """
@@ -318,10 +321,12 @@ def table_rows(results: list[CheckpointEvaluation], label: str) -> list[list[Any
 
 
 def write_tables(out: str | Path, evaluation: Evaluation) -> tuple[Path, Path]:
-    """Write ``table.md`` and ``table.csv`` (seed layout) for evaluated checkpoints.
+    """Write the classifier's two tables (seed layout) for evaluated checkpoints:
+    ``table.md``/``table.csv`` for the run's default classifier, ``table_<classifier>.*`` for
+    another, ``_<split>`` added for a split other than test (:func:`table_paths`).
 
     Args:
-        out: the output folder; its name titles ``table.md``.
+        out: the output folder; its name titles the Markdown table.
         evaluation: the evaluated checkpoints (with their seed rows), split, classifier, loss
             and image kind (for the row label).
 
@@ -330,7 +335,7 @@ def write_tables(out: str | Path, evaluation: Evaluation) -> tuple[Path, Path]:
     """
     out = Path(out)
     split, classifier = evaluation.split, evaluation.classifier
-    md_path, csv_path = table_paths(out, split)
+    md_path, csv_path = table_paths(out, split, classifier, evaluation.loss)
     label = f"ours ({evaluation.loss}, {evaluation.images}, {classifier})"
     rows = table_rows(evaluation.checkpoints, label)
 

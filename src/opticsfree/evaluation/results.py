@@ -249,8 +249,10 @@ class Evaluation:
 
     @property
     def table_paths(self) -> tuple[Path, Path]:
-        """``(OUT/table.md, OUT/table.csv)`` for the test split, ``table_<split>.*`` otherwise."""
-        return table_paths(self._out, self.split)
+        """The evaluation's two tables in OUT (:func:`table_paths`): ``table.md``/``table.csv``
+        for the run's default classifier, ``table_<classifier>.*`` for any other (and
+        ``_<split>`` before the extension for a split other than test)."""
+        return table_paths(self._out, self.split, self.classifier, self.loss)
 
     @property
     def _out(self) -> Path:
@@ -280,7 +282,26 @@ class Evaluation:
         }
 
 
-def table_paths(out: str | Path, split: str) -> tuple[Path, Path]:
-    """``(table.md, table.csv)`` in ``out`` for the test split, ``table_<split>.*`` otherwise."""
-    stem = "table" if split == "test" else f"table_{split}"
+def table_paths(out: str | Path, split: str, classifier: str | None = None,
+                loss: str | None = None) -> tuple[Path, Path]:
+    """``(md, csv)``: the paths of one classifier's tables in ``out``, one pair per classifier
+    and split, so that evaluating a run with several classifiers keeps every table.
+
+    The run's default classifier (:func:`default_classifier` of ``loss``: ``head`` for a ``ce``
+    run, ``prototype`` otherwise) writes ``table.md``/``table.csv``, any other classifier
+    ``table_<classifier>.md``/``.csv``; a split other than test adds ``_<split>``
+    (``table_<split>.*``, ``table_<classifier>_<split>.*``).
+
+    Args:
+        out: the output folder.
+        split: the evaluated split.
+        classifier: the classifier; None: the default's (``table.*``).
+        loss: the run's training loss, which decides the default classifier (None: a
+            distance-trained run, whose default is ``prototype``).
+    """
+    stem = "table"
+    if classifier is not None and classifier != default_classifier(loss):
+        stem += f"_{classifier}"
+    if split != "test":
+        stem += f"_{split}"
     return Path(out) / f"{stem}.md", Path(out) / f"{stem}.csv"

@@ -30,6 +30,8 @@ class RunModel(Protocol):
         captures: the capture set the run was trained on.
         has_head: whether ``logits`` works.
         model: the ``torch.nn.Module`` (eval mode), used by export only.
+        mirror: whether ``embed`` and ``logits`` average each capture with its left-right flip
+            (test-time mirroring; the exported graph does not).
     """
 
     config: dict[str, Any]
@@ -38,6 +40,7 @@ class RunModel(Protocol):
     size: int
     captures: Path
     model: Any
+    mirror: bool
 
     @property
     def has_head(self) -> bool: ...
@@ -95,16 +98,29 @@ def resolve_checkpoint(run: str | Path, checkpoint: str | int | None = "last") -
     return epoch
 
 
-def open_model(run: str | Path, epoch: int, device: str = "cpu") -> RunModel:
+def open_model(run: str | Path, epoch: int, device: str = "cpu", mirror: bool = False) -> RunModel:
     """Load the model of ``run`` at checkpoint ``epoch`` for inference (eval mode; on the CPU in
     the channels_last memory format).
 
+    Args:
+        run: the run directory.
+        epoch: a checkpointed epoch.
+        device: ``cpu`` or ``cuda``.
+        mirror: test-time mirroring (:func:`opticsfree.training.load_trained`), after
+            :func:`~opticsfree.training.checkpoint.check_mirror` found the run's camera
+            left-right symmetric.
+
     Raises:
         DataError: not a run, an unknown epoch, or an unreadable checkpoint.
+        ConfigError: ``mirror`` for a camera that is not left-right symmetric.
     """
     from opticsfree.training import load_trained
+    from opticsfree.training.checkpoint import check_mirror
 
-    return for_inference(load_trained(run, epoch, device=device), device)
+    model = load_trained(run, epoch, device=device, mirror=mirror)
+    if mirror:
+        check_mirror(model.captures, model.size, model.model.norms["lensless"].channels)
+    return for_inference(model, device)
 
 
 def for_inference(model: RunModel, device: str = "cpu") -> RunModel:

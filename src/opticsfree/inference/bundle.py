@@ -402,7 +402,7 @@ def _prior(spec: str | os.PathLike, classes: Sequence[str], train: np.ndarray) -
 
 def load_classifier(run: str | os.PathLike, checkpoint: str | int | None = "last",
                     prior: str | os.PathLike = "uniform", batch_size: int = 256,
-                    device: str = "cpu") -> Classifier:
+                    device: str = "cpu", mirror: bool = False) -> Classifier:
     """Load a run as a :class:`Classifier`.
 
     Args:
@@ -413,6 +413,9 @@ def load_classifier(run: str | os.PathLike, checkpoint: str | int | None = "last
             a JSON prior file (see :mod:`opticsfree.bayes.priors`).
         batch_size: images per forward pass when the prototypes are computed.
         device: ``cpu`` or ``cuda``.
+        mirror: test-time mirroring (each capture and its left-right flip, averaged; see
+            :func:`opticsfree.training.load_trained`), after
+            :func:`~opticsfree.training.checkpoint.check_mirror` has found the camera symmetric.
 
     Returns:
         The classifier; ``temperature_source`` / ``threshold`` are None when the run has no
@@ -421,11 +424,12 @@ def load_classifier(run: str | os.PathLike, checkpoint: str | int | None = "last
     Raises:
         DataError: not a run, an unknown checkpoint, or prototypes neither cached nor computable
             (the capture set is gone).
-        ConfigError: a bad ``--checkpoint``.
+        ConfigError: a bad ``--checkpoint``; ``mirror`` for a camera that is not left-right
+            symmetric.
     """
     run = Path(run)
     epoch = resolve_checkpoint(run, checkpoint)
-    model = open_model(run, epoch, device)
+    model = open_model(run, epoch, device, mirror=mirror)
     classes = list(model.classes)
     kind = choose_likelihood(model.config, bool(model.has_head))
     if kind == "metric":

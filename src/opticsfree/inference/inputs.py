@@ -11,7 +11,7 @@ Inputs, in the order given:
 
 Frames of one scene (:func:`group_scenes`) are fused by the Bayesian update:
 
-- ``--frames-per-scene K``: consecutive captures, in input order, K at a time (K = 1: every
+- ``--frames K``: consecutive captures, in input order, K at a time (K = 1: every
   capture is its own scene);
 - otherwise, the naming rule of capture sets: files in one folder named ``<scene>_f<NN>.<ext>``
   (``NN`` digits) are frames ``NN`` of scene ``<scene>``; any other file is a scene of its own.
@@ -119,7 +119,7 @@ def collect_captures(inputs: Sequence[str | os.PathLike], frames_per_scene: int 
         ConfigError: ``frames_per_scene`` < 1.
     """
     if frames_per_scene is not None and frames_per_scene < 1:
-        raise ConfigError(f"--frames-per-scene must be >= 1, got {frames_per_scene}")
+        raise ConfigError(f"--frames must be >= 1, got {frames_per_scene}")
     if not inputs:
         raise ConfigError("no INPUT given: name image files, folders or capture sets")
     caps: list[Capture] = []
@@ -142,7 +142,7 @@ def collect_captures(inputs: Sequence[str | os.PathLike], frames_per_scene: int 
     if frames_per_scene is not None:
         k = frames_per_scene
         if len(caps) % k:
-            raise DataError(f"--frames-per-scene {k}: {len(caps)} captures are not a whole number "
+            raise DataError(f"--frames {k}: {len(caps)} captures are not a whole number "
                             f"of scenes of {k} frames")
         caps = [Capture(c.path, caps[i - i % k].path if k > 1 else c.path, i % k, c.label,
                         c.reconstructed) for i, c in enumerate(caps)]

@@ -27,7 +27,6 @@ import csv
 import io
 import json
 import math
-import os
 import time
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -294,6 +293,9 @@ def predict(classifier: Classifier, inputs: Sequence[str | Path], *,
     if engine not in ENGINES:
         raise ConfigError(f"--engine: expected one of {', '.join(ENGINES)}, got {engine!r}")
     scorer = None
+    if engine == "onnx" and getattr(classifier.model, "mirror", False):
+        raise ConfigError("--mirror: the onnx engine runs the exported graph, which does not mirror "
+                          "captures; use --engine torch")
     if engine == "onnx":
         from opticsfree.inference.export import OnnxScorer
 
@@ -306,9 +308,9 @@ def predict(classifier: Classifier, inputs: Sequence[str | Path], *,
     failures: list[Failure] = []
     kept_caps: list[Capture] = []
     scores, dists = [], []
-    from opticsfree.utils.parallel import process_pool
+    from opticsfree.utils.parallel import process_pool, resolve_workers
 
-    n_workers = workers or os.cpu_count() or 1
+    n_workers = resolve_workers(workers)
     use_pool = n_workers > 1 and len(caps) >= PARALLEL_FROM
     with (process_pool(n_workers) if use_pool else contextlib.nullcontext()) as pool:
         for start in range(0, len(caps), CHUNK):
@@ -329,7 +331,8 @@ def predict(classifier: Classifier, inputs: Sequence[str | Path], *,
                          posterior=post, distance=dist, rejected=rejected,
                          labels=labels if known else None, failures=failures,
                          n_inputs=len(caps), seconds=time.perf_counter() - t0,
-                         classifier={**classifier.to_json(), "engine": engine}, top=top)
+                         classifier={**classifier.to_json(), "engine": engine,
+                                     "mirror": bool(getattr(classifier.model, "mirror", False))}, top=top)
 
 
 def output_format(path: str | Path) -> str:

@@ -5,7 +5,7 @@ from __future__ import annotations
 
 #: backbone name -> default first-layer width.
 DEFAULT_WIDTHS: dict[str, int] = {"cnn4": 32, "resnet8": 16, "resnet14": 16, "resnet20": 16, "resnet32": 16,
-                               "wvgg": 32}
+                               "wvgg": 32, "vit": 32}
 
 #: Names accepted by :func:`~opticsfree.models.registry.build_backbone`.
 BACKBONES: tuple[str, ...] = tuple(DEFAULT_WIDTHS)

@@ -10,6 +10,7 @@ from opticsfree.errors import ConfigError
 from opticsfree.models.cnn4 import CNN4
 from opticsfree.models.names import BACKBONES, DEFAULT_WIDTHS
 from opticsfree.models.resnet_cifar import ResNetCIFAR
+from opticsfree.models.vit import HybridViT
 from opticsfree.models.whitened_vgg import WhitenedVGG
 
 #: name -> (constructor(in_channels, width), default width); names and widths from
@@ -21,6 +22,7 @@ _CONSTRUCTORS: dict[str, Callable[[int, int], nn.Module]] = {
     "resnet20": lambda c, w: ResNetCIFAR(20, c, w),
     "resnet32": lambda c, w: ResNetCIFAR(32, c, w),
     "wvgg": lambda c, w: WhitenedVGG(c, w),
+    "vit": lambda c, w: HybridViT(c, w),
 }
 assert tuple(_CONSTRUCTORS) == BACKBONES
 _BACKBONES: dict[str, tuple[Callable[[int, int], nn.Module], int]] = {
@@ -43,7 +45,8 @@ def build_backbone(name: str, in_channels: int, width: int | None = None) -> nn.
 
     Args:
         name: one of :data:`BACKBONES` (``cnn4``, ``resnet8``, ``resnet14``, ``resnet20``,
-            ``resnet32``, ``wvgg``: the patch-whitened VGG of the fast CIFAR recipes).
+            ``resnet32``, ``wvgg``: the patch-whitened VGG of the fast CIFAR recipes, ``vit``:
+            a convolutional stem and four transformer blocks).
         in_channels: input channels (1 or 3).
         width: first-layer width (None: the backbone's default, 32 for cnn4 and wvgg, 16 for
             the ResNets).

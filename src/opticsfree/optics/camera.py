@@ -68,6 +68,20 @@ class Camera:
             self._H = H
         return self._H
 
+    def matrix(self) -> torch.Tensor:
+        """The single-channel transfer matrix of any camera type: :meth:`transfer_matrix` for
+        ``bare`` and ``lens`` cameras; for a ``psf`` camera its response to each display pixel
+        (exact, its light transport being linear). Shape (Ho*Wo, H*W)."""
+        if self.config.type in ("bare", "lens"):
+            return self.transfer_matrix()
+        h, w = self.image_shape
+        rows = []
+        for j0 in range(0, h * w, 256):
+            basis = torch.zeros(min(256, h * w - j0), 1, h, w)
+            basis.view(len(basis), -1)[torch.arange(len(basis)), torch.arange(j0, j0 + len(basis))] = 1.0
+            rows.append(self.spatial(basis).reshape(len(basis), -1))
+        return torch.cat(rows).T.contiguous()
+
     def _psf_kernel(self) -> torch.Tensor:
         if self._psf is None:
             c = self.config

@@ -1,7 +1,9 @@
 """Camera configuration: validated parameter sets loaded from TOML presets or user files.
 
 Every field has physical units in its name (``_mm``, ``_um``, ``_deg``, ``_e`` for electrons,
-``_s`` for seconds). A user copies a preset (``opticsfree.optics.presets/<name>.toml``), edits
+``_s`` for seconds, ``_px`` for output pixels), a unit that no suffix names in its ``Field``'s
+``json_schema_extra={"unit": ...}``, or none (a ratio, gamma or count); :func:`field_unit` reads
+them (for axis labels). A user copies a preset (``opticsfree.optics.presets/<name>.toml``), edits
 it and passes the file with ``--camera my.toml``. Unknown or invalid fields raise a
 :class:`~opticsfree.errors.ConfigError` naming the file and the field.
 """
@@ -11,7 +13,7 @@ from __future__ import annotations
 import hashlib
 import json
 from pathlib import Path
-from typing import Literal
+from typing import Literal, get_args
 
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator, model_validator
 
@@ -19,6 +21,13 @@ from opticsfree.errors import ConfigError
 from opticsfree.utils.io import read_toml
 
 PRESET_DIR = Path(__file__).parent / "presets"
+
+
+#: Units by field-name suffix (the convention above), longest suffix first.
+UNIT_SUFFIXES: tuple[tuple[str, str], ...] = (
+    ("_e_per_s", "e⁻/s"), ("_mm", "mm"), ("_um", "µm"), ("_deg", "°"), ("_px", "px"),
+    ("_e", "e⁻"), ("_s", "s"),
+)
 
 
 class _Strict(BaseModel):
@@ -78,7 +87,8 @@ class SensorConfig(_Strict):
     width_mm: float = Field(gt=0, description="width of the active area used")
     height_mm: float = Field(gt=0)
     pixel_um: float = Field(1.4, gt=0, description="physical pixel pitch (documents the binning)")
-    output_size: tuple[int, int] = Field((32, 32), description="output pixel grid (rows, cols) after binning")
+    output_size: tuple[int, int] = Field((32, 32), description="output pixel grid (rows, cols) after binning",
+                                         json_schema_extra={"unit": "px"})
     supersample: int = Field(2, ge=1, le=16, description="integration samples per output pixel per axis")
     colour_matrix: list[list[float]] = Field(
         default_factory=lambda: [[1.0, 0.0, 0.0], [0.0, 1.0, 0.0], [0.0, 0.0, 1.0]],
@@ -92,7 +102,7 @@ class SensorConfig(_Strict):
     read_noise_e: float = Field(3.0, ge=0)
     prnu: float = Field(0.01, ge=0, lt=0.5, description="pixel gain non-uniformity (std, relative)")
     dsnu_e: float = Field(1.0, ge=0, description="pixel offset non-uniformity (std, electrons)")
-    adc_bits: int = Field(10, ge=1, le=16)
+    adc_bits: int = Field(10, ge=1, le=16, json_schema_extra={"unit": "bit"})
     output_gamma: float = Field(2.2, gt=0)
     jpeg_quality: int | None = Field(85, ge=1, le=100, description="JPEG quality of captures; None = PNG")
     readout: Literal["direct", "rotate-180", "mirror-x", "mirror-y"] = Field(
@@ -182,6 +192,48 @@ class CameraConfig(_Strict):
             else:
                 d[k] = v
         return CameraConfig(**d)
+
+
+def _model_of(annotation: object) -> type[BaseModel] | None:
+    """The pydantic model in a field's annotation (``PsfConfig | None`` gives PsfConfig)."""
+    if isinstance(annotation, type) and issubclass(annotation, BaseModel):
+        return annotation
+    return next((a for a in get_args(annotation) if isinstance(a, type) and issubclass(a, BaseModel)), None)
+
+
+def field_unit(path: str) -> str:
+    """The unit of the camera field at a dotted ``path`` (as ``camera sweep --param`` names it).
+
+    A field's ``json_schema_extra`` ``unit`` when it has one, else the unit its name's suffix
+    names (:data:`UNIT_SUFFIXES`), else ``""`` (dimensionless). An element of a list field
+    (``geometry.offset_mm.0``) has the list's unit.
+
+    Args:
+        path: ``section.field`` (``geometry.gap_mm``), ``section.field.INDEX`` or a top-level
+            field (``seed``).
+
+    Returns:
+        The unit symbol (``"mm"``, ``"µm"``, ``"°"``, ...), or ``""`` for a dimensionless field.
+
+    Raises:
+        ConfigError: ``path`` names no field of :class:`CameraConfig`.
+    """
+    parts = path.split(".")
+    while len(parts) > 1 and parts[-1].isdigit():
+        parts.pop()
+    model: type[BaseModel] | None = CameraConfig
+    info = None
+    for part in parts:
+        info = model.model_fields.get(part) if model is not None else None
+        if info is None or part == "source_dir":
+            raise ConfigError(f"path: unknown camera field {path!r}")
+        model = _model_of(info.annotation)
+    if model is not None:
+        raise ConfigError(f"path: {path!r} is a section of the camera, not a field")
+    extra = info.json_schema_extra if isinstance(info.json_schema_extra, dict) else {}
+    if "unit" in extra:
+        return str(extra["unit"])
+    return next((unit for suffix, unit in UNIT_SUFFIXES if parts[-1].endswith(suffix)), "")
 
 
 def list_presets() -> list[str]:

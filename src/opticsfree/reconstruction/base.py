@@ -1,6 +1,6 @@
 """Shared pieces of the reconstruction methods: image scaling, method options and sample-image
-grids (the validation hold-out is :func:`opticsfree.data.split.split_scenes`, shared with the
-embedding training; devices, mixed precision and threads are the run layer's,
+grids with labelled rows (the validation hold-out is :func:`opticsfree.data.split.split_scenes`,
+shared with the embedding training; devices, mixed precision and threads are the run layer's,
 :mod:`opticsfree.runs`).
 
 Networks see images in [-1, 1] (``x / 127.5 - 1``), the range of a ``tanh`` output; captures
@@ -11,7 +11,7 @@ from __future__ import annotations
 
 import os
 from pathlib import Path
-from typing import Any, Literal
+from typing import Any, Literal, Sequence
 
 import numpy as np
 import torch
@@ -121,30 +121,84 @@ def parse_options(config_cls: type[MethodOptions], options: dict[str, Any] | Non
 
 # --------------------------------------------------------------------------- samples
 
-def sample_grid(rows: list[torch.Tensor], scale: int = 4) -> np.ndarray:
-    """A (H', W', 3) uint8 grid: one row of images per tensor in ``rows``.
+def _label_font(px: int):
+    """Pillow's built-in font at ``px`` pixels (its bitmap font where FreeType is missing)."""
+    from PIL import ImageFont
+
+    try:
+        return ImageFont.load_default(size=px)
+    except (TypeError, ImportError, OSError):  # old Pillow or no FreeType: the fixed bitmap font
+        return ImageFont.load_default()
+
+
+def sample_grid(rows: Sequence[torch.Tensor], labels: Sequence[str], scale: int = 4) -> np.ndarray:
+    """A (H', W', 3) uint8 grid: one row of images per tensor in ``rows``, each row named at its
+    left by its label (black text on the white margin).
 
     Args:
         rows: uint8 tensors (N, C, H, W) with the same N, H, W (C 1 or 3; grey is repeated).
+        labels: what each row shows, one per row (e.g. ``"capture"``, ``"unet"``,
+            ``"original"``); a label may span lines (``"\\n"``).
         scale: nearest-neighbour magnification.
+
+    Returns:
+        The grid, the label margin on its left.
+
+    Raises:
+        ValueError: no rows, a label count other than the row count, an empty label, or rows of
+            different N, H, W (the message names the argument).
     """
+    from PIL import Image, ImageDraw
+
+    if len(rows) == 0:
+        raise ValueError("rows: expected at least one row of images, got none")
+    if isinstance(labels, str) or len(labels) != len(rows):
+        got = "a single string" if isinstance(labels, str) else str(len(labels))
+        raise ValueError(f"labels: expected one label per row ({len(rows)}), got {got}")
+    if any(not isinstance(t, str) or not t.strip() for t in labels):
+        raise ValueError(f"labels: every label must be a non-empty string, got {list(labels)!r}")
+    if scale < 1:
+        raise ValueError(f"scale: must be >= 1, got {scale}")
     n, _, h, w = rows[0].shape
-    pad = 2
-    grid = np.full((len(rows) * (h * scale + pad) + pad, n * (w * scale + pad) + pad, 3), 255, np.uint8)
+    if any(t.ndim != 4 or (t.shape[0], t.shape[2], t.shape[3]) != (n, h, w) for t in rows):
+        raise ValueError(f"rows: every tensor must be (N, C, H, W) = ({n}, C, {h}, {w}), got "
+                         f"{[tuple(t.shape) for t in rows]}")
+    pad, text_pad = 2, 6
+    row_h = h * scale
+    font = _label_font(max(10, min(16, row_h // 2)))
+    measure = ImageDraw.Draw(Image.new("RGB", (1, 1)))
+    boxes = [measure.multiline_textbbox((0, 0), t, font=font) for t in labels]
+    margin = max(b[2] - b[0] for b in boxes) + 2 * text_pad
+    grid = np.full((len(rows) * (row_h + pad) + pad, margin + n * (w * scale + pad) + pad, 3), 255, np.uint8)
     for r, t in enumerate(rows):
         t = t if t.shape[1] == 3 else t[:, :1].expand(-1, 3, -1, -1)
         big = t.repeat_interleave(scale, 2).repeat_interleave(scale, 3).permute(0, 2, 3, 1).numpy()
         for i in range(n):
-            y0, x0 = pad + r * (h * scale + pad), pad + i * (w * scale + pad)
-            grid[y0:y0 + h * scale, x0:x0 + w * scale] = big[i]
-    return grid
+            y0, x0 = pad + r * (row_h + pad), margin + pad + i * (w * scale + pad)
+            grid[y0:y0 + row_h, x0:x0 + w * scale] = big[i]
+    img = Image.fromarray(grid)
+    draw = ImageDraw.Draw(img)
+    for r, (text, box) in enumerate(zip(labels, boxes)):
+        y_mid = pad + r * (row_h + pad) + row_h / 2
+        draw.multiline_text((text_pad - box[0], y_mid - (box[1] + box[3]) / 2), text, fill=(0, 0, 0), font=font)
+    return np.asarray(img).copy()
 
 
-def save_sample_grid(path: str | os.PathLike, rows: list[torch.Tensor], scale: int = 4) -> Path:
-    """Write :func:`sample_grid` as a PNG (atomically)."""
+def save_sample_grid(path: str | os.PathLike, rows: Sequence[torch.Tensor], labels: Sequence[str],
+                     scale: int = 4) -> Path:
+    """Write :func:`sample_grid` as a PNG, atomically (:func:`opticsfree.utils.io.write_bytes`).
+
+    Args:
+        path: the PNG file.
+        rows: uint8 tensors (N, C, H, W), one grid row each.
+        labels: what each row shows, one per row.
+        scale: nearest-neighbour magnification.
+
+    Returns:
+        ``path``.
+    """
     from opticsfree.captures.writer import encode_image
     from opticsfree.utils.io import write_bytes
 
-    write_bytes(path, encode_image(sample_grid(rows, scale), None))
+    write_bytes(path, encode_image(sample_grid(rows, labels, scale), None))
     return Path(path)
-

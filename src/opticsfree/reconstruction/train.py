@@ -277,6 +277,8 @@ def _train_deep(captures: Path, method: str, run: RunDir, epochs: int | None, rt
     b_all = train.original.to(dev)
     sample_src = val if len(val) else train
     pick = spread(len(sample_src), samples)
+    # the network's input row: the capture, or its Tikhonov inverse where that is the front end
+    sample_labels = ("capture" if tikhonov is None else "Tikhonov\ninverse", method, "original")
     val_eval = val.subset(spread(len(val), max_val)) if len(val) > max_val else val
     schedules = [constant_then_linear_decay(o, total, cfg.decay_start, start) for o in m.optimizers().values()]
     first_opt = next(iter(m.optimizers().values()))
@@ -314,7 +316,7 @@ def _train_deep(captures: Path, method: str, run: RunDir, epochs: int | None, rt
                "images_per_s": round(seen / max(seconds, 1e-9), 2)}
         rec_s = reconstruct_with(net, sample_src.lensless[pick], dev, channels_last=cl)
         save_sample_grid(out / "samples" / f"epoch_{epoch + 1:03d}.png",
-                         [sample_src.lensless[pick], rec_s, sample_src.original[pick]])
+                         [sample_src.lensless[pick], rec_s, sample_src.original[pick]], sample_labels)
         for s in schedules:
             s.step()
         _save_checkpoint(run.resume_path, m, shuffle, epoch + 1, config)
@@ -457,7 +459,8 @@ def _train_tikhonov(captures: Path, run: RunDir, resume: bool, seed: int, size: 
     row = {"epoch": 1, "lambda": model.lam, "lambda_relative": model.info["lambda_relative"],
            "prior": model.info["prior"], **_val_quality(rec_val, val.original), "seconds": round(seconds, 3)}
     pick = spread(len(val), samples)
-    save_sample_grid(out / "samples" / "epoch_001.png", [val.lensless[pick], rec_val[pick], val.original[pick]])
+    save_sample_grid(out / "samples" / "epoch_001.png", [val.lensless[pick], rec_val[pick], val.original[pick]],
+                     ("capture", "tikhonov", "original"))
     run.truncate_metrics(0)
     run.append_metrics(row)
     if on_epoch:

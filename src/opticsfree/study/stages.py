@@ -214,7 +214,9 @@ def run_evaluate(stage: Stage, d: Path, ctx: StageContext) -> dict[str, Any]:
     primary = classifiers[0]
     models = [load_trained(run, epoch) for epoch in list_checkpoints(run)]
     results: dict[str, list[dict[str, Any]]] = {}
-    # the primary classifier last, so that table.md/csv hold its numbers
+    # every classifier writes its own tables (table.md/csv: the run's default classifier,
+    # table_<classifier>.*: another); table_md names the primary classifier's
+    table_md = d / "table.md"
     with single_threaded_openmp():
         for clf in classifiers[1:] + [primary]:
             evaluation = evaluate_models(models, d, p["split"], clf, run=run,
@@ -222,11 +224,13 @@ def run_evaluate(stage: Stage, d: Path, ctx: StageContext) -> dict[str, Any]:
                                          seed=p["seed"], n_resamples=p["bootstrap"])
             summaries = [c.to_json(detail=False) for c in evaluation.checkpoints]
             results[clf] = [dict(s, seed_row=s["seed"]) for s in summaries]
+            if clf == primary:
+                table_md = evaluation.table_paths[0]
     figures = sorted(str(f) for f in (d / "figures").glob("*.png")) if (d / "figures").is_dir() else []
     return {"run": train_out["run"], "loss": train_out["loss"], "images": train_out["images"],
             "role": train_out["role"], "primary": primary, "results": results,
             "eval_files": [str(d / f"eval_{p['split']}_{c}.json") for c in classifiers],
-            "table_md": str(d / "table.md"), "figures": figures}
+            "table_md": str(table_md), "figures": figures}
 
 
 def run_bayes(stage: Stage, d: Path, ctx: StageContext) -> dict[str, Any]:

@@ -25,7 +25,7 @@ import torch
 from torch import Tensor
 
 from opticsfree.captures.loader import CaptureSplit, load_captures
-from opticsfree.errors import DataError
+from opticsfree.errors import ConfigError, DataError
 from opticsfree.models.embedding import DOMAINS, EmbeddingModel
 from opticsfree.runs import Nested, ResumeCheck, RunDir, RunKind
 from opticsfree.runs import load_state as _load_state
@@ -98,8 +98,9 @@ class TrainedModel:
     """
 
     def __init__(self, model: EmbeddingModel, config: dict[str, Any], epoch: int,
-                 run: Path | None = None, device: str = "cpu"):
+                 run: Path | None = None, device: str = "cpu", mirror: bool = False):
         self.model = model.to(device).eval()
+        self.mirror = bool(mirror)
         self.config = config
         self.epoch = int(epoch)
         self.run = run
@@ -141,8 +142,14 @@ class TrainedModel:
         if domain not in DOMAINS:
             raise ValueError(f"domain must be 'lensless' or 'original', got {domain!r}")
         self._check(x, domain)
-        out = [self.model.encode(x[i:i + batch_size].to(self.device), domain).cpu()
-               for i in range(0, len(x), batch_size)]
+        mirror = self.mirror and domain == "lensless"
+        out = []
+        for i in range(0, len(x), batch_size):
+            xb = x[i:i + batch_size].to(self.device)
+            e = self.model.encode(xb, domain)
+            if mirror:  # test-time mirroring: the mean of y's and F y's embeddings, renormalised
+                e = torch.nn.functional.normalize(e + self.model.encode(xb.flip(-1), domain), dim=1)
+            out.append(e.cpu())
         return torch.cat(out) if out else torch.empty(0, self.model.embedding_dim)
 
     @torch.no_grad()
@@ -151,8 +158,13 @@ class TrainedModel:
         if not self.has_head:
             return None
         self._check(x, "lensless")
-        out = [self.model.logits(x[i:i + batch_size].to(self.device)).cpu()
-               for i in range(0, len(x), batch_size)]
+        out = []
+        for i in range(0, len(x), batch_size):
+            xb = x[i:i + batch_size].to(self.device)
+            z = self.model.logits(xb)
+            if self.mirror:  # test-time mirroring: the mean of y's and F y's logits
+                z = 0.5 * (z + self.model.logits(xb.flip(-1)))
+            out.append(z.cpu())
         return torch.cat(out) if out else torch.empty(0, len(self.classes))
 
     def load_split(self, split: str) -> CaptureSplit:
@@ -176,13 +188,18 @@ class TrainedModel:
         return tv.train if split == "train" else tv.val
 
 
-def load_trained(run: str | Path, epoch: int | None = None, device: str = "cpu") -> TrainedModel:
+def load_trained(run: str | Path, epoch: int | None = None, device: str = "cpu",
+                 mirror: bool = False) -> TrainedModel:
     """Load the model of a training run at a checkpoint.
 
     Args:
         run: the run directory.
         epoch: a checkpointed epoch (None: the last one).
         device: ``"cpu"`` or ``"cuda"``.
+        mirror: test-time mirroring: every lensless capture :math:`y` is also classified as
+            :math:`F y` (left-right flipped) and the two are averaged (embeddings, renormalised;
+            logits). Valid only for a left-right symmetric camera: check it with
+            :func:`check_mirror` (``evaluate --mirror`` and ``predict --mirror`` do).
 
     Raises:
         DataError: not a run, no checkpoint, an unknown epoch, an unreadable file or a checkpoint
@@ -210,4 +227,41 @@ def load_trained(run: str | Path, epoch: int | None = None, device: str = "cpu")
     except RuntimeError as e:
         raise DataError(f"{path}: weights do not fit the model of config.json "
                         f"({str(e).splitlines()[0]})") from None
-    return TrainedModel(model, config, int(state["epoch"]), p, device)
+    return TrainedModel(model, config, int(state["epoch"]), p, device, mirror=mirror)
+
+
+def check_mirror(captures: str | Path, size: int, channels: int = 3) -> str:
+    """Whether test-time mirroring is valid for the captures of a capture set.
+
+    The set's camera (its manifest's; for a reconstructed set, its source's) is rebuilt at the
+    image size and measured with :func:`opticsfree.optics.symmetry.mirror_symmetry`.
+
+    Args:
+        captures: the capture set.
+        size: the image side the run works at.
+        channels: image channels.
+
+    Returns:
+        One line for the user: the camera's asymmetries, or that a set of real captures has no
+        camera model to check (mirroring then rests on the user's knowledge of the rig).
+
+    Raises:
+        ConfigError: the camera is not left-right symmetric (names the asymmetry).
+    """
+    from opticsfree.captures.format import read_manifest
+    from opticsfree.optics import Camera, camera_from_dict
+    from opticsfree.optics.symmetry import mirror_symmetry
+
+    m = read_manifest(captures)
+    cam = m.get("camera") or {}
+    if cam.get("type") == "reconstruction":
+        cam = (m.get("derived_from") or {}).get("camera") or {}
+    if "geometry" not in cam:
+        return (f"{captures}: real captures (no camera model): mirroring assumes the rig is "
+                "left-right symmetric (sensor centred under the display, no coded mask)")
+    sym = mirror_symmetry(Camera(camera_from_dict(cam), (size, size), channels))
+    if not sym.symmetric:
+        raise ConfigError(f"--mirror: the camera of {captures} is not left-right symmetric "
+                          f"({sym.describe()}); a mirrored capture is not what it records of the "
+                          "mirrored scene")
+    return f"mirroring valid: {sym.describe()}"

@@ -26,7 +26,7 @@ from torch import Tensor, nn
 
 from opticsfree import __version__
 from opticsfree.captures.loader import CaptureSplit
-from opticsfree.errors import ConfigError, OpticsfreeError
+from opticsfree.errors import ConfigError, DataError, OpticsfreeError
 from opticsfree.losses.criterion import Criterion
 from opticsfree.models.embedding import EmbeddingModel
 from opticsfree.runs import (
@@ -56,7 +56,7 @@ from opticsfree.training.sampling import (
     load_tuple_rows,
 )
 from opticsfree.utils.io import file_sha256
-from opticsfree.utils.progress import progress
+from opticsfree.utils.progress import progress, progress_line
 from opticsfree.utils.seeding import seed_everything
 
 
@@ -359,9 +359,9 @@ def _train(cfg: TrainConfig, run: RunDir, resume: bool, show_progress: bool,
     start_epoch, step, resumed_from = 1, 0, None
     if existing:
         run.check_resume(full, SAME_RUN)
-        rp = run.resume_path
-        if rp.is_file():
-            state = load_state(rp)
+        found = resume_state(run, warn=progress_line if info.is_main else None)
+        if found is not None:
+            rp, state = found
             if SAME_RUN.differences(state["config"], full):
                 raise ConfigError(f"{rp}: written by a different config than {run.config_path}")
             if averaged is not None:  # "model" holds the average, "trained_model" the weights
@@ -479,8 +479,6 @@ def _train(cfg: TrainConfig, run: RunDir, resume: bool, show_progress: bool,
             save_state(run.resume_path, state)
             run.append_metrics(last)
             if show_progress:
-                from opticsfree.utils.progress import progress_line
-
                 val = "-" if last.get("val_accuracy") is None else f"{100 * last['val_accuracy']:.2f}%"
                 progress_line(f"epoch {epoch}/{cfg.epochs}: loss {last['loss']:.4f}, validation {val}, "
                               f"{seconds:.1f} s ({last['images_per_s']:,.0f} images/s)")
@@ -492,6 +490,61 @@ def _train(cfg: TrainConfig, run: RunDir, resume: bool, show_progress: bool,
     if tb is not None:
         tb.close()
     return summarize(run.path, resumed_from)
+
+
+def resume_state(run: RunDir, warn: Callable[[str], None] | None = None) -> tuple[Path, dict[str, Any]] | None:
+    """The state a resumed run continues from, and its file.
+
+    ``RUN/resume.pt`` (the state after the last finished epoch) when it is readable; otherwise
+    the newest readable checkpoint (each holds the same full state for its epoch), with a
+    warning naming every file skipped and why. A checkpoint of the resumed epoch that is
+    unreadable is rewritten from the state (the two are the same data); an older unreadable
+    checkpoint cannot be rebuilt and is named in a warning (``evaluate`` will skip it).
+
+    Args:
+        run: the run directory.
+        warn: called with each warning line (``"warning: ..."``); None: silent.
+
+    Returns:
+        ``(path, state)``, or None when the run has no saved state (it starts at epoch 1).
+
+    Raises:
+        DataError: every saved state is unreadable (each named with its reason).
+    """
+    candidates = [run.resume_path] + [run.checkpoint_path(e) for e in reversed(run.list_checkpoints())]
+    candidates = [c for c in candidates if c.is_file()]
+    skipped: list[str] = []
+    found: tuple[Path, dict[str, Any]] | None = None
+    for path in candidates:
+        try:
+            found = path, load_state(path)
+            break
+        except OpticsfreeError as e:
+            skipped.append(str(e))
+    if candidates and found is None:
+        raise DataError("cannot resume: no saved state is readable (" + "; ".join(skipped) + "); "
+                        f"remove {run.path} and train again")
+    if found is None:
+        return None
+    path, state = found
+    epoch = int(state["epoch"])
+    if skipped and warn is not None:
+        warn(f"warning: skipped {'; '.join(skipped)}; resuming from {path} (epoch {epoch})")
+    for e in run.list_checkpoints():
+        ck = run.checkpoint_path(e)
+        if e > epoch or ck == path:
+            continue  # a later checkpoint is written again when its epoch is retrained
+        try:
+            load_state(ck)
+        except OpticsfreeError as err:
+            if e == epoch:
+                save_state(ck, state)
+                if warn is not None:
+                    warn(f"warning: {err}; rewritten from {path} (the same epoch {epoch} state)")
+            elif warn is not None:
+                warn(f"warning: {err}; it cannot be rebuilt (its state is gone) and evaluate "
+                     "skips it")
+    return found
 
 
 def summarize(run: Path, resumed_from: int | None = None) -> dict[str, Any]:

@@ -132,7 +132,8 @@ def load_torch(path: str | os.PathLike) -> Any:
     try:
         return torch.load(p, map_location="cpu", weights_only=True)
     except Exception as e:  # noqa: BLE001 - any unpickling failure is a bad file for the user
-        raise OpticsfreeError(f"{p}: not a readable opticsfree checkpoint ({type(e).__name__}: {e})".splitlines()[0]) from None
+        first = (str(e).splitlines() or [""])[0].split(". ")[0].rstrip(".")  # torch appends advice
+        raise OpticsfreeError(f"{p}: not a readable opticsfree checkpoint ({type(e).__name__}: {first})") from None
 
 
 def file_sha256(path: str | os.PathLike, chunk: int = 1 << 20) -> str:
