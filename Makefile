@@ -25,7 +25,7 @@ $(STAMP): pyproject.toml constraints.txt
 	# torch first, pinned, so nothing else can pull a different (CUDA) build; the constraint
 	# keeps it pinned while the package and its dependencies are installed
 	$(PY) -m pip install --quiet -c constraints.txt torch
-	$(PY) -m pip install --quiet -c constraints.txt -e ".[test,export]"
+	$(PY) -m pip install --quiet -c constraints.txt -e ".[test,export,scale]"
 	touch $(STAMP)
 
 install: $(STAMP)

@@ -81,7 +81,8 @@ def main() -> None:
     scenes = sum(r["images_per_s"] * r["seconds"] for r in rows) / max(train_s, 1e-9)
     lines = [f"# Recipe benchmark ({platform.processor() or platform.machine()}, torch {torch.__version__}, "
              f"{torch.get_num_threads()} threads)", "",
-             f"captures: `{args.captures}`" + (f", test split of `{args.test}`" if args.test else "") + "; config: `{json.dumps({k: v for k, v in cfg.items() if k != 'checkpoints'})}`",
+             f"captures: `{args.captures}`" + (f", test split of `{args.test}`" if args.test else "")
+             + f"; config: `{json.dumps({k: v for k, v in cfg.items() if k != 'checkpoints'})}`",
              "", "| epoch | train s | elapsed s | val acc | test acc |", "| --- | --- | --- | --- | --- |"]
     for i, r in enumerate(rows):
         lines.append(f"| {r['epoch']} | {r['seconds']:.1f} | {setup + sum(epoch_s[:i + 1]):.0f} | {r['val_accuracy']:.4f} "

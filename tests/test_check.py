@@ -227,7 +227,10 @@ def test_bad_manifest_and_malformed_index_lines(cset):
     assert any(x.startswith(f"index.csv: line {len(text)}:") for x in msgs)
 
 
-def test_pool_gives_same_report(cset):
+def test_pool_gives_same_report(cset, monkeypatch):
+    from opticsfree.utils import parallel
+
+    monkeypatch.setattr(parallel, "MIN_PARALLEL", 0)  # worker processes even for a small set
     rows = _rows(cset)
     p = cset / rows[0].lensless
     p.write_bytes(p.read_bytes()[:40])

@@ -62,7 +62,8 @@ def _required_args(callback) -> list[str]:
         required = info.default is ... or (info.default is inspect.Parameter.empty)
         if not required:
             continue
-        value = typing.get_args(tp)[0] if typing.get_origin(tp) is typing.Literal else "x"
+        value = typing.get_args(tp)[0] if typing.get_origin(tp) is typing.Literal else \
+            "1" if tp in (int, float) else "x"
         if isinstance(info, ArgumentInfo):
             pos.append(str(value))
         else:

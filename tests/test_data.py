@@ -459,7 +459,10 @@ def test_decode_cache_for_archives_keyed_by_content(tmp_path, monkeypatch):
     assert calls[-1] == ["train", "test"]
 
 
-def test_parallel_decode_matches_in_process(tmp_path):
+def test_parallel_decode_matches_in_process(tmp_path, monkeypatch):
+    from opticsfree.utils import parallel
+
+    monkeypatch.setattr(parallel, "MIN_PARALLEL", 0)  # worker processes even for 40 images
     items = [(f"img{i}", _png(_class_image(i % 10, i % 7, size=6))) for i in range(40)]
     seq, f1 = imagefolder.decode_images(items, rgb=True, workers=1)
     par, f2 = imagefolder.decode_images(items, rgb=True, workers=2)

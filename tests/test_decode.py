@@ -224,7 +224,7 @@ def _sample_files(root: Path) -> list[Path]:
 def test_every_reader_gives_decode_images_pixels(tmp_path):
     from opticsfree.captures.check import inspect_image
     from opticsfree.captures.importer import _import_one
-    from opticsfree.captures.loader import decode_images as load_decode
+    from opticsfree.captures.loader import read_images as load_decode
     from opticsfree.captures.writer import read_image
     from opticsfree.data.imagefolder import decode_images as folder_decode
     from opticsfree.training.sampling import TupleDataset
@@ -256,7 +256,7 @@ def test_every_reader_gives_decode_images_pixels(tmp_path):
 
 def test_every_reader_refuses_a_bad_file_naming_it(tmp_path):
     from opticsfree.captures.check import inspect_image
-    from opticsfree.captures.loader import decode_images as load_decode
+    from opticsfree.captures.loader import read_images as load_decode
     from opticsfree.captures.writer import read_image
     from opticsfree.data.imagefolder import decode_images as folder_decode
 
@@ -270,3 +270,28 @@ def test_every_reader_refuses_a_bad_file_naming_it(tmp_path):
         folder_decode([(str(p), p.read_bytes())], rgb=False, workers=1)
     shape, problem = inspect_image(str(p), True)
     assert shape is None and "truncated" in problem
+
+
+@pytest.mark.parametrize("workers", [1, 2])
+def test_decode_files_is_the_one_many_file_entry_point(tmp_path, workers, monkeypatch):
+    """Paths, (name, bytes) and (name, path) items give decode_image's pixels and Pillow's
+    format, in order, in this process and in worker processes; a bad file gives its reason."""
+    from opticsfree.captures.loader import read_images
+    from opticsfree.data.imagefolder import decode_files
+    from opticsfree.utils import parallel
+
+    monkeypatch.setattr(parallel, "MIN_PARALLEL", 0)
+    files = _sample_files(tmp_path / "in")
+    cut = tmp_path / "cut.jpeg"
+    cut.write_bytes(_truncated_jpeg())
+    items = [str(p) for p in files] + [(f"member:{p.name}", p.read_bytes()) for p in files] + [str(cut)]
+    got = list(decode_files(items, workers=workers))
+    assert len(got) == 2 * len(files) + 1
+    for p, res in zip(files + files, got):
+        arr, fmt = res
+        np.testing.assert_array_equal(arr, decode_image(p), err_msg=str(p))
+        assert fmt == Image.open(p).format
+    assert isinstance(got[-1], str) and "truncated" in got[-1]
+    # the loader's reader names the first bad file, as decode_image does
+    with pytest.raises(DataError, match=r"cut\.jpeg: unreadable or truncated"):
+        read_images([str(p) for p in files] + [str(cut)], workers=workers)

@@ -211,7 +211,10 @@ def test_cli_lists_unmatched(tmp_path):
         assert flag in help_.stdout
 
 
-def test_process_pool_gives_same_set(tmp_path):
+def test_process_pool_gives_same_set(tmp_path, monkeypatch):
+    from opticsfree.utils import parallel
+
+    monkeypatch.setattr(parallel, "MIN_PARALLEL", 0)  # worker processes even for a few pairs
     orig, lens, _ = _make_inputs(tmp_path)
     bad = sorted(lens.rglob("*.jpeg"))[2]
     bad.write_bytes(bad.read_bytes()[:60])

@@ -235,6 +235,31 @@ def test_outputs_csv_and_jsonl(run, captures, tmp_path):
     assert d["n_predicted"] == 60 and len(d["predictions"]) == 60 and d["n_failed"] == 0
 
 
+def test_predictions_are_the_same_bytes_in_worker_processes(run, captures, tmp_path, monkeypatch):
+    """Decoding in worker processes, read a few captures at a time: the same files as in this
+    process (a bad capture included)."""
+    import importlib
+
+    from opticsfree.utils import parallel
+
+    predict_mod = importlib.import_module("opticsfree.inference.predict")  # the module, not the function
+
+    folder = tmp_path / "new"
+    folder.mkdir()
+    for i, f in enumerate(sorted((captures / "lensless" / "test").rglob("*.jpeg"))[:9]):
+        shutil.copy(f, folder / f"cap{i}.jpeg")
+    (folder / "cap9.jpeg").write_bytes(b"not a jpeg")
+    clf = load_classifier(run)
+    monkeypatch.setattr(parallel, "MIN_PARALLEL", 0)
+    monkeypatch.setattr(predict_mod, "CHUNK", 4)
+    outs = []
+    for workers in (1, 2):
+        res = predict(clf, [folder, captures], split="test", workers=workers)
+        outs.append(write_predictions(res, tmp_path / f"w{workers}.csv").read_bytes())
+        assert [f.path for f in res.failures] == [str(folder / "cap9.jpeg")]
+    assert outs[0] == outs[1]
+
+
 def test_checkpoints_by_name(run):
     from opticsfree.inference.adapter import resolve_checkpoint
 

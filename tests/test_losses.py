@@ -262,3 +262,41 @@ def test_criterion_rejects_unknown_names():
         Criterion("contrastive")
     with pytest.raises(ConfigError, match="mining 'semihard'"):
         Criterion("quadruplet", "semihard")
+
+
+def test_distillation_terms_follow_their_equations():
+    from opticsfree.losses.distill import Distillation, distillation_kl, feature_alignment
+
+    g = torch.Generator().manual_seed(0)
+    s, t = torch.randn(6, 4, generator=g), torch.randn(6, 4, generator=g)
+    T = 3.0
+    p_t, p_s = torch.softmax(t / T, 1), torch.softmax(s / T, 1)
+    want = T ** 2 * (p_t * (p_t.log() - p_s.log())).sum(1).mean()
+    torch.testing.assert_close(distillation_kl(s, t, T), want)
+    assert float(distillation_kl(t, t, T)) == pytest.approx(0.0, abs=1e-6)
+    s.requires_grad_(True)
+    distillation_kl(s, t.requires_grad_(True), T).backward()
+    assert s.grad is not None and t.grad is None                     # no gradient into the teacher
+    e, f = torch.nn.functional.normalize(torch.randn(5, 8, generator=g), dim=1), torch.randn(5, 8, generator=g)
+    torch.testing.assert_close(feature_alignment(e, f), (1 - (e * torch.nn.functional.normalize(f, dim=1)).sum(1)).mean())
+    assert float(feature_alignment(e, e)) == pytest.approx(0.0, abs=1e-6)
+    both = Distillation(2.0, T, 0.5)(s.detach(), t.detach(), e, f)
+    torch.testing.assert_close(both, 2.0 * distillation_kl(s.detach(), t.detach(), T) + 0.5 * feature_alignment(e, f))
+    for bad in [dict(kd_weight=-1), dict(temperature=0), dict(feature_weight=-0.1)]:
+        with pytest.raises(ValueError, match="expected kd_weight"):
+            Distillation(**bad)
+    with pytest.raises(ValueError, match="same shape"):
+        distillation_kl(s.detach(), t[:3])
+
+
+def test_quadruplet_chen_with_batch_all_mining_is_chens_loss_on_both_paths():
+    """``--loss quadruplet-chen --mining all`` is Chen's loss whether the criterion takes its
+    fast path or not (it once computed the batch-all triplet loss on the fast path)."""
+    a, o, y = random_batch(n_classes=4, per_class=5, dim=8, seed=3)
+    values = []
+    for fast in (True, False):
+        crit = Criterion("quadruplet-chen", "all")
+        crit.fast = fast
+        values.append(crit.online(a, o, y))
+    torch.testing.assert_close(values[0], values[1])
+    assert not torch.allclose(values[0], batch_all_triplet(a, o, y, y.clone(), 0.2))

@@ -592,7 +592,7 @@ def test_every_imported_package_is_declared():
     declared = {_requirement_name(d) for d in project["dependencies"]} | optional
     test_declared = declared | {_requirement_name(d) for d in extras["test"]}
     make = (ROOT / "Makefile").read_text(encoding="utf-8")
-    assert '-e ".[test,export]"' in make, "make test installs the export extra"
+    assert '-e ".[test,export,scale]"' in make, "make test installs the export and scale extras"
     dists = importlib.metadata.packages_distributions()
     for folder, allowed in ((PKG, declared), (ROOT / "tests", test_declared)):
         missing = {}
@@ -603,3 +603,10 @@ def test_every_imported_package_is_declared():
             if not names & allowed:
                 missing[mod] = sorted(names)
         assert missing == {}, f"{folder.name}: imported but not declared: {missing}"
+
+
+def test_the_docs_speak_to_users_without_internal_issue_numbers():
+    found = [f"{p.name}:{i}" for p in [ROOT / "README.md", *sorted((ROOT / "docs").glob("*.md"))]
+             for i, line in enumerate(p.read_text(encoding="utf-8").splitlines(), 1)
+             if re.search(r"(?i)\bissues? (#)?\d", line)]
+    assert found == [], found

@@ -519,3 +519,42 @@ def test_resume_names_every_unreadable_state_it_skips(base_run, tmp_path):
     with pytest.raises(DataError, match="cannot resume: no saved state is readable .*resume.pt"):
         resume_state(training_run(run))
     assert good3  # the fixture's files were copied, not touched
+
+
+def test_a_student_taught_by_a_teacher_reproduces_its_predictions(captures, tmp_path):
+    """Soft targets only need the teacher: trained with a heavy soft-target weight, the student
+    agrees with the teacher's predictions on the scenes far more than the same student without
+    a teacher (here the teacher is even wrong on a third of them, and the student follows)."""
+    base = {"captures": str(captures), "loss": "ce", "epochs": 6, **TINY}
+    train(base, tmp_path / "teacher", show_progress=False)
+    teacher = load_trained(tmp_path / "teacher")
+    test = teacher.load_split("test")
+    said = teacher.logits(test.original).argmax(1)
+    agree = {}
+    for name, extra in [("plain", {}), ("taught", {"teacher": str(tmp_path / "teacher"),
+                                                   "teacher_kd_weight": 5.0, "teacher_temperature": 2.0})]:
+        train({**base, **extra}, tmp_path / name, show_progress=False)
+        student = load_trained(tmp_path / name)
+        agree[name] = float((student.logits(test.lensless).argmax(1) == said).float().mean())
+    assert agree["taught"] >= 0.85 and agree["taught"] > agree["plain"] + 0.1, agree
+    cfg = json.loads((tmp_path / "taught" / "config.json").read_text())
+    assert cfg["resolved"]["teacher"]["run"] == str(tmp_path / "teacher") and cfg["resolved"]["teacher"]["epoch"] == 6
+    assert len(cfg["resolved"]["teacher"]["checkpoint_sha256"]) == 64
+
+
+def test_teacher_settings_that_cannot_work_are_one_line_errors(base_run, captures, tmp_path):
+    base = {"captures": str(captures), "epochs": 1, **TINY}
+    cases = [({"loss": "ce", "teacher": str(base_run[0])}, "needs a classifier head on both, and the teacher has none"),
+             ({"loss": "triplet", "teacher": str(base_run[0]), "teacher_kd_weight": 0.0,
+               "teacher_feature_weight": 1.0, "embedding_dim": 8}, "needs equal embedding sizes"),
+             ({"loss": "ce", "teacher": str(tmp_path / "nothing")}, "teacher"),
+             ({"loss": "triplet", "teacher": "x", "sampling": "tuples"}, "needs sampling 'online'"),
+             ({"loss": "ce", "teacher": "x", "teacher_kd_weight": 0.0}, "would do nothing")]
+    for extra, needle in cases:
+        with pytest.raises(ConfigError, match=needle):
+            train({**base, **extra}, tmp_path / "never", show_progress=False)
+    assert not (tmp_path / "never" / "checkpoints").exists()
+    # feature alignment alone works for a metric student
+    train({**base, "loss": "triplet", "teacher": str(base_run[0]), "teacher_kd_weight": 0.0,
+           "teacher_feature_weight": 1.0}, tmp_path / "feat", show_progress=False)
+    assert list_checkpoints(tmp_path / "feat") == [1]

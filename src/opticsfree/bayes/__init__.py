@@ -21,12 +21,13 @@ from opticsfree.bayes.divergence import (
 from opticsfree.bayes.likelihood import (
     TemperatureFit,
     ce_scores,
+    choose_likelihood,
     fit_temperature,
     log_likelihood,
     metric_scores,
     squared_distances,
 )
-from opticsfree.bayes.model import BayesResult, analyse_model, choose_likelihood
+from opticsfree.bayes.model import BayesResult, analyse_model
 from opticsfree.bayes.posterior import (
     batch_log_posterior,
     log_posterior,

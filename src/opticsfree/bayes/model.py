@@ -25,7 +25,7 @@ import numpy as np
 
 from opticsfree.bayes.analysis import Analysis, FrameGroups, analyse, group_frames
 from opticsfree.bayes.calibration import N_BINS
-from opticsfree.bayes.likelihood import LIKELIHOODS, ce_scores, metric_scores
+from opticsfree.bayes.likelihood import ce_scores, choose_likelihood, metric_scores
 from opticsfree.bayes.priors import prior_label, resolve_prior
 from opticsfree.errors import ConfigError, DataError, OpticsfreeError
 from opticsfree.evaluation.contract import TrainedEmbedder
@@ -37,29 +37,12 @@ if TYPE_CHECKING:
     from opticsfree.captures.loader import CaptureSplit
 
 SPLITS = ("test", "val", "train")
-#: Loss names that make ``likelihood="auto"`` use the classifier head.
-CE_LOSS_NAMES = ("ce", "cross_entropy", "cross-entropy", "crossentropy", "softmax")
 #: Keys left out of the summary (``to_json(detail=False)``: ``bayes --json``).
 DETAIL_KEYS = ("reliability", "reliability_before", "examples")
 CONVENTIONS = ("natural logs (nats); KL(posterior||prior) averaged over captures; "
                "KL(label distribution||mean posterior) with the empirical class "
                "frequencies of the split; accuracy in %; Brier summed over classes; "
                f"ECE with {N_BINS} equal-width bins")
-
-
-def choose_likelihood(model: TrainedEmbedder, likelihood: str = "auto") -> str:
-    """``metric`` or ``ce``: ``auto`` uses the head only for a cross-entropy-trained model.
-
-    Raises:
-        ConfigError: an unknown name, or ``ce`` for a model without a classifier head.
-    """
-    if likelihood == "auto":
-        return "ce" if model.has_head and model.loss.lower() in CE_LOSS_NAMES else "metric"
-    if likelihood not in LIKELIHOODS:
-        raise ConfigError(f"--likelihood: expected auto, metric or ce, got {likelihood!r}")
-    if likelihood == "ce" and not model.has_head:
-        raise ConfigError("--likelihood ce: the run's model has no classifier head")
-    return likelihood
 
 
 @dataclass
@@ -268,7 +251,7 @@ def analyse_model(model: TrainedEmbedder, *, prior: str | os.PathLike = "uniform
     if frames is not None and frames < 1:
         raise DataError(f"--frames must be >= 1, got {frames}")
     classes = list(model.classes)
-    kind = choose_likelihood(model, likelihood)
+    kind = choose_likelihood(model.loss, bool(model.has_head), likelihood)
 
     tag = split
     ev = load_scored_split(model, split, captures)

@@ -9,6 +9,7 @@ path from the index).
 from __future__ import annotations
 
 import csv
+import functools
 import io
 import json
 import os
@@ -29,12 +30,8 @@ from opticsfree.captures.format import (
     class_folders,
 )
 from opticsfree.utils.images import decoded_channels, image_array
-from opticsfree.utils.parallel import process_pool
+from opticsfree.utils.parallel import map_chunks
 
-#: Files decoded in-process below this count; above it a 2-process pool is used.
-POOL_THRESHOLD = 4000
-#: Files per pool task.
-CHUNK = 1000
 #: Bytes at the end of a file searched for the end-of-image marker.
 TAIL = 1024
 _DRIVE = re.compile(r"^[A-Za-z]:")
@@ -257,34 +254,15 @@ def inspect_image(path: str, decode: bool = True) -> tuple[tuple[int, int, int] 
     return (h, w, c), None
 
 
-def _inspect_chunk(args: tuple[Sequence[str], bool]) -> list[tuple[tuple[int, int, int] | None, str | None]]:
-    paths, decode = args
+def _inspect_chunk(paths: Sequence[str], decode: bool) -> list[tuple[tuple[int, int, int] | None, str | None]]:
     return [inspect_image(p, decode) for p in paths]
 
 
-def _inspect_all(paths: list[str], decode: bool, workers: int | None = None) -> list:
-    """Inspect ``paths`` (absolute), with a progress bar, in a 2-process pool when many."""
-    from opticsfree.utils.progress import progress
-
-    if not paths:
-        return []
-    if workers is None:
-        workers = min(2, os.cpu_count() or 1) if len(paths) >= POOL_THRESHOLD else 1
-    step = min(CHUNK, -(-len(paths) // max(workers, 1)))
-    chunks = [paths[i:i + step] for i in range(0, len(paths), step)]
-    out: list = []
-    with progress(transient=True) as bar:
-        task = bar.add_task("checking images" if decode else "checking files", total=len(paths))
-        if workers <= 1 or len(chunks) == 1:
-            for c in chunks:
-                out.extend(_inspect_chunk((c, decode)))
-                bar.advance(task, len(c))
-        else:
-            with process_pool(workers) as pool:
-                for res in pool.map(_inspect_chunk, [(c, decode) for c in chunks]):
-                    out.extend(res)
-                    bar.advance(task, len(res))
-    return out
+def _inspect_all(paths: list[str], decode: bool, workers: int | None = 0) -> list:
+    """Inspect ``paths`` (absolute), with a progress bar, in worker processes when many
+    (:func:`~opticsfree.utils.parallel.map_chunks`)."""
+    return list(map_chunks(functools.partial(_inspect_chunk, decode=decode), paths, workers=workers,
+                           desc="checking images" if decode else "checking files"))
 
 
 def _fmt_size(s: tuple[int, int, int]) -> str:
@@ -293,7 +271,7 @@ def _fmt_size(s: tuple[int, int, int]) -> str:
 
 # --------------------------------------------------------------------------- the check
 
-def check_capture_set(root: str | Path, decode: bool = True, workers: int | None = None) -> CheckReport:
+def check_capture_set(root: str | Path, decode: bool = True, workers: int | None = 0) -> CheckReport:
     """Validate the capture set at ``root`` and list every problem.
 
     Checks: ``manifest.json`` readable with the required keys; ``index.csv`` readable (every
@@ -311,7 +289,8 @@ def check_capture_set(root: str | Path, decode: bool = True, workers: int | None
         root: the capture set directory.
         decode: fully decode every image (slower; detects corrupt data that a header read and
             end-marker check miss).
-        workers: processes for reading images (None: 2 when there are many files, else 1).
+        workers: processes for reading images (:func:`~opticsfree.utils.parallel.map_chunks`):
+            0 one per CPU, 1 in this process, N at most N; few files are read in this process.
 
     Returns:
         A :class:`CheckReport`; ``report.ok`` is True when the set is valid.

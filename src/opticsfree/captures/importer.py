@@ -55,7 +55,7 @@ from opticsfree.captures.format import (
 )
 from opticsfree.captures.writer import encode_image
 from opticsfree.utils.images import decode_image
-from opticsfree.utils.parallel import process_pool
+from opticsfree.utils.parallel import map_chunks
 from opticsfree.errors import ConfigError, DataError, OpticsfreeError
 from opticsfree.utils.io import read_json, write_text
 
@@ -70,8 +70,6 @@ SAME_INPUTS = ("lensless", "originals", "labels")
 MAX_TEST_FRACTION = 0.9
 #: Marker file identifying a temporary import directory.
 MARKER = ".opticsfree-import"
-POOL_THRESHOLD = 2000
-CHUNK = 500
 
 
 @dataclass
@@ -433,7 +431,7 @@ def hold_out_test(entries: list[tuple[str, str, str]], test_fraction: float, see
 
 def import_captures(lensless_dir: str | Path, originals_dir: str | Path, out: str | Path,
                     labels_csv: str | Path | None = None, notes: str = "",
-                    split: str = "train", workers: int | None = None,
+                    split: str = "train", workers: int | None = 0,
                     test_fraction: float = 0.0, seed: int = 0) -> ImportReport:
     """Import real captures and their originals as a capture set at ``out``.
 
@@ -448,7 +446,8 @@ def import_captures(lensless_dir: str | Path, originals_dir: str | Path, out: st
             of labels.
         notes: free text stored as ``manifest["camera"]["notes"]``.
         split: split of the pairs whose split neither a folder nor the CSV gives.
-        workers: processes for decoding (None: 2 when there are many files).
+        workers: processes for decoding (:func:`~opticsfree.utils.parallel.map_chunks`): 0 one
+            per CPU, 1 in this process, N at most N; few pairs are imported in this process.
         test_fraction: hold out this share of the train scenes as the test split, stratified
             by class and seeded with ``seed`` (:func:`hold_out_test`); 0 keeps them all in
             train. Refused when folders or the CSV already give a test split.
@@ -464,7 +463,6 @@ def import_captures(lensless_dir: str | Path, originals_dir: str | Path, out: st
         ConfigError: ``test_fraction`` outside [0, 0.9] or a negative ``seed``.
     """
     from opticsfree.captures.check import check_capture_set
-    from opticsfree.utils.progress import progress
 
     lensless_dir = Path(lensless_dir).resolve()
     originals_dir = Path(originals_dir).resolve()
@@ -557,22 +555,8 @@ def import_captures(lensless_dir: str | Path, originals_dir: str | Path, out: st
             rl = lensless_relpath(sp, folder_of[name], stem, ext=ext)
             rel.append((ro, rl))
             tasks.append((str(originals[stem]), str(tmp / ro), str(captures[stem]), str(tmp / rl), mode))
-        if workers is None:
-            workers = min(2, os.cpu_count() or 1) if len(tasks) >= POOL_THRESHOLD else 1
-        step = min(CHUNK, -(-len(tasks) // max(workers, 1)))
-        chunks = [tasks[i:i + step] for i in range(0, len(tasks), step)]
-        results: list[tuple[int | None, str | None]] = []
-        with _write_errors(tmp), progress(transient=True) as bar:
-            t = bar.add_task("importing", total=len(tasks))
-            if workers <= 1 or len(chunks) == 1:
-                for c in chunks:
-                    results.extend(_import_chunk(c))
-                    bar.advance(t, len(c))
-            else:
-                with process_pool(workers) as pool:
-                    for res in pool.map(_import_chunk, chunks):
-                        results.extend(res)
-                        bar.advance(t, len(res))
+        with _write_errors(tmp):
+            results = list(map_chunks(_import_chunk, tasks, workers=workers, desc="importing"))
 
         kept = []
         for (sp, name, stem), (ro, rl), (ch, err) in zip(entries, rel, results):

@@ -10,6 +10,7 @@ again and the stale cache file of that split and size is removed.
 
 from __future__ import annotations
 
+import contextlib
 import hashlib
 import os
 from dataclasses import dataclass
@@ -21,8 +22,8 @@ import torch
 import torch.nn.functional as F
 
 from opticsfree.captures.format import CaptureSet, IndexRow, open_capture_set
-from opticsfree.utils.images import decode_image
-from opticsfree.utils.parallel import process_pool, resolve_workers
+from opticsfree.data.imagefolder import decode_files
+from opticsfree.utils.images import ImageDecodeError, decode_image
 from opticsfree.errors import DataError
 from opticsfree.utils.io import atomic_path, ensure_dir, file_state
 
@@ -60,20 +61,21 @@ class CaptureSplit:
                             [self.ids[i] for i in idx.tolist()], self.frames[idx], list(self.classes))
 
 
-def _decode_many(paths: list[str]) -> list[np.ndarray]:
-    return [decode_image(p) for p in paths]
+def read_images(paths: Sequence[str], workers: int | None = 0) -> list[np.ndarray]:
+    """The (H, W, C) uint8 arrays of image files, in order, decoded by the package's one entry
+    point for many files (:func:`opticsfree.data.imagefolder.decode_files`; ``workers`` as
+    there: 0 one per CPU, 1 in this process, few files in this process).
 
-
-def decode_images(paths: list[str], workers: int = 0) -> list[np.ndarray]:
-    """Decode image files to (H, W, C) uint8 arrays, in ``workers`` processes (0 = all CPUs)."""
-    workers = resolve_workers(workers)
-    if workers == 1 or len(paths) < 2000:
-        return _decode_many(paths)
-    chunks = [paths[i:i + 1000] for i in range(0, len(paths), 1000)]
+    Raises:
+        DataError: naming the first file (in order) that cannot be decoded, as
+            :func:`~opticsfree.utils.images.decode_image` does.
+    """
     out: list[np.ndarray] = []
-    with process_pool(workers) as pool:
-        for part in pool.map(_decode_many, chunks):
-            out.extend(part)
+    with contextlib.closing(decode_files(paths, workers=workers)) as results:
+        for path, res in zip(paths, results):
+            if isinstance(res, str):
+                raise ImageDecodeError(path, res)
+            out.append(res[0])
     return out
 
 
@@ -165,8 +167,8 @@ def load_captures(root: str | Path, split: str, size: int | None = None,
     # Originals are shared by the frames of a scene: decode each file once.
     uniq = list(dict.fromkeys(r.original for r in rows))
     opaths = [str(cs.path(o)) for o in uniq]
-    lensless = stack_images(decode_images(lpaths), lpaths, "lensless")
-    orig_u = stack_images(decode_images(opaths), opaths, "original")
+    lensless = stack_images(read_images(lpaths), lpaths, "lensless")
+    orig_u = stack_images(read_images(opaths), opaths, "original")
     pos = {o: i for i, o in enumerate(uniq)}
     original = orig_u[torch.tensor([pos[r.original] for r in rows], dtype=torch.long)]
     target = size if size is not None else (

@@ -3,8 +3,10 @@
 The work is split into fixed batches; the captures of batch ``b``, frame ``f`` use a torch
 generator seeded from ``(seed, split, b, f)``, so a set is a deterministic function of its
 settings, and a rerun after an interruption recomputes only batches with missing files and
-writes exactly the same pixels. Image encoding (PNG originals, JPEG captures) runs in a process
-pool while the main process simulates the next batch. ``manifest.json`` and ``index.csv`` are
+writes exactly the same pixels. Image encoding (PNG originals, JPEG captures) runs in worker
+processes while the main process simulates the next batch
+(:func:`opticsfree.utils.parallel.map_chunks` takes the files to write as they are simulated,
+a bounded number of chunks ahead). ``manifest.json`` and ``index.csv`` are
 written last: a set without them is incomplete. Everything is validated (settings, output
 directory, one trial capture) before the first file is written, so an invalid command leaves
 nothing behind.
@@ -14,9 +16,8 @@ from __future__ import annotations
 
 import logging
 import os
-from concurrent.futures import Future
 from pathlib import Path
-from typing import Any, Callable, Sequence
+from typing import Any, Callable, Iterator, Sequence
 
 import numpy as np
 import torch
@@ -31,7 +32,7 @@ from opticsfree.captures.format import (
     write_manifest,
 )
 from opticsfree.captures.writer import ImageJob, _write_chunk, encode_decode
-from opticsfree.utils.parallel import process_pool, resolve_workers
+from opticsfree.utils.parallel import map_chunks
 from opticsfree.data.base import ImageDataset, stratified_limit
 from opticsfree.errors import ConfigError, DataError, OpticsfreeError
 from opticsfree.optics import Camera, CameraConfig
@@ -193,7 +194,8 @@ def simulate_capture_set(dataset: ImageDataset, camera: CameraConfig, out: str |
         frames: captures per scene, each with independent noise and nuisances.
         seed: random seed of the subset selection and of the capture noise.
         batch: scenes simulated per matrix multiply (part of the set's identity).
-        workers: encoding processes (0 = one per CPU).
+        workers: encoding processes (:func:`~opticsfree.utils.parallel.map_chunks`): 0 one per
+            CPU, 1 in this process, N at most N; a small set is encoded in this process.
         on_progress: callback ``f(split, done, total)`` in scenes.
         skipped: source images left out as unreadable (``{"path", "reason"}``, from
             :func:`load_simulation_dataset` with ``skip_bad``); stored as ``manifest["skipped"]``
@@ -250,53 +252,47 @@ def simulate_capture_set(dataset: ImageDataset, camera: CameraConfig, out: str |
     ext = "jpeg" if quality is not None else "png"
     rows: list[IndexRow] = []
     sizes: dict[str, int] = {}
-    workers = resolve_workers(workers)
-    pending_futures: list[Future] = []
-    try:
-        with process_pool(workers) as pool:
-            def submit(jobs: list[ImageJob]) -> None:
-                for i in range(0, len(jobs), 256):
-                    pending_futures.append(pool.submit(_write_chunk, jobs[i:i + 256]))
-                # keep memory bounded: wait for the oldest tasks when too many are queued
-                while len(pending_futures) > 4 * workers:
-                    pending_futures.pop(0).result()
 
-            for split in splits:
-                sp = dataset.splits[split]
-                idx = stratified_limit(sp.labels, limit, seed)
-                sizes[split] = len(idx)
-                labels = [int(sp.labels[i]) for i in idx]
-                names = [folders[lab] for lab in labels]  # class folders (format.class_folders)
-                for d in {(split, n) for n in names}:
-                    ensure_dir(out / "originals" / d[0] / d[1])
-                    ensure_dir(out / "lensless" / d[0] / d[1])
-                for b0 in range(0, len(idx), batch):
-                    bidx = idx[b0:b0 + batch]
-                    jobs: list[ImageJob] = []
+    def image_jobs() -> Iterator[ImageJob]:
+        """The files still missing, batch by batch (simulated as the writers ask for them)."""
+        for split in splits:
+            sp = dataset.splits[split]
+            idx = stratified_limit(sp.labels, limit, seed)
+            sizes[split] = len(idx)
+            labels = [int(sp.labels[i]) for i in idx]
+            names = [folders[lab] for lab in labels]  # class folders (format.class_folders)
+            for d in {(split, n) for n in names}:
+                ensure_dir(out / "originals" / d[0] / d[1])
+                ensure_dir(out / "lensless" / d[0] / d[1])
+            for b0 in range(0, len(idx), batch):
+                bidx = idx[b0:b0 + batch]
+                jobs: list[ImageJob] = []
+                for j, i in enumerate(bidx):
+                    rel = original_relpath(split, names[b0 + j], sp.ids[i])
+                    if not (out / rel).exists():
+                        jobs.append(ImageJob(str(out / rel), sp.images[i]))
+                images = None
+                for f in range(frames):
+                    rels = [lensless_relpath(split, names[b0 + j], sp.ids[i], f if frames > 1 else None, ext)
+                            for j, i in enumerate(bidx)]
                     for j, i in enumerate(bidx):
-                        rel = original_relpath(split, names[b0 + j], sp.ids[i])
-                        if not (out / rel).exists():
-                            jobs.append(ImageJob(str(out / rel), sp.images[i]))
-                    images = None
-                    for f in range(frames):
-                        rels = [lensless_relpath(split, names[b0 + j], sp.ids[i], f if frames > 1 else None, ext)
-                                for j, i in enumerate(bidx)]
-                        for j, i in enumerate(bidx):
-                            rows.append(IndexRow(split, sp.ids[i], labels[b0 + j],
-                                                 dataset.classes[labels[b0 + j]],
-                                                 original_relpath(split, names[b0 + j], sp.ids[i]), rels[j], f))
-                        if all((out / r).exists() for r in rels):
-                            continue
-                        if images is None:
-                            images = torch.from_numpy(np.ascontiguousarray(sp.images[bidx])).permute(0, 3, 1, 2)
-                        caps = capture_batch(cam, images, seed, split, b0 // batch, f)
-                        jobs.extend(ImageJob(str(out / r), caps[j], quality) for j, r in enumerate(rels)
-                                    if not (out / r).exists())
-                    submit(jobs)
-                    if on_progress:
-                        on_progress(split, min(b0 + batch, len(idx)), len(idx))
-            for fut in pending_futures:
-                fut.result()
+                        rows.append(IndexRow(split, sp.ids[i], labels[b0 + j],
+                                             dataset.classes[labels[b0 + j]],
+                                             original_relpath(split, names[b0 + j], sp.ids[i]), rels[j], f))
+                    if all((out / r).exists() for r in rels):
+                        continue
+                    if images is None:
+                        images = torch.from_numpy(np.ascontiguousarray(sp.images[bidx])).permute(0, 3, 1, 2)
+                    caps = capture_batch(cam, images, seed, split, b0 // batch, f)
+                    jobs.extend(ImageJob(str(out / r), caps[j], quality) for j, r in enumerate(rels)
+                                if not (out / r).exists())
+                yield from jobs
+                if on_progress:
+                    on_progress(split, min(b0 + batch, len(idx)), len(idx))
+
+    try:
+        for _ in map_chunks(_write_chunk, image_jobs(), workers=workers, ordered=False):
+            pass
     except OSError as e:
         raise OpticsfreeError(f"cannot write {getattr(e, 'filename', None) or out}: {e.strerror}") from None
 

@@ -1,6 +1,7 @@
 """Encode and write capture-set images, in parallel, atomically, skipping finished files; read
-them back with the package's one decoder (:func:`opticsfree.utils.images.decode_image`;
-worker pools from :func:`opticsfree.utils.parallel.process_pool`)."""
+them back with the package's one decoder (:func:`opticsfree.utils.images.decode_image`).
+Work is spread by the package's one fan-out, :func:`opticsfree.utils.parallel.map_chunks`, and
+every file is written through :func:`opticsfree.utils.io.atomic_path`."""
 
 from __future__ import annotations
 
@@ -8,14 +9,15 @@ import io
 import os
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Iterable, Sequence
+from typing import Callable, Iterable, Sequence
 
 import numpy as np
 from PIL import Image
 
 from opticsfree.errors import OpticsfreeError
 from opticsfree.utils.images import decode_image
-from opticsfree.utils.parallel import process_pool, resolve_workers
+from opticsfree.utils.io import write_bytes
+from opticsfree.utils.parallel import map_chunks
 
 @dataclass(frozen=True)
 class ImageJob:
@@ -39,17 +41,14 @@ def encode_image(pixels: np.ndarray, quality: int | None) -> bytes:
 
 
 def _write_one(job: ImageJob) -> None:
-    data = encode_image(job.pixels, job.quality)
-    tmp = f"{job.path}.{os.getpid()}.tmp"
-    with open(tmp, "wb") as f:
-        f.write(data)
-    os.replace(tmp, job.path)
+    write_bytes(job.path, encode_image(job.pixels, job.quality))
 
 
-def _write_chunk(jobs: Sequence[ImageJob]) -> int:
+def _write_chunk(jobs: Sequence[ImageJob]) -> list[str]:
+    """Write ``jobs`` (a :func:`~opticsfree.utils.parallel.map_chunks` task); their paths."""
     for job in jobs:
         _write_one(job)
-    return len(jobs)
+    return [job.path for job in jobs]
 
 
 def pending(jobs: Iterable[ImageJob]) -> list[ImageJob]:
@@ -57,17 +56,18 @@ def pending(jobs: Iterable[ImageJob]) -> list[ImageJob]:
     return [j for j in jobs if not os.path.exists(j.path)]
 
 
-def write_images(jobs: Sequence[ImageJob], workers: int = 0, chunk: int = 512,
-                 on_progress=None) -> int:
+def write_images(jobs: Sequence[ImageJob], workers: int = 0,
+                 on_progress: Callable[[int], None] | None = None) -> int:
     """Write ``jobs`` (creating directories), in ``workers`` processes (0 = one per CPU).
 
-    Each file is written to a temporary name and renamed, so an interrupted run never leaves
-    a partial image and a rerun only writes what is missing.
+    Each file is written to a temporary name and renamed
+    (:func:`~opticsfree.utils.io.atomic_path`), so an interrupted run never leaves a partial
+    image and a rerun only writes what is missing.
 
     Args:
         jobs: images to write.
-        workers: processes to encode with; 0 uses ``os.cpu_count()``, 1 writes in-process.
-        chunk: images per task.
+        workers: processes to encode with (:func:`~opticsfree.utils.parallel.map_chunks`):
+            0 one per CPU, 1 in this process, N at most N.
         on_progress: optional callback ``f(n_written)`` after each chunk.
 
     Returns:
@@ -80,21 +80,11 @@ def write_images(jobs: Sequence[ImageJob], workers: int = 0, chunk: int = 512,
             os.makedirs(d, exist_ok=True)
         except OSError as e:
             raise OpticsfreeError(f"cannot create {d}: {e.strerror}") from None
-    chunks = [jobs[i:i + chunk] for i in range(0, len(jobs), chunk)]
-    workers = resolve_workers(workers)
     done = 0
     try:
-        if workers == 1 or len(chunks) == 1:
-            for c in chunks:
-                done += _write_chunk(c)
-                if on_progress:
-                    on_progress(len(c))
-        else:
-            with process_pool(workers) as pool:
-                for n in pool.map(_write_chunk, chunks):
-                    done += n
-                    if on_progress:
-                        on_progress(n)
+        for _ in map_chunks(_write_chunk, jobs, workers=workers, on_progress=on_progress,
+                            ordered=False):
+            done += 1
     except OSError as e:
         raise OpticsfreeError(f"cannot write {getattr(e, 'filename', '') or 'image'}: {e.strerror}") from None
     return done

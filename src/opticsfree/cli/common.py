@@ -100,6 +100,8 @@ SHARED_OPTIONS: dict[str, tuple[type, dict | None, str]] = {
     "--resume": (bool, None, "a flag: continue the output already in --out"),
     "--yes": (bool, None, "a flag: go ahead without asking"),
     "--amp": (bool, None, "--amp/--no-amp: bf16 autocast (default: where the CPU/GPU has native bf16)"),
+    "--recipe": (str, None, "a bundled recipe (best, fast, seed) or a recipe file"),
+    "--loss": (str, None, "a training loss"),
     "--mirror": (bool, None, "a flag: test-time mirroring (a capture and its left-right flip, averaged)"),
     "--reject": (bool, None, "a flag: flag captures beyond the run's validated distance threshold"),
     "--output-gamma": (float, GAMMA, "decoding of 8-bit captures to linear units"),

@@ -80,6 +80,11 @@ def train_command(
                                                "training process, as torch's DataLoader; config field workers)",
                                           show_default=_d("workers")),
     threads: Optional[int] = typer.Option(None, "--threads", **THREADS, help="torch CPU threads", show_default="torch default"),
+    teacher: Optional[Path] = typer.Option(None, "--teacher", metavar="RUN",
+                                           help="teacher-student: a finished run that sees each training "
+                                                "scene (e.g. trained on `lens` captures) and guides this one "
+                                                "(soft targets; weights and temperature: --set teacher_kd_weight=, "
+                                                "teacher_temperature=, teacher_feature_weight=)"),
     quiet: bool = typer.Option(False, "--quiet", help="no progress on stderr (no bar, no line per epoch)"),
     set_: List[str] = typer.Option([], "--set", metavar="KEY=VALUE",
                                    help="any other config field; VALUE is parsed as JSON when it parses, "
@@ -101,7 +106,8 @@ def train_command(
     given = {"backbone": backbone, "epochs": epochs, "checkpoints": checkpoints, "sampling": sampling,
              "mining": mining, "val_fraction": val_fraction, "device": device, "seed": seed,
              "size": size, "batch_size": batch_size, "lr": lr, "limit": limit, "width": width,
-             "amp": amp, "workers": workers, "threads": threads}
+             "amp": amp, "workers": workers, "threads": threads,
+             "teacher": None if teacher is None else str(teacher)}
     fields.update({k: v for k, v in given.items() if v is not None})
     if shared:
         fields["shared"] = True

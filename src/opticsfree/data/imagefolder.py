@@ -24,8 +24,10 @@ Files may sit in subfolders of a class folder. Samples are ordered by label, the
 and get ids ``<class>_<path within the class folder, without extension>`` made file-name-safe
 and unique. Decoding uses the package's one decoder (:func:`opticsfree.utils.images.decode_image`:
 transparency composited onto white, grayscale modes one channel, 16-bit images scaled by their
-full range, everything else RGB), in two worker processes for large trees. An unreadable file
-stops decoding with an error naming it, unless the caller asks to skip such files
+full range, everything else RGB), over many files through :func:`decode_files`, the package's
+one entry point for decoding many image files (also the capture loader's and ``predict``'s), in
+worker processes for large inputs (:func:`opticsfree.utils.parallel.map_chunks`). An unreadable
+file stops decoding with an error naming it, unless the caller asks to skip such files
 (``skip_bad``), which are then listed in :attr:`DecodedTree.skipped`.
 """
 
@@ -36,20 +38,18 @@ import logging
 import os
 import posixpath
 from dataclasses import dataclass, field
-from itertools import repeat
 from pathlib import Path
-from typing import Callable, Sequence
+from typing import Callable, Iterator, Sequence, Union
 
 import numpy as np
 
 from opticsfree.utils.images import ImageDecodeError, decode_image_format
-from opticsfree.utils.parallel import process_pool
+from opticsfree.utils.parallel import map_chunks
 from opticsfree.data.base import Split
 from opticsfree.data.classes import folder_class_order
 from opticsfree.data.ids import unique_ids
 from opticsfree.data.split import stratified_split
 from opticsfree.errors import DataError
-from opticsfree.utils.progress import progress
 
 #: File extensions treated as images (lower case).
 IMAGE_EXTENSIONS = frozenset({".jpg", ".jpeg", ".png", ".bmp", ".gif", ".ppm", ".pgm", ".pbm",
@@ -58,12 +58,10 @@ IMAGE_EXTENSIONS = frozenset({".jpg", ".jpeg", ".png", ".bmp", ".gif", ".ppm", "
 SPLIT_DIRS = ("train", "test")
 #: Layouts, for error messages.
 LAYOUTS = "train/<class>/<image>, test/<class>/<image>"
-#: Trees with at least this many images are decoded in worker processes.
-PARALLEL_MIN = 2048
-#: Worker processes for large trees (the machines this runs on are shared; 2 is enough to
-#: keep up with reading the archive).
-WORKERS = 2
-_CHUNK = 1024
+#: What :func:`decode_files` decodes: a path (named by itself) or ``(name, payload)``, the
+#: payload being the file's path or its bytes (an archive member) and the name how messages
+#: call it.
+DecodeItem = Union[str, os.PathLike, tuple[str, Union[bytes, str]]]
 
 log = logging.getLogger(__name__)
 
@@ -237,47 +235,49 @@ def tree_from_members(archive: str | Path, members: dict[str, bytes], allow_sing
     return _entries(archive, items, allow_single)
 
 
-def _decode_one(payload: bytes | str, rgb: bool, name: str | None = None) -> tuple[np.ndarray, str]:
-    """Decode one file with :func:`opticsfree.utils.images.decode_image_format`; with ``rgb``
-    a grayscale image is replicated to three channels. Returns (array, Pillow format)."""
-    arr, fmt = decode_image_format(payload, name=name)
-    if rgb and arr.shape[2] == 1:
-        arr = np.repeat(arr, 3, axis=2)
-    return arr, fmt
+def _decode_one(item: DecodeItem) -> tuple[np.ndarray, str] | str:
+    """Decode one file with :func:`opticsfree.utils.images.decode_image_format`: ``(array,
+    Pillow format)``, or why it cannot be decoded (one line, without the file's name)."""
+    name, payload = item if isinstance(item, tuple) else (str(item), item)
+    try:
+        return decode_image_format(payload, name=name)
+    except ImageDecodeError as e:
+        return e.reason
+    except Exception as e:  # noqa: BLE001 - any decoder failure means a bad image file
+        return (f"{type(e).__name__}: {e}".splitlines() or [type(e).__name__])[0]
 
 
-def _decode_chunk(chunk: Sequence[tuple[str, bytes | str]], rgb: bool, skip_bad: bool = False):
-    """Decode a chunk; returns (arrays, formats, errors), errors a list of (i, message).
+def _decode_chunk(items: Sequence[DecodeItem]) -> list[tuple[np.ndarray, str] | str]:
+    return [_decode_one(item) for item in items]
 
-    Without ``skip_bad`` decoding stops at the first bad file (then ``arrays`` are the images
-    before it); with it, every readable image is returned (in order) and every bad one listed.
+
+def decode_files(items: Sequence[DecodeItem], *, workers: int | None = 0, desc: str | None = None,
+                 on_progress: Callable[[int], None] | None = None) -> Iterator[tuple[np.ndarray, str] | str]:
+    """Decode many image files: the package's one entry point for that (ImageFolder trees,
+    the capture loader, ``predict``), each file with the one decoder,
+    :func:`opticsfree.utils.images.decode_image`.
+
+    Args:
+        items: per file, its path, or ``(name, payload)``: the payload a path or the file's
+            bytes, the name how to call it in messages (:data:`DecodeItem`).
+        workers: decoding processes (:func:`~opticsfree.utils.parallel.map_chunks`): 0 one per
+            CPU, 1 in this process, N at most N; few files are decoded in this process.
+        desc: label of a transient progress bar (None: none).
+        on_progress: called with the number of files of each decoded chunk.
+
+    Returns:
+        An iterator, in the order of ``items``, of ``(array, format)`` per file (``array``
+        uint8 (H, W, C), C = 1 or 3; ``format`` Pillow's name, e.g. ``"PNG"``) or, for a file
+        that cannot be decoded (missing, empty, truncated, not an image), the reason as a
+        one-line string. Close it (or exhaust it) to stop the workers.
     """
-    arrays: list[np.ndarray] = []
-    formats: set[str] = set()
-    errors: list[tuple[int, str]] = []
-    for i, (name, payload) in enumerate(chunk):
-        try:
-            arr, fmt = _decode_one(payload, rgb, name)
-        except ImageDecodeError as e:
-            errors.append((i, e.reason))
-            if not skip_bad:
-                break
-            continue
-        except Exception as e:  # noqa: BLE001 - any decoder failure means a bad image file
-            errors.append((i, (f"{type(e).__name__}: {e}".splitlines() or [type(e).__name__])[0]))
-            if not skip_bad:
-                break
-            continue
-        arrays.append(arr)
-        formats.add(fmt)
-    return arrays, formats, errors
+    return map_chunks(_decode_chunk, items, workers=workers, desc=desc, on_progress=on_progress)
 
 
 def decode_images(items: Sequence[tuple[str, bytes | str]], rgb: bool, desc: str = "decoding",
-                  workers: int | None = None, parallel_min: int = PARALLEL_MIN,
-                  skip_bad: bool = False,
+                  workers: int | None = 0, skip_bad: bool = False,
                   skipped: list[tuple[int, str, str]] | None = None) -> tuple[np.ndarray, set[str]]:
-    """Decode image files into one uint8 (N, H, W, C) array.
+    """Decode image files into one uint8 (N, H, W, C) array (with :func:`decode_files`).
 
     Args:
         items: ``(display name, payload)`` per image; payload is the file's bytes or its path.
@@ -286,9 +286,8 @@ def decode_images(items: Sequence[tuple[str, bytes | str]], rgb: bool, desc: str
             when grayscale and colour images are mixed, the grayscale ones are replicated to
             three channels.
         desc: progress bar label.
-        workers: worker processes; None = :data:`WORKERS` when there are at least
-            ``parallel_min`` images (and more than one CPU), else in-process.
-        parallel_min: see ``workers``.
+        workers: decoding processes: 0 one per CPU, 1 in this process, N at most N; few images
+            are decoded in this process (:func:`~opticsfree.utils.parallel.map_chunks`).
         skip_bad: leave out the images that cannot be decoded (empty, truncated, not an image)
             instead of stopping; each is appended to ``skipped``.
         skipped: with ``skip_bad``, receives ``(index in items, display name, reason)`` per image
@@ -306,38 +305,28 @@ def decode_images(items: Sequence[tuple[str, bytes | str]], rgb: bool, desc: str
     n = len(items)
     if n == 0:
         raise ValueError("no images to decode")
-    if workers is None:
-        workers = WORKERS if n >= parallel_min and (os.cpu_count() or 1) > 1 else 1
-    chunks = [items[i:i + _CHUNK] for i in range(0, n, _CHUNK)]
     arrays: list[np.ndarray] = []
     formats: set[str] = set()
     ref: tuple[int, int] | None = None
     ref_name = ""
     bad: list[tuple[int, str, str]] = []
-    with contextlib.ExitStack() as stack:
-        pool = stack.enter_context(process_pool(workers)) if workers > 1 else None
-        args = (chunks, repeat(rgb), repeat(skip_bad))
-        results = pool.map(_decode_chunk, *args) if pool else map(_decode_chunk, *args)
-        bar = stack.enter_context(progress(transient=True))
-        task = bar.add_task(desc, total=n)
-        for c, (chunk, (arrs, fmts, errs)) in enumerate(zip(chunks, results)):
-            failed = {i for i, _ in errs}
-            good = [j for j in range(len(chunk)) if j not in failed][:len(arrs)]
-            for j, a in zip(good, arrs):
-                if ref is None:
-                    ref, ref_name = a.shape[:2], chunk[j][0]
-                elif a.shape[:2] != ref:
-                    raise DataError(
-                        f"{chunk[j][0]}: image size {a.shape[1]}x{a.shape[0]} differs from "
-                        f"{ref_name} ({ref[1]}x{ref[0]}); all images must share a size")
-            if errs and not skip_bad:
-                i, msg = errs[0]
-                raise DataError(f"{chunk[i][0]}: cannot decode image ({msg}); remove or replace "
-                                f"the file (simulate --skip-bad skips unreadable images)")
-            bad += [(c * _CHUNK + i, chunk[i][0], msg) for i, msg in errs]
-            arrays.extend(arrs)
-            formats |= fmts
-            bar.update(task, advance=len(chunk))
+    with contextlib.closing(decode_files(items, workers=workers, desc=desc)) as results:
+        for i, ((name, _), res) in enumerate(zip(items, results)):
+            if isinstance(res, str):
+                if not skip_bad:
+                    raise DataError(f"{name}: cannot decode image ({res}); remove or replace "
+                                    f"the file (simulate --skip-bad skips unreadable images)")
+                bad.append((i, name, res))
+                continue
+            a, fmt = res
+            if ref is None:
+                ref, ref_name = a.shape[:2], name
+            elif a.shape[:2] != ref:
+                raise DataError(
+                    f"{name}: image size {a.shape[1]}x{a.shape[0]} differs from "
+                    f"{ref_name} ({ref[1]}x{ref[0]}); all images must share a size")
+            arrays.append(a)
+            formats.add(fmt)
     if skipped is not None:
         skipped.extend(bad)
     if ref is None:
@@ -345,7 +334,7 @@ def decode_images(items: Sequence[tuple[str, bytes | str]], rgb: bool, desc: str
     channels = 3 if rgb or any(a.shape[2] == 3 for a in arrays) else 1
     out = np.empty((len(arrays), ref[0], ref[1], channels), dtype=np.uint8)
     for i, a in enumerate(arrays):
-        out[i] = a  # (H, W, 1) broadcasts to 3 channels when mixed
+        out[i] = a  # (H, W, 1) broadcasts to 3 channels (rgb, or mixed with colour)
     return out, formats
 
 

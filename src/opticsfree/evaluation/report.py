@@ -54,19 +54,19 @@ from opticsfree.evaluation.metrics import (bootstrap_accuracy_ci, classification
                                            retrieval_metrics)
 from opticsfree.evaluation.prototype_classifier import pairwise_distances
 from opticsfree.evaluation.results import (ALL_CLASSIFIERS, CLASSIFIERS, CONVENTIONS,
-                                           DETAIL_KEYS, HEAD_ONLY_LOSSES, Artifacts,
-                                           CheckpointEvaluation, Evaluation, KnnParams,
-                                           ThresholdParams, default_classifier, table_paths)
+                                           DETAIL_KEYS, Artifacts, CheckpointEvaluation,
+                                           Evaluation, KnnParams, ThresholdParams,
+                                           default_classifier, table_paths)
 from opticsfree.evaluation.seed_tables import capture_set_facts, match_run
 from opticsfree.evaluation.threshold_classifier import (UNKNOWN, ThresholdClassifier,
                                                         pair_distances)
+from opticsfree.losses.names import classified_by_head
 from opticsfree.utils.document import Document, Note, Paragraph, Row, Table, render_markdown
 from opticsfree.utils.io import write_json, write_text
 
-__all__ = ["ALL_CLASSIFIERS", "CLASSIFIERS", "CONVENTIONS", "DETAIL_KEYS", "HEAD_ONLY_LOSSES",
-           "TABLE_COLUMNS", "default_classifier", "evaluate_checkpoint", "evaluate_models",
-           "summary_document", "table_paths", "table_rows", "write_evaluation", "write_figures",
-           "write_tables"]
+__all__ = ["ALL_CLASSIFIERS", "CLASSIFIERS", "CONVENTIONS", "DETAIL_KEYS", "TABLE_COLUMNS",
+           "default_classifier", "evaluate_checkpoint", "evaluate_models", "summary_document",
+           "table_paths", "table_rows", "write_evaluation", "write_figures", "write_tables"]
 
 
 def _check_classifier(classifier: str) -> None:
@@ -100,14 +100,14 @@ def evaluate_checkpoint(model: TrainedEmbedder, split: str = "test",
 
     Raises:
         ConfigError: unknown classifier, ``head`` for a model without a head, or a distance
-            classifier for a model trained with a :data:`HEAD_ONLY_LOSSES` loss.
+            classifier for a model trained with a head-only loss (``ce``).
         DataError: ``knn`` or ``threshold`` for a run without a val split, or an empty split.
     """
     _check_classifier(classifier)
     if classifier == "head" and not model.has_head:
         raise ConfigError(f"--classifier head: the model (loss {model.loss!r}) "
                           f"has no classifier head; use one of {', '.join(CLASSIFIERS)}")
-    if classifier != "head" and model.loss in HEAD_ONLY_LOSSES:
+    if classifier != "head" and classified_by_head(model.loss):
         raise ConfigError(f"--classifier {classifier}: the model was trained with loss "
                           f"{model.loss!r}, which never trains the original "
                           "tower, so distances to the originals mean nothing; use "

@@ -15,13 +15,12 @@ import numpy as np
 
 from opticsfree.evaluation.embed import Embedded
 from opticsfree.evaluation.seed_tables import SeedRow
+from opticsfree.losses.names import classified_by_head
 
-#: The distance classifiers (every model but a :data:`HEAD_ONLY_LOSSES` one).
+#: The distance classifiers (every model but one of a head-only loss: ``LossSpec.head_only``).
 CLASSIFIERS = ("prototype", "knn", "threshold")
 #: Plus the classifier head of models trained with one.
 ALL_CLASSIFIERS = CLASSIFIERS + ("head",)
-#: losses that train only the lensless tower and its head: ``head`` is their only classifier
-HEAD_ONLY_LOSSES = ("ce",)
 #: Keys left out of a checkpoint's summary (``to_json(detail=False)``: ``--json``, the study).
 DETAIL_KEYS = ("per_class", "confusion_matrix", "classes")
 
@@ -53,9 +52,10 @@ CONVENTIONS = {
 
 
 def default_classifier(loss: str | None) -> str:
-    """The classifier to use when none is named: ``head`` for :data:`HEAD_ONLY_LOSSES`,
+    """The classifier to use when none is named: ``head`` for a head-only loss (one that trains
+    only the lensless tower and its head: :func:`opticsfree.losses.names.classified_by_head`),
     ``prototype`` otherwise."""
-    return "head" if loss in HEAD_ONLY_LOSSES else "prototype"
+    return "head" if classified_by_head(loss) else "prototype"
 
 
 @dataclass(frozen=True)

@@ -10,7 +10,7 @@ from __future__ import annotations
 from pathlib import Path
 from typing import Any
 
-from opticsfree.seed_study import DATASET, SeedRow, seed_row
+from opticsfree.seed_study import DATASET, TABLES, SeedRow, seed_row
 
 
 def _norm_dataset(name: Any) -> str:
@@ -61,7 +61,7 @@ def match_run(config: dict[str, Any], epoch: int, captures: str | Path | None = 
         captures: the run's capture-set directory (default ``config["captures"]``).
     """
     loss = str(config.get("loss", "")).lower()
-    if loss not in ("triplet", "quadruplet"):
+    if loss not in {t.loss for t in TABLES}:  # the seed's losses
         return None
     facts = capture_set_facts(captures if captures is not None else config.get("captures"))
     if facts["dataset"] is None or _norm_dataset(facts["dataset"]) != DATASET:

@@ -37,8 +37,6 @@ from opticsfree.utils.io import read_json
 
 #: ``metric`` (prototype distances) or ``ce`` (classifier-head logits).
 LIKELIHOODS = ("metric", "ce")
-#: Losses whose runs are classified by their head (``bayes --likelihood auto`` / ``evaluate``).
-HEAD_LOSSES = ("ce",)
 #: Version of the prototype cache file layout (part of its name).
 CACHE_VERSION = 1
 
@@ -269,12 +267,6 @@ def find_threshold(run: str | Path, epoch: int) -> tuple[float | None, str | Non
     return None, None
 
 
-def choose_likelihood(config: dict[str, Any], has_head: bool) -> str:
-    """``ce`` for a run trained with a :data:`HEAD_LOSSES` loss (its original tower never
-    learned, so distances mean nothing), ``metric`` otherwise."""
-    return "ce" if has_head and config.get("loss") in HEAD_LOSSES else "metric"
-
-
 # --------------------------------------------------------------------------------------------
 # Class prototypes (cached) and the run's preprocessing
 
@@ -431,7 +423,9 @@ def load_classifier(run: str | os.PathLike, checkpoint: str | int | None = "last
     epoch = resolve_checkpoint(run, checkpoint)
     model = open_model(run, epoch, device, mirror=mirror)
     classes = list(model.classes)
-    kind = choose_likelihood(model.config, bool(model.has_head))
+    from opticsfree.bayes.likelihood import choose_likelihood
+
+    kind = choose_likelihood(model.config.get("loss"), bool(model.has_head))
     if kind == "metric":
         protos, train, meta, source = _prototypes(model, run, epoch, batch_size)
     else:  # a ce run: its head classifies; the train prior still needs the train labels

@@ -32,10 +32,6 @@ from opticsfree.errors import ConfigError, DataError
 
 #: The naming rule of frames: ``<scene>_f<NN>`` (the stem of a capture-set frame file).
 FRAME_RE = re.compile(r"^(?P<scene>.+)_f(?P<frame>\d+)$")
-#: Files per task of a decoding worker.
-DECODE_CHUNK = 512
-#: Fewer files than this are decoded in the calling process.
-PARALLEL_FROM = 2000
 
 
 @dataclass(frozen=True)
@@ -177,37 +173,3 @@ def group_scenes(captures: Sequence[Capture]) -> Scenes:
     frames = np.fromiter((c.frame for c in captures), dtype=np.int64, count=len(captures))
     order = np.lexsort((np.arange(len(captures)), frames, of_row))
     return Scenes(list(index), of_row, order)
-
-
-# --------------------------------------------------------------------------------------------
-# Decoding: each file either gives an array or the reason it could not be read
-
-
-def _decode_safe(paths: Sequence[str]) -> list[np.ndarray | str]:
-    from opticsfree.utils.images import ImageDecodeError, decode_image
-
-    out: list[np.ndarray | str] = []
-    for p in paths:
-        try:
-            out.append(decode_image(p))
-        except ImageDecodeError as e:
-            out.append(e.reason)
-    return out
-
-
-def decode_all(paths: Sequence[str], pool=None) -> list[np.ndarray | str]:
-    """Decode image files with the package's one decoder; a file that cannot be read gives the
-    reason (a string) instead of an array.
-
-    Args:
-        paths: the files.
-        pool: an executor (e.g. :func:`opticsfree.utils.parallel.process_pool`) to decode in;
-            None, or fewer than :data:`PARALLEL_FROM` files: in this process.
-    """
-    if pool is None or len(paths) < PARALLEL_FROM:
-        return _decode_safe(paths)
-    chunks = [paths[i:i + DECODE_CHUNK] for i in range(0, len(paths), DECODE_CHUNK)]
-    out: list[np.ndarray | str] = []
-    for part in pool.map(_decode_safe, chunks):
-        out.extend(part)
-    return out

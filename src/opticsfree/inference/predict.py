@@ -25,6 +25,7 @@ from __future__ import annotations
 import contextlib
 import csv
 import io
+import itertools
 import json
 import math
 import time
@@ -36,8 +37,7 @@ import numpy as np
 
 from opticsfree.errors import ConfigError, DataError
 from opticsfree.inference.bundle import Classifier, threshold_hint
-from opticsfree.inference.inputs import (PARALLEL_FROM, Capture, collect_captures, decode_all,
-                                         group_scenes)
+from opticsfree.inference.inputs import Capture, collect_captures, group_scenes
 
 #: Captures decoded and embedded per step (bounds the memory of a large input).
 CHUNK = 8192
@@ -275,7 +275,8 @@ def predict(classifier: Classifier, inputs: Sequence[str | Path], *,
             threshold.
         top: report only the ``top`` most probable classes per scene.
         batch_size: images per forward pass.
-        workers: decoding processes for large inputs (0: one per CPU; 1: none).
+        workers: decoding processes (:func:`~opticsfree.utils.parallel.map_chunks`): 0 one per
+            CPU, 1 in this process, N at most N; few captures are decoded in this process.
         engine: ``torch`` (the reference) or ``onnx``: the classifier's graph exported in memory
             and run by onnxruntime (faster on the CPU; checked against PyTorch on the first
             batch, see :class:`~opticsfree.inference.export.OnnxScorer`).
@@ -308,14 +309,14 @@ def predict(classifier: Classifier, inputs: Sequence[str | Path], *,
     failures: list[Failure] = []
     kept_caps: list[Capture] = []
     scores, dists = [], []
-    from opticsfree.utils.parallel import process_pool, resolve_workers
+    from opticsfree.data.imagefolder import decode_files
 
-    n_workers = resolve_workers(workers)
-    use_pool = n_workers > 1 and len(caps) >= PARALLEL_FROM
-    with (process_pool(n_workers) if use_pool else contextlib.nullcontext()) as pool:
+    # one stream of decoded files (in worker processes for many) for the whole input, read
+    # CHUNK at a time: the workers decode ahead while a chunk is embedded
+    with contextlib.closing(decode_files([c.path for c in caps], workers=workers)) as files:
         for start in range(0, len(caps), CHUNK):
             chunk = caps[start:start + CHUNK]
-            decoded = decode_all([c.path for c in chunk], pool)
+            decoded = [r if isinstance(r, str) else r[0] for r in itertools.islice(files, len(chunk))]
             kept, s, d = _score_chunk(classifier, chunk, decoded, batch_size, failures, scorer)
             kept_caps.extend(chunk[i] for i in kept)
             scores.append(s)

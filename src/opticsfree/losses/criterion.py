@@ -9,26 +9,45 @@ positive and negative originals; the row itself is the tuple (no mining).
 
 from __future__ import annotations
 
-from typing import Sequence
+import importlib
+from typing import TYPE_CHECKING, Any, Sequence
 
-import torch
 import torch.nn.functional as F
-from pytorch_metric_learning.distances import LpDistance
-from pytorch_metric_learning.losses import TripletMarginLoss
-from pytorch_metric_learning.miners import BatchHardMiner, TripletMarginMiner
 from torch import Tensor
 
 from opticsfree.errors import ConfigError
-from opticsfree.losses.dense import batch_all_quadruplet, batch_all_triplet
-from opticsfree.losses.names import LOSSES, MINING, default_mining
-from opticsfree.losses.quadruplet_chen_loss import ChenQuadrupletLoss, ChenQuadrupletMiner
-from opticsfree.losses.quadruplet_loss import QuadrupletLoss, QuadrupletMiner
+from opticsfree.losses import names
+from opticsfree.losses.names import LossSpec, default_mining, loss_spec
+from opticsfree.losses.term import LossSettings, MetricTerm
 
-__all__ = ["LOSSES", "MINING", "Criterion", "default_mining"]
+if TYPE_CHECKING:
+    from opticsfree.losses.names import LOSSES, MINING
+
+__all__ = ["LOSSES", "MINING", "Criterion", "default_mining", "build_term"]
+
+
+def __getattr__(name: str) -> Any:
+    # LOSSES and MINING: the registry's, read when asked for
+    if name in ("LOSSES", "MINING"):
+        return getattr(names, name)
+    raise AttributeError(f"module {__name__!r} has no attribute {name!r}")
+
+
+def build_term(spec: LossSpec, mining: str, settings: LossSettings) -> MetricTerm | None:
+    """The metric term of a registered loss (None for a loss without one): the class its
+    entry names (``"module:Class"``), imported now, built as ``Class(mining, settings)``."""
+    if spec.term is None:
+        return None
+    module, _, name = spec.term.partition(":")
+    return getattr(importlib.import_module(module), name)(mining, settings)
 
 
 class Criterion:
     """Computes the loss of one batch for a ``--loss`` name.
+
+    The loss's entry in the registry (:func:`opticsfree.losses.names.loss_spec`) says what it
+    is made of: its metric term (:func:`build_term`), and whether a cross-entropy term of the
+    classifier head is added (``uses_head``) or is all of it (``head_only``).
 
     Args:
         loss: one of :data:`LOSSES`.
@@ -36,10 +55,13 @@ class Criterion:
         margin: triplet margin :math:`m` (Euclidean distance on the unit sphere).
         quad_margins: :math:`(m_1, m_2)` of the seed's quadruplet loss.
         chen_margins: :math:`(\\alpha_1, \\alpha_2)` of Chen's quadruplet loss (squared distances).
-        ce_weight: weight of the metric term in ``ce+triplet`` (the cross-entropy has weight 1).
+        ce_weight: weight of the metric term of a loss with a head (``ce+triplet``; the
+            cross-entropy has weight 1).
         label_smoothing: label smoothing of the cross-entropy.
 
     Attributes:
+        spec: the loss's registry entry.
+        term: its metric term (None for ``ce``).
         originals_per_tuple: how many original images a seed-style tuple row needs (the
             positive, close positive and negative for ``quadruplet``; positive and negative
             for the triplet losses; none for ``ce``).
@@ -48,12 +70,12 @@ class Criterion:
     def __init__(self, loss: str, mining: str | None = None, margin: float = 0.2,
                  quad_margins: Sequence[float] = (0.05, 0.2), chen_margins: Sequence[float] = (0.4, 0.2),
                  ce_weight: float = 1.0, label_smoothing: float = 0.0):
-        if loss not in LOSSES:
-            raise ConfigError(f"loss {loss!r}: expected one of {', '.join(LOSSES)}")
-        mining = mining or default_mining(loss)
-        if mining not in MINING[loss]:
+        spec = loss_spec(loss)
+        mining = mining or spec.default_mining
+        if mining not in spec.mining:
             raise ConfigError(f"mining {mining!r} is not available for loss {loss!r} "
-                              f"(expected one of {', '.join(MINING[loss])})")
+                              f"(expected one of {', '.join(spec.mining)})")
+        self.spec = spec
         self.loss, self.mining = loss, mining
         self.margin = float(margin)
         self.quad_margins = (float(quad_margins[0]), float(quad_margins[1]))
@@ -61,34 +83,18 @@ class Criterion:
         self.fast = True
         self.ce_weight = float(ce_weight)
         self.label_smoothing = float(label_smoothing)
-        self.metric = None
-        self.miner = None
-        if loss in ("triplet", "ce+triplet"):
-            self.metric = TripletMarginLoss(margin=margin, distance=LpDistance())
-            if mining == "semihard":
-                self.miner = TripletMarginMiner(margin=margin, type_of_triplets="semihard",
-                                                distance=LpDistance())
-            elif mining == "hard":
-                self.miner = BatchHardMiner(distance=LpDistance())
-        elif loss == "quadruplet":
-            m1, m2 = quad_margins
-            self.metric = QuadrupletLoss(margin_close=m1, margin=m2)
-            self.miner = QuadrupletMiner(mining, margin_close=m1, margin=m2, distance=LpDistance())
-        elif loss == "quadruplet-chen":
-            a1, a2 = chen_margins
-            self.metric = ChenQuadrupletLoss(alpha1=a1, alpha2=a2)
-            self.miner = ChenQuadrupletMiner(mining, distance=LpDistance())
-        self.originals_per_tuple = {"quadruplet": 3, "quadruplet-chen": 0, "ce": 0}.get(loss, 2)
+        self.term = build_term(spec, mining, LossSettings(margin, quad_margins, chen_margins))
+        self.originals_per_tuple = spec.tuple_originals
 
     @property
     def uses_head(self) -> bool:
         """True for the losses with a cross-entropy term (the model needs a classifier head)."""
-        return self.loss in ("ce", "ce+triplet")
+        return self.spec.uses_head
 
     @property
     def uses_originals(self) -> bool:
-        """False for ``ce`` (only the lensless tower and head are trained)."""
-        return self.loss != "ce"
+        """False for a head-only loss (``ce``: only the lensless tower and head are trained)."""
+        return self.spec.uses_originals
 
     def _ce(self, logits: Tensor | None, labels: Tensor) -> Tensor:
         if logits is None:
@@ -96,9 +102,9 @@ class Criterion:
         return F.cross_entropy(logits.float(), labels, label_smoothing=self.label_smoothing)
 
     def _combine(self, metric: Tensor | None, logits: Tensor | None, labels: Tensor) -> Tensor:
-        if self.loss == "ce":
+        if self.term is None:  # cross-entropy only
             return self._ce(logits, labels)
-        if self.loss == "ce+triplet":
+        if self.spec.uses_head:
             return self._ce(logits, labels) + self.ce_weight * metric
         return metric
 
@@ -117,21 +123,11 @@ class Criterion:
             The scalar loss.
         """
         metric = None
-        if self.metric is not None:
-            a, o = anchors.float(), originals.float()
+        if self.term is not None:
             # A distinct tensor for the reference labels: PML drops the diagonal (i == j) from
             # the positives when ``ref_labels is labels``, and here j == i is the anchor's own
             # original, the most important positive.
-            ref_labels = labels.clone()
-            if self.fast and self.mining == "all":
-                # Same value and gradient as the PML path below, much faster on balanced batches.
-                if self.loss == "quadruplet":
-                    metric = batch_all_quadruplet(a, o, labels, ref_labels, *self.quad_margins)
-                else:
-                    metric = batch_all_triplet(a, o, labels, ref_labels, self.margin)
-            if metric is None:
-                idx = self.miner(a, labels, o, ref_labels) if self.miner is not None else None
-                metric = self.metric(a, labels, idx, o, ref_labels)
+            metric = self.term.online(anchors.float(), originals.float(), labels, labels.clone(), self.fast)
         return self._combine(metric, logits, labels)
 
     def tuples(self, anchors: Tensor | None, originals: Sequence[Tensor], labels: Tensor,
@@ -149,20 +145,9 @@ class Criterion:
         Returns:
             The scalar loss.
         """
-        if self.loss == "quadruplet-chen":
-            raise ConfigError("loss quadruplet-chen needs --sampling online (seed tuples have no "
-                              "second negative)")
+        if self.spec.online_only:
+            raise ConfigError(f"loss {self.loss} needs --sampling online ({self.spec.online_only})")
         metric = None
-        if self.metric is not None:
-            a = anchors.float()
-            b = len(a)
-            ar = torch.arange(b, device=a.device)
-            ref = torch.cat([o.float() for o in originals])
-            if self.loss == "quadruplet":
-                ref_labels = torch.cat([labels, labels, negative_labels])
-                idx = (ar, ar, ar + b, ar + 2 * b)
-            else:
-                ref_labels = torch.cat([labels, negative_labels])
-                idx = (ar, ar, ar + b)
-            metric = self.metric(a, labels, idx, ref, ref_labels)
+        if self.term is not None:
+            metric = self.term.tuples(anchors.float(), [o.float() for o in originals], labels, negative_labels)
         return self._combine(metric, logits, labels)

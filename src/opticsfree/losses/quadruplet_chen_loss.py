@@ -25,6 +25,7 @@ from pytorch_metric_learning.reducers import AvgNonZeroReducer
 from torch import Tensor
 
 from opticsfree.losses.quadruplet_loss import IndexTuple, _check_paired, _empty
+from opticsfree.losses.term import LossSettings, MetricTerm
 
 
 def hardest_second_negative(ref_dist: Tensor, ref_labels: Tensor, anchor_label: Tensor,
@@ -141,3 +142,16 @@ class ChenQuadrupletLoss(BaseMetricLossFunction):
 
     def get_default_distance(self):
         return LpDistance(normalize_embeddings=True, p=2, power=2)
+
+
+class ChenQuadrupletTerm(MetricTerm):
+    """The metric term of ``--loss quadruplet-chen``: :class:`ChenQuadrupletLoss` with margins
+    ``settings.chen_margins``, fed by :class:`ChenQuadrupletMiner` (``hard`` or ``all``);
+    online sampling only (the seed's tuples have no second negative)."""
+
+    def __init__(self, mining: str, settings: LossSettings):
+        super().__init__(mining, settings)
+        a1, a2 = settings.chen_margins
+        self.metric = ChenQuadrupletLoss(alpha1=a1, alpha2=a2)
+        self.miner = ChenQuadrupletMiner(mining, distance=LpDistance())
+

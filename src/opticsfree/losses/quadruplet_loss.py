@@ -24,6 +24,9 @@ from pytorch_metric_learning.miners import BaseMiner
 from pytorch_metric_learning.reducers import AvgNonZeroReducer
 from torch import Tensor
 
+from opticsfree.losses.dense import batch_all_quadruplet
+from opticsfree.losses.term import LossSettings, MetricTerm
+
 IndexTuple = tuple[Tensor, Tensor, Tensor, Tensor]
 
 
@@ -157,3 +160,19 @@ class QuadrupletLoss(BaseMetricLossFunction):
 
     def get_default_distance(self):
         return LpDistance(normalize_embeddings=True, p=2, power=1)
+
+
+class QuadrupletTerm(MetricTerm):
+    """The metric term of ``--loss quadruplet``: :class:`QuadrupletLoss` with margins
+    ``settings.quad_margins``, fed by :class:`QuadrupletMiner` (``all`` or ``hard``); seed
+    tuple rows hold the positive, the close positive and the negative."""
+
+    def __init__(self, mining: str, settings: LossSettings):
+        super().__init__(mining, settings)
+        m1, m2 = settings.quad_margins
+        self.metric = QuadrupletLoss(margin_close=m1, margin=m2)
+        self.miner = QuadrupletMiner(mining, margin_close=m1, margin=m2, distance=LpDistance())
+
+    def dense(self, anchors: Tensor, originals: Tensor, labels: Tensor, ref_labels: Tensor) -> Tensor | None:
+        m1, m2 = self.settings.quad_margins
+        return batch_all_quadruplet(anchors, originals, labels, ref_labels, float(m1), float(m2))

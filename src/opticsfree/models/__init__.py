@@ -1,7 +1,7 @@
 """Embedding networks: small CNN and CIFAR ResNet backbones, one- or two-tower encoders.
 
 The names are loaded on first use (PEP 562), so that :mod:`opticsfree.models.names` (the
-backbone names, read by the command line and the training config) loads without torch.
+backbone registry, read by the command line and the training config) loads without torch.
 """
 
 from __future__ import annotations
@@ -10,12 +10,11 @@ from typing import TYPE_CHECKING
 
 from opticsfree.utils.lazy import lazy_getattr
 
-from opticsfree.models.names import BACKBONES
-
 if TYPE_CHECKING:
     from opticsfree.models.cnn4 import CNN4
     from opticsfree.models.embedding import DOMAINS, EmbeddingModel
     from opticsfree.models.global_linear import GlobalLinear
+    from opticsfree.models.names import BACKBONES
     from opticsfree.models.registry import build_backbone, default_width
     from opticsfree.models.resnet_cifar import ResNetCIFAR
 
@@ -23,4 +22,5 @@ __all__ = ["CNN4", "ResNetCIFAR", "EmbeddingModel", "DOMAINS", "BACKBONES", "bui
            "default_width", "GlobalLinear"]
 
 
-__getattr__ = lazy_getattr(__name__, __all__, ('cnn4', 'embedding', 'global_linear', 'registry', 'resnet_cifar'))
+__getattr__ = lazy_getattr(__name__, __all__,
+                           ('names', 'cnn4', 'embedding', 'global_linear', 'registry', 'resnet_cifar'))

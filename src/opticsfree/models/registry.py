@@ -2,54 +2,43 @@
 
 from __future__ import annotations
 
-from typing import Callable
+import importlib
+from typing import Any, Callable
 
 from torch import nn
 
 from opticsfree.errors import ConfigError
-from opticsfree.models.cnn4 import CNN4
-from opticsfree.models.names import BACKBONES, DEFAULT_WIDTHS
-from opticsfree.models.resnet_cifar import ResNetCIFAR
-from opticsfree.models.vit import HybridViT
-from opticsfree.models.whitened_vgg import WhitenedVGG
+from opticsfree.models import names
+from opticsfree.models.names import BackboneSpec, backbone_spec
 
-#: name -> (constructor(in_channels, width), default width); names and widths from
-#: :mod:`opticsfree.models.names`.
-_CONSTRUCTORS: dict[str, Callable[[int, int], nn.Module]] = {
-    "cnn4": lambda c, w: CNN4(c, w),
-    "resnet8": lambda c, w: ResNetCIFAR(8, c, w),
-    "resnet14": lambda c, w: ResNetCIFAR(14, c, w),
-    "resnet20": lambda c, w: ResNetCIFAR(20, c, w),
-    "resnet32": lambda c, w: ResNetCIFAR(32, c, w),
-    "wvgg": lambda c, w: WhitenedVGG(c, w),
-    "vit": lambda c, w: HybridViT(c, w),
-}
-assert tuple(_CONSTRUCTORS) == BACKBONES
-_BACKBONES: dict[str, tuple[Callable[[int, int], nn.Module], int]] = {
-    n: (_CONSTRUCTORS[n], DEFAULT_WIDTHS[n]) for n in BACKBONES}
+__all__ = ["BACKBONES", "DEFAULT_WIDTHS", "build_backbone", "default_width", "constructor"]
+
+
+def __getattr__(name: str) -> Any:
+    # BACKBONES and DEFAULT_WIDTHS: the registry's, read when asked for
+    if name in ("BACKBONES", "DEFAULT_WIDTHS"):
+        return getattr(names, name)
+    raise AttributeError(f"module {__name__!r} has no attribute {name!r}")
+
+
+def constructor(spec: BackboneSpec) -> Callable[..., nn.Module]:
+    """The callable a registry entry names (``"module:callable"``), imported now."""
+    module, _, name = spec.constructor.partition(":")
+    return getattr(importlib.import_module(module), name)
 
 
 def default_width(name: str) -> int:
     """The default first-layer width of backbone ``name``."""
-    _check(name)
-    return _BACKBONES[name][1]
-
-
-def _check(name: str) -> None:
-    if name not in _BACKBONES:
-        raise ConfigError(f"backbone {name!r}: unknown (expected one of {', '.join(BACKBONES)})")
+    return backbone_spec(name).width
 
 
 def build_backbone(name: str, in_channels: int, width: int | None = None) -> nn.Module:
     """Build a convolutional backbone that maps images to a feature map.
 
     Args:
-        name: one of :data:`BACKBONES` (``cnn4``, ``resnet8``, ``resnet14``, ``resnet20``,
-            ``resnet32``, ``wvgg``: the patch-whitened VGG of the fast CIFAR recipes, ``vit``:
-            a convolutional stem and four transformer blocks).
+        name: a registered backbone (the table in :mod:`opticsfree.models.names`).
         in_channels: input channels (1 or 3).
-        width: first-layer width (None: the backbone's default, 32 for cnn4 and wvgg, 16 for
-            the ResNets).
+        width: first-layer width (None: the backbone's registered default).
 
     Returns:
         A module with an ``out_channels`` attribute; ``forward`` maps (N, C, H, W) float
@@ -58,9 +47,9 @@ def build_backbone(name: str, in_channels: int, width: int | None = None) -> nn.
     Raises:
         ConfigError: unknown name or a non-positive width.
     """
-    _check(name)
-    ctor, w0 = _BACKBONES[name]
-    w = w0 if width is None else int(width)
+    spec = backbone_spec(name)
+    w = spec.width if width is None else int(width)
     if w < 1:
         raise ConfigError(f"width: must be a positive integer, got {width}")
-    return ctor(int(in_channels), w)
+    args: tuple[Any, ...] = spec.args
+    return constructor(spec)(*args, int(in_channels), w)

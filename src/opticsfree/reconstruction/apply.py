@@ -40,7 +40,7 @@ from opticsfree.reconstruction.ensemble import EnsembleNet
 from opticsfree.reconstruction.generators import ResnetGenerator
 from opticsfree.reconstruction.tikhonov import TikhonovModel
 from opticsfree.reconstruction.unet import UNet
-from opticsfree.utils.io import ensure_dir, file_sha256, load_torch, read_json, write_json
+from opticsfree.utils.io import atomic_path, ensure_dir, file_sha256, load_torch, read_json, write_json
 
 ARCHITECTURES = {"ResnetGenerator": ResnetGenerator, "UNet": UNet}
 PLAN_FILE = "reconstruction.json"
@@ -136,15 +136,17 @@ def load_reconstructor(model_dir: str | Path, device: str = "cpu") -> Reconstruc
 
 
 def _link_or_copy(src: Path, dst: Path) -> None:
+    """Make ``dst`` a hard link to ``src`` (a copy where linking fails), atomically
+    (:func:`~opticsfree.utils.io.atomic_path`; the link keeps ``src``'s mode untouched)."""
     if dst.exists():
         return
     dst.parent.mkdir(parents=True, exist_ok=True)
-    tmp = dst.with_name(f".{dst.name}.{os.getpid()}.tmp")
-    try:
-        os.link(src, tmp)
-    except OSError:
-        shutil.copyfile(src, tmp)
-    os.replace(tmp, dst)
+    with atomic_path(dst, set_mode=False) as tmp:
+        tmp.unlink()
+        try:
+            os.link(src, tmp)
+        except OSError:
+            shutil.copyfile(src, tmp)
 
 
 def apply_reconstruction(model_dir: str | Path, captures: str | Path, out: str | Path,

@@ -43,13 +43,13 @@ from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_valida
 
 from opticsfree.data.registry import DATASETS
 from opticsfree.errors import ConfigError
+from opticsfree.losses.names import loss_literal
 from opticsfree.optics.config import list_presets
+from opticsfree.seed_study import TABLES
 from opticsfree.utils.io import read_toml
 
 #: Reconstruction methods (opticsfree.reconstruction, issue 4).
 RECONSTRUCTION_METHODS: tuple[str, ...] = ("cyclegan", "unet", "bijective", "tikhonov")
-#: Training losses (opticsfree.training).
-LOSSES: tuple[str, ...] = ("triplet", "quadruplet", "quadruplet-chen", "ce", "ce+triplet")
 #: Embedding classifiers of opticsfree.evaluation (``head`` is used automatically for ce runs).
 CLASSIFIERS: tuple[str, ...] = ("prototype", "knn", "threshold")
 #: TrainConfig fields the study sets itself (not allowed under ``[train.options]``).
@@ -59,7 +59,8 @@ STUDY_TRAIN_FIELDS: frozenset[str] = frozenset({"captures", "loss", "epochs", "c
 LENSLESS = "lensless"
 
 _Method = Literal["cyclegan", "unet", "bijective", "tikhonov"]
-_Loss = Literal["triplet", "quadruplet", "quadruplet-chen", "ce", "ce+triplet"]
+#: the losses registered when this module is imported (opticsfree.losses.names)
+_Loss = loss_literal()
 _Classifier = Literal["prototype", "knn", "threshold"]
 
 
@@ -168,8 +169,8 @@ class ReconstructSection(_Section):
 class TrainSection(_Section):
     """``[train]``: losses x images, epochs and checkpoints, and TrainConfig options."""
 
-    losses: list[_Loss] = Field(default_factory=lambda: ["triplet", "quadruplet"],
-                                min_length=1, description="training losses")
+    losses: list[_Loss] = Field(default_factory=lambda: list(dict.fromkeys(t.loss for t in TABLES)),
+                                min_length=1, description="training losses (default: the seed's)")
     images: list[str] | None = Field(None, description="lensless and/or reconstruction methods "
                                      "(default: lensless + every reconstruct method)")
     epochs: int = Field(50, ge=1, description="training epochs")

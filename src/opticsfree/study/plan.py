@@ -20,6 +20,7 @@ import os
 from pathlib import Path
 from typing import Any
 
+from opticsfree.losses.names import classified_by_head
 from opticsfree.study.base import TEST, UPPER_BOUND, Stage, run_label
 from opticsfree.study.config import LENSLESS, StudyConfig
 from opticsfree.study.engine import assign_keys
@@ -161,7 +162,7 @@ def plan_study(cfg: StudyConfig) -> list[Stage]:
             label, params = run_label(loss, img), _train_params(cfg, loss)
         stages.append(Stage(f"train/{label}", "train", {**params, "images": img, "role": role},
                             [f"captures/{img}", f"tuples/{img}"]))
-        classifiers = ["head"] if loss == "ce" else list(cfg.evaluate.classifiers)
+        classifiers = ["head"] if classified_by_head(loss) else list(cfg.evaluate.classifiers)
         stages.append(Stage(f"evaluate/{label}", "evaluate",
                             {"classifiers": classifiers, "split": cfg.evaluate.split,
                              "bootstrap": cfg.evaluate.bootstrap, "seed": seed},

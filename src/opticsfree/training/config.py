@@ -8,8 +8,8 @@ from typing import Any, Literal
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator, model_validator
 
 from opticsfree.errors import ConfigError
-from opticsfree.losses.names import LOSSES, MINING, default_mining
-from opticsfree.models.names import BACKBONES
+from opticsfree.losses.names import loss_literal, loss_spec
+from opticsfree.models.names import backbone_names, backbone_spec
 from opticsfree.runs import resolve_amp, resolve_channels_last
 
 #: The seed study's checkpoint epochs.
@@ -18,8 +18,8 @@ SEED_EPOCHS: tuple[int, ...] = (15, 30, 50)
 #: Fields that do not change the numbers a run produces (may differ on --resume).
 RUNTIME_FIELDS: frozenset[str] = frozenset({"device", "workers", "threads"})
 
-LossName = Literal["triplet", "quadruplet", "quadruplet-chen", "ce", "ce+triplet"]
-assert set(LossName.__args__) == set(LOSSES)  # type: ignore[attr-defined]
+#: ``Literal`` of the losses registered when this module is imported (opticsfree.losses.names).
+LossName = loss_literal()
 
 
 class TrainConfig(BaseModel):
@@ -75,6 +75,11 @@ class TrainConfig(BaseModel):
     scene_copies: int = Field(1, ge=1, le=16, description="augmented copies of each training scene (scene_augment)")
     scene_refresh: bool = Field(False, description="draw new augmented copies (and their sensor noise) before every epoch (scene_augment)")
     seed: int = Field(0, ge=0, description="random seed")
+    # teacher-student
+    teacher: str | None = Field(None, description="a finished training run whose model sees each training scene (the original) and guides the student (None: no teacher)")
+    teacher_kd_weight: float = Field(3.0, ge=0, description="weight of the soft-target term T^2 KL(teacher || student) at teacher_temperature (teacher: both with a classifier head; 3 chosen on validation over 1)")
+    teacher_temperature: float = Field(4.0, gt=0, description="temperature T of the soft targets")
+    teacher_feature_weight: float = Field(0.0, ge=0, description="weight of the feature-alignment term 1 - cos(student embedding, teacher embedding) (equal embedding sizes)")
     # execution
     device: Literal["cpu", "cuda"] = Field("cpu", description="device")
     amp: bool | None = Field(None, description="bf16 autocast (None: on where the hardware has bf16)")
@@ -86,8 +91,8 @@ class TrainConfig(BaseModel):
     @field_validator("backbone")
     @classmethod
     def _backbone(cls, v: str) -> str:
-        if v not in BACKBONES:
-            raise ValueError(f"unknown backbone {v!r} (expected one of {', '.join(BACKBONES)})")
+        if v not in backbone_names():
+            raise ValueError(f"unknown backbone {v!r} (expected one of {', '.join(backbone_names())})")
         return v
 
     @field_validator("captures")
@@ -121,20 +126,26 @@ class TrainConfig(BaseModel):
             if bad or not self.checkpoints:
                 raise ValueError(f"checkpoints: epochs must be between 1 and epochs={self.epochs}, "
                                  f"got {self.checkpoints}")
-        if self.mining is not None and self.mining not in MINING[self.loss]:
+        spec = loss_spec(self.loss)
+        if self.mining is not None and self.mining not in spec.mining:
             raise ValueError(f"mining: {self.mining!r} is not available for loss {self.loss!r} "
-                             f"(expected one of {', '.join(MINING[self.loss])})")
-        if self.loss == "quadruplet-chen" and self.sampling == "tuples":
-            raise ValueError("loss quadruplet-chen needs sampling 'online' (the seed's tuples have "
-                             "no second negative)")
-        if self.whiten_bias_epochs is not None and self.backbone != "wvgg":
-            raise ValueError(f"whiten_bias_epochs: only backbone 'wvgg' has a whitening layer, "
-                             f"got backbone {self.backbone!r}")
+                             f"(expected one of {', '.join(spec.mining)})")
+        if spec.online_only and self.sampling == "tuples":
+            raise ValueError(f"loss {self.loss} needs sampling 'online' ({spec.online_only})")
+        if self.whiten_bias_epochs is not None and not backbone_spec(self.backbone).whitening:
+            having = [n for n in backbone_names() if backbone_spec(n).whitening]
+            raise ValueError(f"whiten_bias_epochs: only backbone {', '.join(map(repr, having))} has a "
+                             f"whitening layer, got backbone {self.backbone!r}")
         if self.scene_refresh and self.scene_augment == "none":
             raise ValueError("scene_refresh: needs scene_augment flip or crop-flip")
         if self.scene_refresh and self.sampling == "tuples":
             raise ValueError("scene_refresh: needs sampling 'online' (tuples sampling reads its fixed rows)")
-        if self.sampling == "tuples" and self.mining not in (None, default_mining(self.loss)):
+        if self.teacher is not None and self.sampling == "tuples":
+            raise ValueError("teacher: needs sampling 'online' (the teacher scores each batch's scenes)")
+        if self.teacher is not None and self.teacher_kd_weight == 0 and self.teacher_feature_weight == 0:
+            raise ValueError("teacher: teacher_kd_weight and teacher_feature_weight are both 0, so the "
+                             "teacher would do nothing")
+        if self.sampling == "tuples" and self.mining not in (None, spec.default_mining):
             raise ValueError("mining: tuples sampling uses each fixed row as its tuple; leave mining unset")
         return self
 
@@ -146,7 +157,7 @@ class TrainConfig(BaseModel):
 
     def resolved_mining(self) -> str:
         """The in-batch mining (``none`` for ce; unused with tuples sampling)."""
-        return self.mining or default_mining(self.loss)
+        return self.mining or loss_spec(self.loss).default_mining
 
     def resolved_lr(self) -> float:
         """Peak learning rate."""

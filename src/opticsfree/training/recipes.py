@@ -31,7 +31,8 @@ from typing import Any
 from pydantic import BaseModel, ConfigDict, Field, ValidationError
 
 from opticsfree.errors import ConfigError
-from opticsfree.losses.names import LOSSES
+from opticsfree.losses.names import loss_names
+from opticsfree.models.names import backbone_names, backbone_spec
 from opticsfree.utils.io import read_toml
 
 #: Where the bundled recipes live.
@@ -127,8 +128,8 @@ def load_recipe(name_or_path: str | Path) -> Recipe:
         msg = "unknown field" if err["type"] == "extra_forbidden" else err["msg"]
         raise ConfigError(f"{path}: field '{loc}': {msg}") from None
     for loss in [raw.default_loss, *raw.loss]:
-        if loss not in LOSSES:
-            raise ConfigError(f"{path}: unknown loss {loss!r} (expected one of {', '.join(LOSSES)})")
+        if loss not in loss_names():
+            raise ConfigError(f"{path}: unknown loss {loss!r} (expected one of {', '.join(loss_names())})")
     losses: dict[str, dict[str, Any]] = {}
     measured: dict[str, str] = {}
     for loss, values in raw.loss.items():
@@ -176,8 +177,8 @@ def merge(recipe_values: dict[str, Any], explicit: dict[str, Any]) -> tuple[dict
     """The recipe's fields overridden by the ``explicit`` ones (the command line), without the
     recipe fields the explicit choices make meaningless.
 
-    ``whiten_bias_epochs`` belongs to the ``wvgg`` backbone; ``scene_refresh`` needs
-    ``scene_augment`` and online sampling. When an explicit option rules one of them out, the
+    ``whiten_bias_epochs`` belongs to a backbone with a whitening layer (``wvgg``);
+    ``scene_refresh`` needs ``scene_augment`` and online sampling. When an explicit option rules one of them out, the
     recipe's value is dropped (and named in the second return value); an explicit value is
     never dropped (TrainConfig then says what is wrong).
 
@@ -186,10 +187,15 @@ def merge(recipe_values: dict[str, Any], explicit: dict[str, Any]) -> tuple[dict
     """
     out = {**recipe_values, **explicit}
     dropped = []
-    rules = (("whiten_bias_epochs", lambda f: f.get("backbone", "cnn4") != "wvgg"),
+    rules = (("whiten_bias_epochs", lambda f: not _whitens(f.get("backbone", "cnn4"))),
              ("scene_refresh", lambda f: f.get("scene_augment", "none") == "none" or f.get("sampling") == "tuples"))
     for key, ruled_out in rules:
         if key in recipe_values and key not in explicit and ruled_out(out):
             out.pop(key)
             dropped.append(key)
     return out, dropped
+
+
+def _whitens(backbone: str) -> bool:
+    """Whether ``backbone`` has a whitening layer (False for an unknown name: TrainConfig names it)."""
+    return backbone in backbone_names() and backbone_spec(backbone).whitening

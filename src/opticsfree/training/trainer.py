@@ -41,7 +41,7 @@ from opticsfree.runs import (
 )
 from opticsfree.training import distributed as D
 from opticsfree.training.augment import augment_originals, augment_scenes, refresh_seed, scene_camera
-from opticsfree.models.names import MIN_SIZES
+from opticsfree.models.names import backbone_spec
 from opticsfree.training.checkpoint import SAME_RUN, build_model, list_checkpoints, load_state, training_run
 from opticsfree.training.config import TrainConfig
 from opticsfree.training.data import prototype_rows, train_val
@@ -214,7 +214,7 @@ def validate(model: EmbeddingModel, train: CaptureSplit, val: CaptureSplit, prot
                 with autocast():
                     logits.append(model.logits(val.lensless[i:i + 1024].to(device)).float().cpu())
             head_acc = float((torch.cat(logits).argmax(1) == y).float().mean())
-        if criterion.loss == "ce":
+        if criterion.spec.head_only:
             res["val_accuracy"] = head_acc
             return res
         o = embed_all(model, train.original[proto_rows], "original", device, autocast)
@@ -235,7 +235,8 @@ def validate(model: EmbeddingModel, train: CaptureSplit, val: CaptureSplit, prot
 
 
 def train(config: TrainConfig | dict[str, Any], out: str | Path, resume: bool = False,
-          show_progress: bool = True) -> dict[str, Any]:
+          show_progress: bool = True,
+          on_epoch: Callable[[dict[str, Any]], None] | None = None) -> dict[str, Any]:
     """Train an embedding model and write the run directory ``out``.
 
     Args:
@@ -245,6 +246,9 @@ def train(config: TrainConfig | dict[str, Any], out: str | Path, resume: bool = 
             match, except device, workers and threads); without it ``out`` must not hold a run.
         show_progress: draw a progress bar per epoch (on a terminal) and print one line per
             epoch on stderr (loss, validation accuracy, time).
+        on_epoch: called on the main process with each epoch's metrics row (``epoch``,
+            ``loss``, ``val_accuracy``, ...) once its state is saved; an exception it raises
+            stops training there and propagates (a search prunes a trial this way).
 
     Returns:
         A summary: ``{"run", "epochs", "checkpoints", "val_accuracy", "best_epoch",
@@ -261,13 +265,13 @@ def train(config: TrainConfig | dict[str, Any], out: str | Path, resume: bool = 
     info = D.init_distributed(cfg.device)
     try:
         with torch_threads(cfg.threads):
-            return _train(cfg, training_run(out), resume, show_progress, info)
+            return _train(cfg, training_run(out), resume, show_progress, info, on_epoch)
     finally:
         D.shutdown(info)
 
 
 def _train(cfg: TrainConfig, run: RunDir, resume: bool, show_progress: bool,
-           info: D.DistInfo) -> dict[str, Any]:
+           info: D.DistInfo, on_epoch: Callable[[dict[str, Any]], None] | None = None) -> dict[str, Any]:
     if info.enabled and cfg.whiten_bias_epochs is not None:
         raise ConfigError("whiten_bias_epochs: freezing a parameter during training is not supported "
                           "with several processes (DistributedDataParallel); leave it unset")
@@ -288,19 +292,19 @@ def _train(cfg: TrainConfig, run: RunDir, resume: bool, show_progress: bool,
         tr = augment_scenes(captured, scene_cam, cfg.scene_augment, cfg.scene_copies, cfg.seed)
     classes = tr.classes
     size = int(tr.lensless.shape[-1])
-    need = MIN_SIZES.get(cfg.backbone, 1)
+    need = backbone_spec(cfg.backbone).min_size
     if size < need:
         raise ConfigError(f"backbone {cfg.backbone!r} needs inputs of at least {need} x {need} pixels and "
                           f"these are {size} x {size}: pass --size {max(need, 16)} (resample) or another "
                           "--backbone (cnn4 takes any size)")
     scenes = SceneTable.from_rows(tr.ids, tr.labels)
     counts = torch.bincount(scenes.labels, minlength=len(classes))
-    if cfg.loss != "ce" and int(counts.min()) < 2:
+    if criterion.term is not None and int(counts.min()) < 2:
         c = int(counts.argmin())
         raise ConfigError(f"class {classes[c]!r} has {int(counts[c])} training scene(s); metric "
                           f"losses need at least 2 per class (lower --val-fraction or --limit less)")
-    if cfg.loss == "quadruplet-chen" and len(classes) < 3:
-        raise ConfigError("loss quadruplet-chen needs at least 3 classes")
+    if len(classes) < criterion.spec.min_classes:
+        raise ConfigError(f"loss {cfg.loss} needs at least {criterion.spec.min_classes} classes")
 
     resolved: dict[str, Any] = {
         "size": size, "classes": classes, "lensless_channels": int(tr.lensless.shape[1]),
@@ -314,9 +318,9 @@ def _train(cfg: TrainConfig, run: RunDir, resume: bool, show_progress: bool,
     }
     if cfg.sampling == "online":
         m, k = auto_batch(len(classes), cfg.batch_size, cfg.m_per_class, int(counts.min()))
-        if cfg.loss == "quadruplet-chen" and k < 3:
-            raise ConfigError(f"loss quadruplet-chen needs at least 3 classes per batch; batch_size="
-                              f"{cfg.batch_size} with m_per_class={m} gives {k}")
+        if k < criterion.spec.min_classes:
+            raise ConfigError(f"loss {cfg.loss} needs at least {criterion.spec.min_classes} classes per batch; "
+                              f"batch_size={cfg.batch_size} with m_per_class={m} gives {k}")
         sampler = ClassBalancedBatchSampler(scenes, m, k, cfg.seed, info.rank, info.world_size)
         resolved.update(batch_size=sampler.batch_size, m_per_class=m, classes_per_batch=k)
         steps_per_epoch = len(sampler)
@@ -335,6 +339,13 @@ def _train(cfg: TrainConfig, run: RunDir, resume: bool, show_progress: bool,
     warmup = int(round(cfg.warmup_epochs * steps_per_epoch))
     resolved.update(steps_per_epoch=steps_per_epoch, total_steps=total_steps, warmup_steps=warmup,
                     package_version=__version__, torch_version=str(torch.__version__))
+    teacher = None
+    if cfg.teacher is not None:
+        from opticsfree.training.teacher import Teacher
+
+        teacher = Teacher(cfg.teacher, list(classes), cfg.teacher_kd_weight, cfg.teacher_feature_weight,
+                          criterion.uses_head, cfg.embedding_dim, cfg.device, scenes=captured, seed=cfg.seed)
+        resolved["teacher"] = teacher.describe()
     # JSON round trip: plain types only (what config.json holds and weights_only loading allows)
     full = jsonable({**cfg.to_dict(), "resolved": resolved})
 
@@ -385,7 +396,7 @@ def _train(cfg: TrainConfig, run: RunDir, resume: bool, show_progress: bool,
     if info.enabled:
         net = nn.parallel.DistributedDataParallel(
             model, device_ids=[info.local_rank] if cfg.device == "cuda" else None,
-            find_unused_parameters=cfg.loss == "ce")
+            find_unused_parameters=criterion.spec.head_only)
     autocast = rt.autocast
     proto = prototype_rows(tr, cfg.val_prototypes, cfg.seed)
     tb = _tensorboard(run.path) if info.is_main else None
@@ -393,12 +404,20 @@ def _train(cfg: TrainConfig, run: RunDir, resume: bool, show_progress: bool,
     # ---- epochs -----------------------------------------------------------------------------
     last: dict[str, Any] = {}
     world = info.world_size
+    distill, taught = None, None
+    if teacher is not None:
+        from opticsfree.losses.distill import Distillation
+
+        distill = Distillation(cfg.teacher_kd_weight, cfg.teacher_temperature, cfg.teacher_feature_weight)
+        taught = teacher.targets(tr.original)
     for epoch in range(start_epoch, cfg.epochs + 1):
         sampler.set_epoch(epoch)
         if cfg.scene_refresh and epoch > 1:  # new augmented copies; epoch 1 keeps those drawn above
             tr = augment_scenes(captured, scene_cam, cfg.scene_augment, cfg.scene_copies,
                                 refresh_seed(cfg.seed, epoch))
             inputs = tr.lensless if init.estimates is None else display_estimates(model, tr.lensless)
+            if teacher is not None:
+                taught = teacher.targets(tr.original, draw=epoch)
         if cfg.whiten_bias_epochs is not None:  # before the first step of each epoch (and on resume)
             model.train_whitening_bias(epoch <= cfg.whiten_bias_epochs)
         aug_g = generator("augment", cfg.seed, epoch)
@@ -426,6 +445,11 @@ def _train(cfg: TrainConfig, run: RunDir, resume: bool, show_progress: bool,
                     emb_o = D.gather_batch(out["originals"][0], info) if originals else None
                     loss = criterion.online(D.gather_batch(out["lensless"], info), emb_o,
                                             D.gather_batch(y, info), D.gather_batch(out["logits"], info))
+                    if distill is not None:  # this process's rows against the teacher's targets
+                        pick = (lambda t: None if t is None else t[rows].to(device, non_blocking=True))
+                        # local rows: / world, so that the processes' mean gradient is the term's
+                        loss = loss + distill(out["logits"], pick(taught.logits), out["lensless"],
+                                              pick(taught.embeddings)) / world
                 else:
                     xa, xo, y, yn = batch
                     y, yn = y.to(device), yn.to(device)
@@ -482,6 +506,8 @@ def _train(cfg: TrainConfig, run: RunDir, resume: bool, show_progress: bool,
                 val = "-" if last.get("val_accuracy") is None else f"{100 * last['val_accuracy']:.2f}%"
                 progress_line(f"epoch {epoch}/{cfg.epochs}: loss {last['loss']:.4f}, validation {val}, "
                               f"{seconds:.1f} s ({last['images_per_s']:,.0f} images/s)")
+            if on_epoch is not None:
+                on_epoch(dict(last))
             if tb is not None:
                 for k in ("loss", "val_accuracy", "lr", "images_per_s"):
                     if last.get(k) is not None:

@@ -41,11 +41,14 @@ def _umask() -> int:
 
 
 @contextlib.contextmanager
-def atomic_path(path: str | os.PathLike) -> Iterator[Path]:
+def atomic_path(path: str | os.PathLike, *, set_mode: bool = True) -> Iterator[Path]:
     """Yield a temporary path next to ``path``; rename it onto ``path`` on success.
 
     Args:
         path: the final file name.
+        set_mode: give the final file the usual permissions (below); False keeps the mode of
+            whatever the caller put at the temporary path (e.g. a hard link to another file,
+            whose mode is that file's and must not change).
 
     Yields:
         A temporary file path in the same directory (so the rename is atomic). On an
@@ -59,7 +62,7 @@ def atomic_path(path: str | os.PathLike) -> Iterator[Path]:
     tmp_path = Path(tmp)
     try:
         yield tmp_path
-        if tmp_path.exists():
+        if set_mode and tmp_path.exists():
             os.chmod(tmp_path, 0o666 & ~_umask())
         os.replace(tmp_path, final)
     except BaseException:

@@ -1,21 +1,45 @@
-"""The package's one process pool: workers that stay quiet on Ctrl-C and die with their parent."""
+"""The package's one fan-out: :func:`map_chunks`, over its one process pool (:func:`process_pool`:
+workers that stay quiet on Ctrl-C and die with their parent).
+
+Every place that spreads work over processes (checking, importing, decoding, encoding images)
+calls :func:`map_chunks`, so they share one worker policy (:func:`resolve_workers`), one
+threshold below which the work stays in this process (:data:`MIN_PARALLEL`), one chunking rule
+(:func:`chunk_size`), one bound on the work in flight (:data:`QUEUE_PER_WORKER`) and the
+progress bar; :func:`process_pool` is called from this module only.
+"""
 
 from __future__ import annotations
 
 import contextlib
 import ctypes
+import itertools
 import os
 import signal
 import sys
 import threading
 import time
-from concurrent.futures import Executor, Future, ProcessPoolExecutor
-from typing import Any, Callable, Iterator
+from collections import deque
+from collections.abc import Sized
+from concurrent.futures import FIRST_COMPLETED, Executor, Future, ProcessPoolExecutor, as_completed, wait
+from typing import Any, Callable, Iterable, Iterator, Sequence, TypeVar
 
 #: ``prctl`` option: the signal a process gets when its parent dies (Linux).
 _PR_SET_PDEATHSIG = 1
 #: Seconds between the fallback watchdog's checks of the parent process.
 _WATCHDOG_INTERVAL = 1.0
+#: Items per task of :func:`map_chunks` (fewer for small inputs, :func:`chunk_size`). An item is
+#: an image to check, decode or encode (about a millisecond of work), so a task takes a fraction
+#: of a second: its pickling and scheduling cost little, and the progress bar moves steadily.
+CHUNK = 256
+#: Inputs with fewer items than this are handled in this process by :func:`map_chunks`, whatever
+#: the worker count: starting worker processes would cost more than it saves.
+MIN_PARALLEL = 1000
+#: Tasks queued or running per worker process at most (:func:`map_chunks` waits for the oldest
+#: before it reads more items): bounds the memory of a huge or streamed input.
+QUEUE_PER_WORKER = 4
+
+T = TypeVar("T")
+R = TypeVar("R")
 
 
 def _watch_parent(parent: int, interval: float = _WATCHDOG_INTERVAL) -> None:
@@ -97,3 +121,125 @@ def process_pool(workers: int) -> Iterator[Executor]:
         pool.shutdown(wait=True, cancel_futures=True)
         raise
     pool.shutdown(wait=True)
+
+
+def chunk_size(n: int | None, workers: int) -> int:
+    """The one chunking rule of :func:`map_chunks`: :data:`CHUNK` items per task, or fewer, so
+    that a small input still gives every worker a share.
+
+    Args:
+        n: the number of items, or None when unknown (a streamed input).
+        workers: the resolved worker count (1: in this process).
+
+    Returns:
+        ``min(CHUNK, ceil(n / workers))`` (at least 1); :data:`CHUNK` when ``n`` is None.
+    """
+    if n is None:
+        return CHUNK
+    return max(1, min(CHUNK, -(-n // max(workers, 1))))
+
+
+def map_chunks(fn: Callable[[list[T]], Sequence[R]], items: Iterable[T], *, workers: int | None = 0,
+               chunk: int | None = None, min_parallel: int | None = None, desc: str | None = None,
+               on_progress: Callable[[int], None] | None = None, ordered: bool = True) -> Iterator[R]:
+    """Apply ``fn`` to ``items`` chunk by chunk, in worker processes when there are enough items;
+    the one fan-out of the package.
+
+    ``items`` is split into lists of :func:`chunk_size` items; each list goes to ``fn``, which
+    returns one result per item. With more than one worker and at least ``min_parallel`` items
+    the chunks run in :func:`process_pool`, else in this process. Items are read lazily (a
+    generator is fine): at most :data:`QUEUE_PER_WORKER` chunks per worker are queued or running,
+    and more items are read only when the oldest one is done, so memory stays bounded. On an
+    exception (in ``fn``, in reading ``items``, Ctrl-C, or the caller closing the iterator) the
+    queued chunks are cancelled and the running ones waited for.
+
+    Args:
+        fn: ``fn(chunk: list) -> list``, one result per item of the chunk, in its order; a
+            module-level function (or a ``functools.partial`` of one), since it is pickled to
+            the workers.
+        items: the inputs; a sequence, or any iterable (its length then unknown: chunks of
+            :data:`CHUNK`, and the first ``min_parallel`` items are read to decide).
+        workers: the worker policy of every ``--workers`` option (:func:`resolve_workers`):
+            0 (or None) one process per CPU, 1 this process, N at most N processes.
+        chunk: items per task; None (every call in the package): the rule, :func:`chunk_size`.
+        min_parallel: fewer items than this run in this process; None: :data:`MIN_PARALLEL`
+            (read when called, so tests may lower it).
+        desc: label of a transient progress bar over the items (None: no bar).
+        on_progress: called with the number of items of each finished chunk (the calls sum to
+            the number of items).
+        ordered: True: the results in the order of ``items``; False: each chunk's results as
+            soon as it finishes (for results that are ignored or name their item).
+
+    Returns:
+        An iterator over the results, one per item. Exhaust it or close it (a ``for`` loop that
+        raises closes it; ``contextlib.closing`` when it is kept in a variable): the workers stop
+        when it does.
+
+    Raises:
+        ValueError: a negative ``workers`` or a ``chunk`` below 1 (at once); ``fn`` returned a
+            result count other than its chunk's length (while iterating). Whatever ``fn``
+            raises is raised while iterating, in a worker or not.
+    """
+    n_workers = resolve_workers(workers)
+    if chunk is not None and chunk < 1:
+        raise ValueError(f"chunk must be >= 1, got {chunk}")
+    threshold = MIN_PARALLEL if min_parallel is None else min_parallel
+    return _map_chunks(fn, items, n_workers, chunk, threshold, desc, on_progress, ordered)
+
+
+def _map_chunks(fn: Callable[[list[T]], Sequence[R]], items: Iterable[T], n_workers: int,
+                chunk: int | None, threshold: int, desc: str | None,
+                on_progress: Callable[[int], None] | None, ordered: bool) -> Iterator[R]:
+    n = len(items) if isinstance(items, Sized) else None
+    it: Iterator[T] = iter(items)
+    if n_workers > 1 and n is None:  # a stream: read up to the threshold to decide
+        head = list(itertools.islice(it, threshold))
+        if len(head) < threshold:
+            n, it = len(head), iter(head)
+        else:
+            it = itertools.chain(head, it)
+    if n is not None and n < threshold:
+        n_workers = 1
+    if n == 0:
+        return
+    step = chunk or chunk_size(n, n_workers)
+    window = QUEUE_PER_WORKER * n_workers
+    with contextlib.ExitStack() as stack:
+        bar = None
+        if desc is not None:
+            from opticsfree.utils.progress import progress
+
+            bar = stack.enter_context(progress(transient=True))
+            task = bar.add_task(desc, total=n)
+        pool = stack.enter_context(process_pool(n_workers))
+
+        def collect(size: int, future: Future) -> Sequence[R]:
+            results = future.result()
+            if len(results) != size:
+                raise ValueError(f"{getattr(fn, '__name__', fn)!s} returned {len(results)} results "
+                                 f"for a chunk of {size} items")
+            if bar is not None:
+                bar.advance(task, size)
+            if on_progress is not None:
+                on_progress(size)
+            return results
+
+        pending: deque[tuple[int, Future]] = deque()
+        for part in iter(lambda: list(itertools.islice(it, step)), []):
+            pending.append((len(part), pool.submit(fn, part)))
+            if ordered:
+                while pending and (len(pending) >= window or pending[0][1].done()):
+                    yield from collect(*pending.popleft())
+            else:
+                if len(pending) >= window:
+                    wait([f for _, f in pending], return_when=FIRST_COMPLETED)
+                for done in [p for p in pending if p[1].done()]:
+                    pending.remove(done)
+                    yield from collect(*done)
+        if ordered:
+            while pending:
+                yield from collect(*pending.popleft())
+        else:
+            size_of = {f: size for size, f in pending}
+            for f in as_completed(size_of):
+                yield from collect(size_of[f], f)

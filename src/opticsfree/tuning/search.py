@@ -1,0 +1,341 @@
+"""The search: a space of TrainConfig fields, Optuna's TPE sampler and median pruning.
+
+A **search space** is a TOML file with one table per TrainConfig field to search::
+
+    [weight_decay]            # a float, drawn on a log scale
+    type = "float"
+    low = 1e-4
+    high = 0.1
+    log = true
+
+    [width]                   # an integer, in steps
+    type = "int"
+    low = 8
+    high = 32
+    step = 8
+
+    [scene_augment]           # one of a list
+    type = "categorical"
+    choices = ["none", "flip", "crop-flip"]
+
+Every trial is an ordinary training run, ``DIR/trials/NNNN``: the recipe's settings for the
+loss, the fixed ``--set`` fields, and the drawn values. Its score is the best **validation**
+accuracy over its epochs (the hold-out taken from the train split); the test split is never
+read. After each epoch the trial reports its validation accuracy; the median pruner stops a
+trial whose accuracy at that epoch is below the median of the earlier trials' at the same epoch
+(after ``n_startup_trials`` finished trials and from the second epoch). Optuna's storage
+(``DIR/study.db``, SQLite) holds every trial, so a rerun of the same command continues: trials
+left running by a killed search are marked failed and new ones start until ``trials`` have
+finished (complete or pruned). The best settings are written as a recipe file,
+``DIR/best.toml``, with the search's history (``DIR/trials.csv``) and, after two complete
+trials or more, the parameters' importance (``DIR/importance.png``, Optuna's fANOVA).
+"""
+
+from __future__ import annotations
+
+import csv
+import io
+import json
+import math
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any, Callable, Literal
+
+from pydantic import BaseModel, ConfigDict, ValidationError, model_validator
+
+from opticsfree.errors import ConfigError
+from opticsfree.utils.io import atomic_path, check_plan_dir, read_toml, write_json, write_text
+
+#: TrainConfig fields a search may not draw: the data, the loss, the teacher and the runtime.
+NOT_SEARCHABLE = ("captures", "loss", "teacher", "device", "workers", "threads", "checkpoints")
+#: The file that holds a search's settings (a rerun with other settings is refused).
+PLAN_FILE = "tune.json"
+#: Finished trials before the pruner may stop one.
+N_STARTUP_TRIALS = 2
+INSTALL_HINT = "opticsfree tune needs Optuna: pip install 'opticsfree[scale]' (or pip install optuna)"
+
+
+class Param(BaseModel):
+    """One searched field: a float or int range (``log``, ``step``) or a list of choices."""
+
+    model_config = ConfigDict(extra="forbid", frozen=True)
+
+    type: Literal["float", "int", "categorical"]
+    low: float | None = None
+    high: float | None = None
+    log: bool = False
+    step: float | None = None
+    choices: list[Any] | None = None
+
+    @model_validator(mode="after")
+    def _consistent(self) -> "Param":
+        if self.type == "categorical":
+            if not self.choices:
+                raise ValueError("a categorical parameter needs a non-empty 'choices' list")
+            if self.low is not None or self.high is not None:
+                raise ValueError("a categorical parameter takes 'choices', not 'low'/'high'")
+            return self
+        if self.low is None or self.high is None or not self.low < self.high:
+            raise ValueError(f"needs low < high, got low={self.low}, high={self.high}")
+        if self.log and self.low <= 0:
+            raise ValueError(f"a log scale needs low > 0, got {self.low}")
+        if self.log and self.step is not None:
+            raise ValueError("'log' and 'step' cannot be combined")
+        if self.choices is not None:
+            raise ValueError(f"a {self.type} parameter takes 'low'/'high', not 'choices'")
+        return self
+
+    def suggest(self, trial: Any, name: str) -> Any:
+        """Draw this parameter for an Optuna ``trial``."""
+        if self.type == "categorical":
+            return trial.suggest_categorical(name, self.choices)
+        if self.type == "int":
+            return trial.suggest_int(name, int(self.low), int(self.high), step=int(self.step or 1), log=self.log)
+        return trial.suggest_float(name, self.low, self.high, step=self.step, log=self.log)
+
+
+@dataclass(frozen=True)
+class SearchSpace:
+    """The fields to search, in file order.
+
+    Attributes:
+        params: ``{TrainConfig field: Param}``.
+        source: the file it came from.
+    """
+
+    params: dict[str, Param]
+    source: str = ""
+
+    def to_json(self) -> dict[str, Any]:
+        return {k: p.model_dump(exclude_none=True) for k, p in self.params.items()}
+
+
+def load_space(path: str | Path) -> SearchSpace:
+    """Read a search-space file (module doc).
+
+    Raises:
+        ConfigError: an unreadable file, a field TrainConfig does not have or that cannot be
+            searched, or a bad parameter (one line naming the file and the field).
+    """
+    from opticsfree.training.config import TrainConfig
+
+    data = read_toml(path, "search-space file")
+    if not data:
+        raise ConfigError(f"{path}: no parameters (one table per TrainConfig field, e.g. [weight_decay])")
+    params: dict[str, Param] = {}
+    for name, spec in data.items():
+        if name not in TrainConfig.model_fields:
+            raise ConfigError(f"{path}: [{name}]: not a training setting (docs/metric-learning.md lists them)")
+        if name in NOT_SEARCHABLE:
+            raise ConfigError(f"{path}: [{name}]: cannot be searched ({', '.join(NOT_SEARCHABLE)} are fixed "
+                              "by the command)")
+        if not isinstance(spec, dict):
+            raise ConfigError(f"{path}: [{name}]: expected a table with type = float|int|categorical")
+        try:
+            params[name] = Param(**spec)
+        except ValidationError as e:
+            err = e.errors()[0]
+            loc = ".".join(str(x) for x in err["loc"])
+            msg = "unknown key" if err["type"] == "extra_forbidden" else err["msg"].removeprefix("Value error, ")
+            raise ConfigError(f"{path}: [{name}]{'.' + loc if loc else ''}: {msg}") from None
+    return SearchSpace(params, str(path))
+
+
+@dataclass
+class TuneResult:
+    """The outcome of a search.
+
+    Attributes:
+        best_value: the best trial's validation accuracy (fraction).
+        best_params: its drawn values.
+        best_trial: its number (``DIR/trials/NNNN``).
+        n_complete / n_pruned / n_failed: trials by state.
+        recipe: the best settings as a recipe file.
+        history: the CSV of every trial.
+        importance: ``{field: importance}`` (empty with fewer than two complete trials, one
+            field, or equal scores), drawn in ``importance.png``.
+    """
+
+    best_value: float
+    best_params: dict[str, Any]
+    best_trial: int
+    n_complete: int
+    n_pruned: int
+    n_failed: int
+    recipe: Path
+    history: Path
+    importance: dict[str, float] = field(default_factory=dict)
+
+    def to_json(self) -> dict[str, Any]:
+        return {"best_val_accuracy": self.best_value, "best_params": self.best_params,
+                "best_trial": self.best_trial, "n_complete": self.n_complete, "n_pruned": self.n_pruned,
+                "n_failed": self.n_failed, "recipe": str(self.recipe), "history": str(self.history),
+                "importance": self.importance}
+
+
+def _optuna() -> Any:
+    try:
+        import optuna
+    except ImportError:
+        raise ConfigError(INSTALL_HINT) from None
+    optuna.logging.set_verbosity(optuna.logging.WARNING)
+    return optuna
+
+
+def _toml_value(v: Any) -> str:
+    if isinstance(v, bool):
+        return "true" if v else "false"
+    if isinstance(v, (int, float)):
+        if isinstance(v, float) and not math.isfinite(v):
+            raise ConfigError(f"cannot write {v} to a recipe file")
+        return repr(v)
+    if isinstance(v, str):
+        return json.dumps(v)  # a TOML basic string
+    if isinstance(v, (list, tuple)):
+        return "[" + ", ".join(_toml_value(x) for x in v) + "]"
+    raise ConfigError(f"cannot write {v!r} to a recipe file")
+
+
+def recipe_text(name: str, description: str, loss: str, fields: dict[str, Any], measured: str) -> str:
+    """A recipe file (``train --recipe FILE``) with one ``[loss.<loss>]`` table; fields whose
+    value is None (their default) are left out."""
+    lines = [f"name = {_toml_value(name)}", f"description = {_toml_value(description)}",
+             f"default_loss = {_toml_value(loss)}", "", f'[loss."{loss}"]', f"measured = {_toml_value(measured)}"]
+    lines += [f"{k} = {_toml_value(v)}" for k, v in fields.items() if v is not None]
+    return "\n".join(lines) + "\n"
+
+
+def _best_val(run: Path) -> float:
+    from opticsfree.runs import read_metrics_file
+
+    vals = [r.get("val_accuracy") for r in read_metrics_file(run / "metrics.jsonl")]
+    vals = [v for v in vals if v is not None]
+    return max(vals) if vals else float("nan")
+
+
+def tune(captures: str | Path, space: SearchSpace, out: str | Path, trials: int, *,
+         recipe: str = "best", loss: str | None = None, fields: dict[str, Any] | None = None,
+         seed: int = 0, on_trial: Callable[[int, str, float | None], None] | None = None) -> TuneResult:
+    """Search ``space`` with ``trials`` training runs on ``captures`` (module doc).
+
+    Args:
+        captures: the capture set (its train split; the validation hold-out scores trials).
+        space: the fields to search (:func:`load_space`).
+        out: the search directory (created; an equal earlier search there continues).
+        trials: finished trials wanted in all (complete or pruned, earlier runs included).
+        recipe: the recipe whose settings for ``loss`` every trial starts from.
+        loss: the loss (None: the recipe's default).
+        fields: fixed TrainConfig fields (``--set``), applied over the recipe.
+        seed: the sampler's seed (the runs keep the recipe's or ``fields``' seed).
+        on_trial: called after each trial with its number, state and value.
+
+    Returns:
+        :class:`TuneResult`.
+
+    Raises:
+        ConfigError: Optuna missing (how to install), a field both fixed and searched, ``out``
+            holding another search, or no trial completing.
+    """
+    optuna = _optuna()
+    from opticsfree.training import train
+    from opticsfree.training.config import TrainConfig
+    from opticsfree.training.recipes import has_simulated_camera, load_recipe
+
+    if trials < 1:
+        raise ConfigError(f"--trials must be >= 1, got {trials}")
+    fields = dict(fields or {})
+    both = sorted(set(fields) & set(space.params))
+    if both:
+        raise ConfigError(f"--set {both[0]}: also searched by {space.source}; fix it or search it, not both")
+    rec = load_recipe(recipe)
+    loss, base, dropped = rec.fields(loss, simulated=has_simulated_camera(captures))
+    base = {k: v for k, v in {**base, **fields}.items() if k != "measured"}
+    TrainConfig.from_dict({**base, "captures": str(captures), "loss": loss}, "recipe and --set")  # fail early
+    out = Path(out)
+    plan = {"captures": str(Path(captures).resolve()), "space": space.to_json(), "recipe": rec.name,
+            "recipe_source": rec.source, "loss": loss, "fields": fields, "seed": seed}
+    check_plan_dir(out, PLAN_FILE, json.loads(json.dumps(plan)), "a search", "use another --out")
+    out.mkdir(parents=True, exist_ok=True)
+    write_json(out / PLAN_FILE, plan)
+    study = optuna.create_study(
+        study_name="opticsfree-tune", storage=f"sqlite:///{(out / 'study.db').resolve()}", load_if_exists=True,
+        direction="maximize", sampler=optuna.samplers.TPESampler(seed=seed),
+        pruner=optuna.pruners.MedianPruner(n_startup_trials=N_STARTUP_TRIALS, n_warmup_steps=1))
+    state = optuna.trial.TrialState
+    for t in study.get_trials(deepcopy=False, states=(state.RUNNING,)):  # left by a killed search
+        study.tell(t.number, state=state.FAIL)
+
+    def objective(trial: Any) -> float:
+        drawn = {name: p.suggest(trial, name) for name, p in space.params.items()}
+        run = out / "trials" / f"{trial.number:04d}"
+        trial.set_user_attr("run", str(run))
+
+        def report(row: dict[str, Any]) -> None:
+            if row.get("val_accuracy") is not None:
+                trial.report(float(row["val_accuracy"]), int(row["epoch"]))
+                if trial.should_prune():
+                    raise optuna.TrialPruned()
+
+        train({**base, **drawn, "captures": str(captures), "loss": loss}, run, show_progress=False,
+              on_epoch=report)
+        return _best_val(run)
+
+    def finished() -> int:
+        return len(study.get_trials(deepcopy=False, states=(state.COMPLETE, state.PRUNED)))
+
+    def callback(study: Any, trial: Any) -> None:
+        if on_trial is not None:
+            on_trial(trial.number, trial.state.name.lower(), trial.value)
+
+    remaining = trials - finished()
+    if remaining > 0:
+        study.optimize(objective, n_trials=remaining, callbacks=[callback], catch=(ConfigError,))
+    complete = study.get_trials(deepcopy=False, states=(state.COMPLETE,))
+    if not complete:
+        raise ConfigError(f"{out}: no trial completed ({len(study.trials)} tried; see {out / 'trials.csv'})")
+    best = study.best_trial
+    importance: dict[str, float] = {}
+    if len(complete) >= 2 and len(space.params) >= 2 and len({t.value for t in complete}) > 1:
+        importance = {k: float(v) for k, v in optuna.importance.get_param_importances(
+            study, evaluator=optuna.importance.FanovaImportanceEvaluator(seed=seed)).items()}
+        _draw_importance(importance, out / "importance.png")
+    history = out / "trials.csv"
+    _write_history(study, space, history)
+    recipe_path = out / "best.toml"
+    measured = (f"{100 * best.value:.2f}% validation, trial {best.number} of a {len(study.trials)}-trial "
+                f"search over {', '.join(space.params)} (opticsfree tune)")
+    text = recipe_text("tuned", f"{rec.name} with {', '.join(space.params)} searched on validation",
+                       loss, {**base, **best.params}, measured)
+    write_text(recipe_path, text)
+    return TuneResult(float(best.value), dict(best.params), best.number, len(complete),
+                      len(study.get_trials(deepcopy=False, states=(state.PRUNED,))),
+                      len(study.get_trials(deepcopy=False, states=(state.FAIL,))), recipe_path, history,
+                      importance)
+
+
+def _write_history(study: Any, space: SearchSpace, path: Path) -> None:
+    buf = io.StringIO()
+    w = csv.writer(buf, lineterminator="\n")
+    w.writerow(["trial", "state", "val_accuracy", "last_epoch", *space.params, "run"])
+    for t in study.trials:
+        last = max(t.intermediate_values) if t.intermediate_values else ""
+        w.writerow([t.number, t.state.name.lower(), "" if t.value is None else f"{t.value:.6f}", last,
+                    *(t.params.get(k, "") for k in space.params), t.user_attrs.get("run", "")])
+    write_text(path, buf.getvalue())
+
+
+def _draw_importance(importance: dict[str, float], path: Path) -> None:
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    names = list(importance)[::-1]
+    fig, ax = plt.subplots(figsize=(6, 0.5 + 0.4 * len(names)))
+    ax.barh(names, [importance[n] for n in names], color="tab:blue")
+    ax.set_xlabel("importance (fANOVA share of the validation-accuracy variance)")
+    ax.set_title("what the search's validation accuracy depends on")
+    fig.tight_layout()
+    with atomic_path(path) as tmp:
+        fig.savefig(tmp, format="png", dpi=100)
+    plt.close(fig)
