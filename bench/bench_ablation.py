@@ -33,7 +33,7 @@ BASE = dict(RECIPE)
 
 #: (name, what changes, overrides of BASE)
 VARIANTS: list[tuple[str, str, dict]] = [
-    ("recipe", "the recipe (all options as in docs/results.md section 3)", {}),
+    ("recipe", "the recipe (all options as in docs/results.md, 'Classification on raw captures')", {}),
     ("no-front-end", "plain lensless tower (no physics-informed front end)", {"front_end": False}),
     ("auto-contrast", "auto-contrast instead of the front end", {"front_end": False, "lensless_contrast": True}),
     ("front-end-trained", "front end trained at 0.01 x the rate (not frozen)", {"front_end_lr_scale": 0.01}),

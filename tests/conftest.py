@@ -1,5 +1,9 @@
 """Shared test set-up: an isolated user cache for the whole session (transfer matrices and
-decoded datasets are built once per session, never written to the real user cache)."""
+decoded datasets are built once per session, never written to the real user cache).
+
+The one stand-in for a trained model is ``tests/fake_trained.py``
+(``from fake_trained import FakeTrained``); :func:`contract_view` narrows a real or fake model
+to the members of the trained-model contract."""
 
 from __future__ import annotations
 
@@ -32,12 +36,15 @@ def contract_view():
             epoch = property(lambda self: model.epoch)
             loss = property(lambda self: model.loss)
             captures = property(lambda self: model.captures)
+            config = property(lambda self: model.config)
+            model = property(lambda self: model.model)
+            mirror = property(lambda self: model.mirror)
 
-            def embed(self, images, domain, /):
-                return model.embed(images, domain)
+            def embed(self, images, domain, /, batch_size=512):
+                return model.embed(images, domain, batch_size)
 
-            def logits(self, images, /):
-                return model.logits(images)
+            def logits(self, images, /, batch_size=512):
+                return model.logits(images, batch_size)
 
             def load_split(self, split, /):
                 return model.load_split(split)

@@ -16,6 +16,7 @@ from scipy.stats import entropy
 from typer.testing import CliRunner
 
 import opticsfree.cli.bayes  # noqa: F401 - registers the command
+from fake_trained import FakeTrained
 from opticsfree.bayes.analysis import analyse, group_frames
 from opticsfree.bayes.calibration import brier, calibration_metrics, ece, nll, reliability
 from opticsfree.bayes.divergence import (
@@ -340,7 +341,7 @@ def test_uniform_prior_map_accuracy_equals_prototype_classifier():
     rng = np.random.default_rng(11)
     true = _prototypes(rng)
     xtr, ytr, _, _ = _draw(rng, true)
-    clf = PrototypeClassifier().fit(xtr, ytr, 3)
+    clf = PrototypeClassifier(n_classes=3).fit(xtr, ytr)
     xv, yv, _, _ = _draw(rng, true)
     xt, yt, _, _ = _draw(rng, true)
     protos = clf.prototypes.astype(np.float64)
@@ -412,37 +413,12 @@ def test_multi_frame_sequential_fusion_in_analyse():
 # ------------------------------------------------------------------- run-level and the CLI
 
 
-class FakeTrained:
-    """A TrainedEmbedder of its own: a fixed random projection over a tiny capture set."""
-
-    def __init__(self, root, epoch=1, dim=12, has_head=False, loss="triplet"):
-        from opticsfree.captures.loader import load_captures
-
-        self._load = load_captures
-        self.captures = root
-        self.size = 8
-        self.epoch = epoch
-        self.classes = ["class0", "class1", "class2"]
-        self.loss = loss
-        self.has_head = has_head
-        g = torch.Generator().manual_seed(0)
-        self._w = torch.randn(8 * 5, dim, generator=g)
-        self._head = torch.randn(dim, 3, generator=g)
-
-    def load_split(self, split):
-        return self._load(self.captures, split)
-
-    def embed(self, x, domain):
-        # |FFT| of the mean-removed grey image: blind to the stripes' phase and to the capture's
-        # shift, sensitive to their orientation (the class), so the double classifies well
-        assert domain in ("lensless", "original")
-        g = x.float().mean(1) / 255
-        g = g - g.mean((1, 2), keepdim=True)
-        f = torch.fft.rfft2(g).abs().flatten(1)
-        return torch.nn.functional.normalize(f @ self._w, dim=1)
-
-    def logits(self, x):
-        return 4.0 * self.embed(x, "lensless") @ self._head if self.has_head else None
+def fake_trained(root, has_head=False, loss="triplet") -> FakeTrained:
+    """The shared stand-in (tests/fake_trained.py) over a tiny capture set: |FFT| of the
+    mean-removed grey image (blind to the stripes' phase and to the capture's shift, sensitive
+    to their orientation, the class), so the double classifies well."""
+    return FakeTrained(root, 1, loss, classes=["class0", "class1", "class2"], dim=12,
+                       head=has_head, features="spectrum", seed=0, logit_scale=4.0)
 
 
 @pytest.fixture(scope="module")
@@ -466,7 +442,7 @@ def test_bayes_analysis_matches_prototype_classifier_and_writes_out(capture_sets
     from opticsfree.evaluation import embed_split, evaluate_checkpoint
     from opticsfree.evaluation.contract import TrainedEmbedder
 
-    fake = FakeTrained(capture_sets[0])
+    fake = fake_trained(capture_sets[0])
     assert isinstance(fake, TrainedEmbedder)
     out_dir = tmp_path / "out"
     result = bayes_analysis(fake, out_dir, run="RUN")
@@ -498,7 +474,7 @@ def test_bayes_analysis_matches_prototype_classifier_and_writes_out(capture_sets
 
 
 def test_analyse_model_writes_nothing_and_write_report_writes_it(capture_sets, tmp_path):
-    fake = FakeTrained(capture_sets[0])
+    fake = fake_trained(capture_sets[0])
     result = analyse_model(fake, frames=1)
     assert result.outputs == []
     assert not [p for p in capture_sets[0].rglob("*") if "bayes" in p.name]
@@ -508,7 +484,7 @@ def test_analyse_model_writes_nothing_and_write_report_writes_it(capture_sets, t
 
 
 def test_bayes_train_and_file_priors(capture_sets, tmp_path):
-    fake = FakeTrained(capture_sets[0])
+    fake = fake_trained(capture_sets[0])
     out = analyse_model(fake, prior="train").to_json()
     assert out["prior_probs"] == pytest.approx([1 / 3] * 3)  # balanced tiny set
     pf = tmp_path / "p.json"
@@ -537,7 +513,7 @@ def summary_text(doc: Document) -> str:
 
 
 def test_bayes_user_errors(capture_sets, tmp_path):
-    fake = FakeTrained(capture_sets[0])
+    fake = fake_trained(capture_sets[0])
     bad = tmp_path / "bad_prior.json"
     bad.write_text(json.dumps({"class0": 0.5, "class1": 0.5}))
     with pytest.raises(DataError, match="bad_prior.json.*class2|class2.*bad_prior.json"):
@@ -555,7 +531,7 @@ def test_bayes_user_errors(capture_sets, tmp_path):
 
 
 def test_bayes_multi_frame(capture_sets, tmp_path):
-    fake = FakeTrained(capture_sets[1])
+    fake = fake_trained(capture_sets[1])
     result = bayes_analysis(fake, tmp_path)
     out = result.to_json(detail=False)
     assert out["frames_per_scene"] == 3 and [f["k"] for f in out["frames"]] == [1, 2, 3]
@@ -574,7 +550,7 @@ def test_bayes_multi_frame(capture_sets, tmp_path):
 
 
 def test_bayes_ce_likelihood_uses_head(capture_sets):
-    fake = FakeTrained(capture_sets[0], has_head=True, loss="ce")
+    fake = fake_trained(capture_sets[0], has_head=True, loss="ce")
     out = analyse_model(fake)
     assert out.likelihood == "ce"
     ev = fake.load_split("test")

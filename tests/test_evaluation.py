@@ -14,6 +14,7 @@ import numpy as np
 import pytest
 import torch
 
+from fake_trained import FakeTrained
 from opticsfree.errors import ConfigError, DataError
 from opticsfree.evaluation import (KNNClassifier, PrototypeClassifier, ThresholdClassifier,
                                    bootstrap_accuracy_ci, choose_threshold, class_prototypes,
@@ -68,42 +69,15 @@ def make_split(n_classes: int, per_class: int, seed: int, frames: int = 1, size:
         frames=torch.tensor(fr, dtype=torch.int64), classes=[f"k{c}" for c in range(n_classes)])
 
 
-class FakeTrained:
-    """A TrainedEmbedder of its own: embed = normalised fixed random projection of the pixels,
-    over three in-memory splits (it has the contract's members and nothing else)."""
-
-    def __init__(self, captures: Path, epoch: int, loss: str = "triplet", n_classes: int = 3,
-                 dim: int = 16, head: bool = False, frames: int = 1):
-        self.loss = loss
-        self.epoch = epoch
-        self.classes = [f"k{c}" for c in range(n_classes)]
-        self.captures = captures
-        self.size = 8
-        self.has_head = head
-        self.calls = {"lensless": 0, "original": 0}
-        g = torch.Generator().manual_seed(7)
-        self._proj = torch.randn(3 * 8 * 8, dim, generator=g)
-        self._head = torch.randn(dim, n_classes, generator=g)
-        self._splits = {"train": make_split(n_classes, 8, seed=1, frames=frames),
-                        "val": make_split(n_classes, 4, seed=2, frames=frames),
-                        "test": make_split(n_classes, 6, seed=3, frames=frames)}
-
-    def embed(self, x: torch.Tensor, domain: str) -> torch.Tensor:
-        assert x.dtype == torch.uint8 and domain in ("lensless", "original")
-        self.calls[domain] += int(x.shape[0])
-        z = (x.float() / 255 - 0.5).flatten(1)
-        z = z - z.mean(dim=1, keepdim=True)
-        return torch.nn.functional.normalize(z @ self._proj, dim=1)
-
-    def logits(self, x: torch.Tensor):
-        if not self.has_head:
-            return None
-        return self.embed(x, "lensless") @ self._head
-
-    def load_split(self, split: str):
-        if split not in self._splits:
-            raise DataError(f"{self.captures}: no split {split!r}")
-        return self._splits[split]
+def fake_trained(captures: Path, epoch: int, loss="triplet", n_classes: int = 3,
+                 dim: int = 16, head: bool = False, frames: int = 1) -> FakeTrained:
+    """The shared stand-in (tests/fake_trained.py) over three in-memory splits:
+    embed = normalised fixed random projection of the pixels."""
+    splits = {"train": make_split(n_classes, 8, seed=1, frames=frames),
+              "val": make_split(n_classes, 4, seed=2, frames=frames),
+              "test": make_split(n_classes, 6, seed=3, frames=frames)}
+    return FakeTrained(captures, epoch, loss, n_classes=n_classes, dim=dim, head=head,
+                       splits=splits, features="pixels", seed=7)
 
 
 @dataclass
@@ -127,14 +101,14 @@ def make_run(tmp_path: Path, epochs=(15, 30), loss="triplet", dataset="cifar10",
         for e in range(1, max(epochs, default=1) + 1):
             f.write(json.dumps({"epoch": e, "loss": 1.0 / e, "val_accuracy": 50 + e / 2,
                                 "lr": 1e-3}) + "\n")
-    models = [FakeTrained(captures, e, loss, head=head) for e in epochs]
+    models = [fake_trained(captures, e, loss, head=head) for e in epochs]
     return FakeRun(models, metrics, tmp_path / "out")
 
 
 def test_the_fakes_and_the_trained_model_satisfy_the_contract(tmp_path):
     from opticsfree.evaluation.contract import Embedder, TrainedEmbedder
 
-    fake = FakeTrained(tmp_path, 1)
+    fake = fake_trained(tmp_path, 1)
     assert isinstance(fake, TrainedEmbedder) and isinstance(fake, Embedder)
     assert not isinstance(object(), Embedder)
 
@@ -170,7 +144,7 @@ def test_class_prototypes_and_prototype_classifier_hand_made():
     labels = np.array([0, 0, 1, 1, 2])
     protos = class_prototypes(emb, labels, 3)
     np.testing.assert_allclose(protos, [[1, 0], [0, 1], [-2 ** -0.5, -2 ** -0.5]], atol=1e-6)
-    clf = PrototypeClassifier().fit(emb, labels, 3)
+    clf = PrototypeClassifier(n_classes=3).fit(emb, labels)
     q = np.array([[0.9, 0.1], [0.2, 0.8], [-0.6, -0.5], [0.6, -0.8]], dtype=np.float32)
     # last query: distance to class 0 = |(0.6,-0.8)-(1,0)| = 0.894 < to class 2 (0.98)
     assert clf.predict(q).tolist() == [0, 1, 2, 0]
@@ -218,12 +192,12 @@ def test_knn_matches_numpy_brute_force():
         expected, idx = brute_force_knn(gallery.astype(np.float64), labels, queries, k, 4)
         _, got_idx = knn.neighbours(queries, k)
         np.testing.assert_array_equal(got_idx, idx)
-        np.testing.assert_array_equal(knn.predict(queries, k), expected)
+        np.testing.assert_array_equal(knn.set_params(k=k).predict(queries), expected)
     # and the vote itself, independently of majority_vote
     idx = brute_force_knn(gallery.astype(np.float64), labels, queries, 5, 4)[1]
     for q in range(25):
         counts = np.bincount(labels[idx[q]], minlength=4)
-        assert counts[knn.predict(queries[q:q + 1], 5)[0]] == counts.max()
+        assert counts[knn.set_params(k=5).predict(queries[q:q + 1])[0]] == counts.max()
 
 
 def test_majority_vote_ties_go_to_the_nearest_tied_class():
@@ -338,7 +312,9 @@ def test_threshold_classifier_reject_option():
     m, n = pair_distances(val_q, val_y, protos)
     assert np.all(m <= clf.threshold) and np.all(n > clf.threshold)
     assert clf.fit_accuracy == 1.0 and clf.fit_eer == 0.0
-    closed, open_, dmin = clf.predict(np.array([[0.9, 0.1], [-1.0, -1.0]], dtype=np.float32))
+    x = np.array([[0.9, 0.1], [-1.0, -1.0]], dtype=np.float32)
+    closed, dmin = clf.predict(x), -clf.decision_function(x).max(axis=1)
+    open_ = np.where(clf.reject(x), UNKNOWN, closed)
     assert closed.tolist() == [0, 0]           # closed set: nearest prototype always
     assert open_.tolist() == [0, UNKNOWN]      # far from every prototype -> unknown
     assert dmin[1] > clf.threshold
@@ -404,7 +380,7 @@ def test_retrieval_precision_at_1_and_map_at_r_hand_made():
 
 
 def test_embed_split_batches_and_embeds_each_scene_original_once(tmp_path):
-    model = FakeTrained(tmp_path, 1, {"loss": "triplet"}, frames=3)
+    model = fake_trained(tmp_path, 1, {"loss": "triplet"}, frames=3)
     emb = embed_split(model, "test", batch_size=5)
     n = 3 * 6 * 3
     assert emb.lensless.shape == (n, 16) and emb.original.shape == (n, 16)
@@ -445,7 +421,7 @@ def _repeat_frames(split: FakeSplit, k: int) -> FakeSplit:
 
 @pytest.mark.parametrize("classifier", ["prototype", "knn", "threshold", "head"])
 def test_fused_accuracy_on_identical_frames_equals_single_frame_accuracy(tmp_path, classifier):
-    model = FakeTrained(tmp_path, 1, "triplet", head=True)
+    model = fake_trained(tmp_path, 1, "triplet", head=True)
     single = report.evaluate_checkpoint(model, classifier=classifier, n_resamples=200)
     assert single.fused_accuracy is None and single.fused_accuracy_ci is None
     assert single.n_scenes == single.n == 18
@@ -459,7 +435,7 @@ def test_fused_accuracy_on_identical_frames_equals_single_frame_accuracy(tmp_pat
 
 
 def test_head_fusion_is_the_product_of_the_frame_likelihoods(tmp_path):
-    model = FakeTrained(tmp_path, 1, "triplet", head=True, frames=3)
+    model = fake_trained(tmp_path, 1, "triplet", head=True, frames=3)
     r = report.evaluate_checkpoint(model, classifier="head", n_resamples=50)
     data = model.load_split("test")
     logp = torch.log_softmax(model.logits(data.lensless), dim=1).reshape(-1, 3, 3)  # scene, frame, class
@@ -470,7 +446,7 @@ def test_head_fusion_is_the_product_of_the_frame_likelihoods(tmp_path):
 @pytest.mark.parametrize("classifier", ["prototype", "knn"])
 def test_fusing_independent_noisy_frames_beats_one_frame(tmp_path, classifier):
     """(The fake's head is an untrained random map, so only the distance classifiers here.)"""
-    model = FakeTrained(tmp_path, 1, "triplet", head=True, frames=5)
+    model = fake_trained(tmp_path, 1, "triplet", head=True, frames=5)
     r = report.evaluate_checkpoint(model, classifier=classifier, n_resamples=100)
     assert r.n == 5 * r.n_scenes and r.fused_accuracy is not None
     assert r.fused_accuracy > r.accuracy
@@ -774,10 +750,6 @@ def test_evaluate_models_on_a_real_capture_set(tmp_path):
                                     frames=2, splits=("train", "test"))
 
     class LoaderTrained(FakeTrained):
-        def __init__(self, *args, **kw):
-            super().__init__(*args, **kw)
-            self.classes = ["class0", "class1", "class2"]
-
         def load_split(self, split):
             if split == "val":  # the run's held-out part of train: every 3rd scene
                 tr = loader.load_captures(caps, "train")
@@ -785,7 +757,8 @@ def test_evaluate_models_on_a_real_capture_set(tmp_path):
             return loader.load_captures(caps, split)
 
     out = tmp_path / "out"
-    ev = report.evaluate_models([LoaderTrained(caps, 1, "quadruplet")], out, classifier="knn",
+    ev = report.evaluate_models([LoaderTrained(caps, 1, "quadruplet",
+                                                          classes=["class0", "class1", "class2"])], out, classifier="knn",
                                 figures=True)
     r = ev.checkpoints[0]
     assert r.n == 3 * 6 * 2 and r.params.gallery_size == 3 * 6  # one original per scene

@@ -102,6 +102,8 @@ SHARED_OPTIONS: dict[str, tuple[type, dict | None, str]] = {
     "--amp": (bool, None, "--amp/--no-amp: bf16 autocast (default: where the CPU/GPU has native bf16)"),
     "--recipe": (str, None, "a bundled recipe (best, fast, seed) or a recipe file"),
     "--loss": (str, None, "a training loss"),
+    "--executor": (str, None, "who runs the work: local (here, one after another) or ray (Ray tasks)"),
+    "--address": (str, None, "a Ray cluster to join (--executor ray)"),
     "--mirror": (bool, None, "a flag: test-time mirroring (a capture and its left-right flip, averaged)"),
     "--reject": (bool, None, "a flag: flag captures beyond the run's validated distance threshold"),
     "--output-gamma": (float, GAMMA, "decoding of 8-bit captures to linear units"),

@@ -11,11 +11,14 @@ from typing import Annotated, List, Optional
 import typer
 
 from opticsfree import seed_study
-from opticsfree.cli.common import COUNT, LIMIT, POSITIVE, SEED, SIZE, app, command, print_json
+from opticsfree.cli.common import COUNT, LIMIT, POSITIVE, SEED, SIZE, app, choices, command, print_json
 from opticsfree.errors import ConfigError
 from opticsfree.optics.config import list_presets  # light: pydantic, no torch
 from opticsfree.utils.io import check_out_dir, check_out_file
+from opticsfree.utils.parallel import EXECUTOR_NAMES
 from opticsfree.utils.progress import console, progress
+
+Executor = choices(EXECUTOR_NAMES)
 
 camera_app = typer.Typer(
     rich_markup_mode=None,
@@ -194,6 +197,11 @@ def sweep(
     seed: Seed = 0,
     size: Size = 32,
     yes: bool = typer.Option(False, "--yes", help="run a grid of more than 100 points"),
+    executor: Executor = typer.Option("local", "--executor",
+                                      help="local: one point after another here; ray: every point a Ray "
+                                           "task, the same CSV (extra: scale)"),
+    address: Optional[str] = typer.Option(None, "--address", metavar="ADDR",
+                                          help="join this Ray cluster (--executor ray)"),
 ) -> None:
     """The `camera info` numbers over a grid of one or two camera parameters: sweep.csv and
     heatmaps of linear_psnr, raw_psnr and linear_probe_accuracy. Resumable. Prints the number
@@ -222,5 +230,6 @@ def sweep(
         def on_point(done: int, n: int, row: dict) -> None:
             bar.update(task, completed=done)
 
-        sweep_camera(cam, axes, ds, out, limit=limit, seed=seed, size=size, on_point=on_point)
+        sweep_camera(cam, axes, ds, out, limit=limit, seed=seed, size=size, on_point=on_point,
+                     executor=executor, address=address)
     console.print(f"wrote {out / 'sweep.csv'} and heatmaps in {out}")

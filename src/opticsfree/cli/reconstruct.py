@@ -11,19 +11,20 @@ from opticsfree.cli.common import (BATCH, EPOCHS, FRACTION, GAMMA, LIMIT, POSITI
                                    SEED, SIZE, THREADS, WORKERS, Device, app, choices, command,
                                    parse_key_values, print_json)
 from opticsfree.errors import ConfigError
+from opticsfree.reconstruction.names import method_names
 from opticsfree.utils.io import check_out_dir, check_out_file
 from opticsfree.utils.progress import console, progress
 
-#: ``--method``: the names of opticsfree.reconstruction.base.METHODS (written out here so that
-#: the command line starts without loading torch; a test checks that they agree).
-Method = choices(("cyclegan", "unet", "bijective", "tikhonov"))
+#: ``--method``: the registered reconstruction methods (opticsfree.reconstruction.names, read
+#: without torch; a method registered before this module is imported is a choice too).
+Method = choices(method_names())
 #: ``calibrate --exposure`` (opticsfree.reconstruction.sensor_model.SensorModel's exposure modes).
 Exposure = choices(("per-image", "fixed"))
 
 reconstruct_app = typer.Typer(
     rich_markup_mode=None,
-    help="Reconstruct images from lensless captures: train a method (cyclegan, unet, bijective, "
-         "tikhonov), average trained models into an ensemble, and apply one to a capture set.",
+    help=f"Reconstruct images from lensless captures: train a method ({', '.join(method_names())}), "
+         "average trained models into an ensemble, and apply one to a capture set.",
     no_args_is_help=True,
 )
 app.add_typer(reconstruct_app, name="reconstruct")

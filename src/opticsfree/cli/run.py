@@ -7,7 +7,10 @@ from typing import Optional
 
 import typer
 
-from opticsfree.cli.common import Device, command, print_json
+from opticsfree.cli.common import Device, choices, command, print_json
+from opticsfree.utils.parallel import EXECUTOR_NAMES
+
+Executor = choices(EXECUTOR_NAMES)
 
 
 @command("run")
@@ -17,13 +20,19 @@ def run_command(
     device: Optional[Device] = typer.Option(None, "--device", help="device",
                                             show_default="the config's [study] device"),
     json_: bool = typer.Option(False, "--json", help="print the summary (stages, report paths) as JSON"),
+    executor: Executor = typer.Option("local", "--executor",
+                                      help="local: one stage after another here; ray: every stage whose "
+                                           "inputs are ready as a Ray task (extra: scale; docs/study.md)"),
+    address: Optional[str] = typer.Option(None, "--address", metavar="ADDR",
+                                          help="join this Ray cluster (--executor ray; default: a local "
+                                               "Ray with this machine's cores)"),
 ) -> None:
     """Run a study: data -> captures -> tuples -> reconstructions -> training -> evaluation ->
     Bayes -> report (OUT/report.html, report.md, results.json). A rerun skips finished stages
     and resumes an interrupted one."""
     from opticsfree.study.runner import run_study
 
-    summary = run_study(config, out, device)
+    summary = run_study(config, out, device, executor=executor, address=address)
     if json_:
         print_json(summary)
     else:

@@ -21,6 +21,7 @@ from opticsfree.design.params import Axis, set_values
 from opticsfree.errors import ConfigError, OpticsfreeError
 from opticsfree.optics import CameraConfig
 from opticsfree.utils.io import check_out_dir, ensure_dir, read_json, write_json, write_text
+from opticsfree.utils.parallel import EXECUTOR_NAMES
 
 #: Metrics drawn as heatmaps.
 HEATMAPS = ("linear_psnr", "raw_psnr", "linear_probe_accuracy")
@@ -67,9 +68,20 @@ def _write_rows(path: Path, columns: list[str], rows: list[dict]) -> None:
     write_text(path, buf.getvalue())
 
 
+def measure_point(camera: CameraConfig, dataset: ImageDataset, limit: int | None, seed: int,
+                  size: int) -> dict:
+    """The metrics of ``camera info`` at one grid point (a module-level function: a Ray task)."""
+    return camera_info(camera, dataset, limit=limit, seed=seed, size=size, cache=False).metrics()
+
+
+def _measure_task(dataset: ImageDataset, limit: int | None, seed: int, size: int, camera: CameraConfig) -> dict:
+    return measure_point(camera, dataset, limit, seed, size)
+
+
 def sweep_camera(base: CameraConfig, axes: Sequence[Axis], dataset: ImageDataset, out: str | Path,
                  limit: int | None = 2000, seed: int = 0, size: int = 32,
-                 on_point: Callable[[int, int, dict], None] | None = None) -> list[dict]:
+                 on_point: Callable[[int, int, dict], None] | None = None,
+                 executor: str = "local", address: str | None = None) -> list[dict]:
     """Measure ``camera info`` at every grid point and write the CSV and the heatmaps.
 
     Args:
@@ -79,10 +91,18 @@ def sweep_camera(base: CameraConfig, axes: Sequence[Axis], dataset: ImageDataset
         out: output folder (created; resumed when it holds the same sweep).
         limit, seed, size: the dataset subset and comparison size of every point.
         on_point: called after each point with (done, total, row).
+        executor: ``local`` (one point after another here) or ``ray`` (every point a Ray task,
+            :func:`opticsfree.utils.parallel.ray_map`, with this process's torch threads: the
+            same numbers); the CSV is rewritten after each finished point either way.
+        address: a Ray cluster to join (``ray`` only).
 
     Returns:
         The rows, in grid order (first parameter slowest).
     """
+    if executor not in EXECUTOR_NAMES:
+        raise ConfigError(f"--executor: expected one of {', '.join(EXECUTOR_NAMES)}, got {executor!r}")
+    if address is not None and executor != "ray":
+        raise ConfigError("--address joins a Ray cluster: it needs --executor ray")
     if not 1 <= len(axes) <= 2:
         raise ConfigError(f"give one or two --param PATH=LO:HI:N, got {len(axes)}")
     if len({a.path for a in axes}) != len(axes):
@@ -104,14 +124,27 @@ def sweep_camera(base: CameraConfig, axes: Sequence[Axis], dataset: ImageDataset
     done = {tuple(r[a.path] for a in axes): r for r in _read_rows(out / "sweep.csv", columns)}
     grid = list(itertools.product(*[a.values() for a in axes]))
     keys = [tuple(float(f"{v:.6g}") for v in point) for point in grid]
-    for i, (point, key) in enumerate(zip(grid, keys)):
-        if key not in done:
-            values = dict(zip([a.path for a in axes], point))
-            info = camera_info(set_values(base, values), dataset, limit=limit, seed=seed, size=size, cache=False)
-            done[key] = {**values, **info.metrics()}
-            _write_rows(out / "sweep.csv", columns, [done[k] for k in keys if k in done])
+    paths = [a.path for a in axes]
+    todo = [i for i, key in enumerate(keys) if key not in done]
+    count = len(grid) - len(todo)
+
+    def record(i: int, metrics: dict) -> None:
+        nonlocal count
+        done[keys[i]] = {**dict(zip(paths, grid[i])), **metrics}
+        _write_rows(out / "sweep.csv", columns, [done[k] for k in keys if k in done])
+        count += 1
         if on_point:
-            on_point(i + 1, len(grid), done[key])
+            on_point(count, len(grid), done[keys[i]])
+
+    if executor == "ray" and todo:
+        from opticsfree.utils.parallel import ray_map
+
+        calls = [(set_values(base, dict(zip(paths, grid[i]))),) for i in todo]
+        for j, metrics in ray_map(_measure_task, calls, address=address, shared=(dataset, limit, seed, size)):
+            record(todo[j], metrics)
+    else:
+        for i in todo:
+            record(i, measure_point(set_values(base, dict(zip(paths, grid[i]))), dataset, limit, seed, size))
     rows = [done[k] for k in keys]
     _write_rows(out / "sweep.csv", columns, rows)
     from opticsfree.design.figures import draw_sweep

@@ -6,7 +6,10 @@ Public API:
   :mod:`opticsfree.evaluation.contract`)
 - :func:`embed_split`, :class:`Embedded`, :func:`class_prototypes`, :func:`train_gallery`
   (embedding a split; the train originals and their class prototypes)
-- :class:`PrototypeClassifier`, :class:`KNNClassifier`, :class:`ThresholdClassifier`
+- :class:`PrototypeClassifier`, :class:`KNNClassifier`, :class:`ThresholdClassifier` (one
+  scikit-learn style contract, :mod:`opticsfree.evaluation.classifier`: ``fit(X, y)``,
+  ``predict``, ``decision_function``/``predict_proba``, ``NotFittedError`` before ``fit``;
+  the threshold's reject option is ``reject(X)``)
 - :func:`classification_metrics`, :func:`bootstrap_accuracy_ci`, :func:`retrieval_metrics`
 - :func:`match_run` (which of the seed's published rows, :mod:`opticsfree.seed_study`, a run matches)
 - :func:`evaluate_models`, :func:`evaluate_checkpoint` (``opticsfree evaluate``) and their
@@ -23,6 +26,7 @@ from typing import TYPE_CHECKING
 from opticsfree.utils.lazy import lazy_getattr
 
 if TYPE_CHECKING:
+    from opticsfree.evaluation.classifier import EmbeddingClassifier
     from opticsfree.evaluation.contract import Embedder, TrainedEmbedder
     from opticsfree.evaluation.embed import (Embedded, Gallery, class_prototypes, embed_split,
                                              train_gallery)
@@ -41,7 +45,7 @@ if TYPE_CHECKING:
 
 __all__ = [
     "ALL_CLASSIFIERS", "CLASSIFIERS", "CheckpointEvaluation", "Embedded", "Embedder",
-    "Evaluation", "Gallery", "KNNClassifier", "PrototypeClassifier",
+    "EmbeddingClassifier", "Evaluation", "Gallery", "KNNClassifier", "PrototypeClassifier",
     "ThresholdClassifier", "TrainedEmbedder", "UNKNOWN", "bootstrap_accuracy_ci",
     "choose_threshold", "class_prototypes", "classification_metrics", "embed_split",
     "equal_error_rate", "evaluate_checkpoint", "evaluate_models", "majority_vote", "match_run",
@@ -49,6 +53,6 @@ __all__ = [
     "write_evaluation", "write_tables",
 ]
 
-__getattr__ = lazy_getattr(__name__, __all__, ("contract", "embed", "knn_classifier", "metrics",
-                                               "prototype_classifier", "report", "results",
-                                               "seed_tables", "threshold_classifier"))
+__getattr__ = lazy_getattr(__name__, __all__, ("classifier", "contract", "embed", "knn_classifier",
+                                               "metrics", "prototype_classifier", "report",
+                                               "results", "seed_tables", "threshold_classifier"))

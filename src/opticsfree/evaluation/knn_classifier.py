@@ -14,6 +14,7 @@ from typing import Sequence
 import numpy as np
 import torch
 
+from opticsfree.evaluation.classifier import EmbeddingClassifier
 #: The k values tried on the validation split.
 DEFAULT_KS = (1, 3, 5, 10, 20)
 
@@ -68,33 +69,48 @@ def majority_vote(neighbour_labels: np.ndarray, n_classes: int) -> np.ndarray:
     return score.argmax(axis=1).astype(np.int64)
 
 
-class KNNClassifier:
+class KNNClassifier(EmbeddingClassifier):
     """Majority vote of the k nearest gallery embeddings (exact L2 search, :func:`exact_knn`).
 
+    The contract is :mod:`opticsfree.evaluation.classifier`'s: ``KNNClassifier(k, n_classes)
+    .fit(gallery, labels).predict(Q)``; ``predict_proba(Q)`` is the vote fractions, as
+    scikit-learn's ``KNeighborsClassifier(k)`` (uniform weights) gives them. The predicted class
+    is the most voted, ties to the tied class whose first neighbour is nearest
+    (:func:`majority_vote`; scikit-learn gives ties to the lower class index, so the two agree
+    wherever the vote has one winner).
+
+    Args:
+        k: the number of neighbours (at most the gallery size is used); :meth:`select_k`
+            chooses it on validation queries.
+        n_classes: number of classes C; None: ``max(labels) + 1``.
+
     Attributes:
-        k: the number of neighbours.
-        n_classes: number of classes.
+        n_classes_: C after :meth:`fit`.
     """
+
+    _gallery: torch.Tensor | None = None
+    _labels: np.ndarray | None = None
+    n_classes_: int | None = None
 
     def __init__(self, k: int = 5, n_classes: int | None = None) -> None:
         if k < 1:
             raise ValueError(f"k must be >= 1, got {k}")
         self.k = int(k)
         self.n_classes = n_classes
-        self._gallery: torch.Tensor | None = None
-        self._labels: np.ndarray | None = None
 
-    def fit(self, gallery: np.ndarray, labels: np.ndarray) -> "KNNClassifier":
-        """Keep the gallery embeddings (M, D) with their labels (M,)."""
-        g = np.ascontiguousarray(gallery, dtype=np.float32)
-        y = np.asarray(labels, dtype=np.int64)
-        if g.ndim != 2 or len(g) != len(y) or len(g) == 0:
+    def _n_fitted_classes(self) -> int | None:
+        return self.n_classes_
+
+    def fit(self, X: np.ndarray, y: np.ndarray) -> "KNNClassifier":
+        """Keep the gallery embeddings ``X`` (M, D) with their labels ``y`` (M,)."""
+        g = np.ascontiguousarray(X, dtype=np.float32)
+        lab = np.asarray(y, dtype=np.int64)
+        if g.ndim != 2 or len(g) != len(lab) or len(g) == 0:
             raise ValueError(f"expected a non-empty gallery (M, D) and labels (M,), got "
-                             f"{g.shape} and {y.shape}")
+                             f"{g.shape} and {lab.shape}")
         self._gallery = torch.from_numpy(g)
-        self._labels = y
-        if self.n_classes is None:
-            self.n_classes = int(y.max()) + 1
+        self._labels = lab
+        self.n_classes_ = int(self.n_classes) if self.n_classes is not None else int(lab.max()) + 1
         return self
 
     @property
@@ -102,29 +118,38 @@ class KNNClassifier:
         """Number of gallery embeddings."""
         return 0 if self._labels is None else len(self._labels)
 
-    def neighbours(self, queries: np.ndarray, k: int) -> tuple[np.ndarray, np.ndarray]:
-        """The k nearest gallery items of each query.
+    def neighbours(self, X: np.ndarray, k: int | None = None) -> tuple[np.ndarray, np.ndarray]:
+        """The k (default ``self.k``, at most the gallery size) nearest gallery items of each
+        query.
 
         Returns:
             ``(squared distances (N, k) float32, gallery indices (N, k) int64)``, nearest first.
         """
-        if self._gallery is None:
-            raise RuntimeError("KNNClassifier.fit must be called first")
-        k = min(int(k), self.gallery_size)
-        q = torch.from_numpy(np.ascontiguousarray(queries, dtype=np.float32))
+        self._check_fitted()
+        k = min(int(self.k if k is None else k), self.gallery_size)
+        q = torch.from_numpy(np.ascontiguousarray(X, dtype=np.float32))
         dist, idx = exact_knn(q, self._gallery, k)
         return dist.numpy(), idx.numpy()
 
-    def predict(self, queries: np.ndarray, k: int | None = None) -> np.ndarray:
-        """(N,) int64 majority-vote classes of queries (N, D) with ``k`` (default ``self.k``)."""
-        _, idx = self.neighbours(queries, k or self.k)
-        return majority_vote(self._labels[idx], self.n_classes)
+    def predict(self, X: np.ndarray) -> np.ndarray:
+        """(N,) int64 majority-vote classes of queries (N, D) with ``self.k`` neighbours."""
+        _, idx = self.neighbours(X)
+        return majority_vote(self._labels[idx], self.n_classes_)
+
+    def predict_proba(self, X: np.ndarray) -> np.ndarray:
+        """(N, C) float64 fraction of the k nearest neighbours in each class."""
+        _, idx = self.neighbours(X)
+        lab = self._labels[idx]
+        counts = np.zeros((len(lab), self.n_classes_), dtype=np.float64)
+        np.add.at(counts, (np.repeat(np.arange(len(lab)), lab.shape[1]), lab.ravel()), 1.0)
+        return counts / max(lab.shape[1], 1)
 
     def select_k(self, queries: np.ndarray, labels: np.ndarray,
                  ks: Sequence[int] = DEFAULT_KS) -> dict[int, float]:
         """Choose ``k`` on validation queries: the k of highest accuracy, ties to the smaller k.
 
-        Sets ``self.k``. One search with the largest k; each k votes over its prefix.
+        Sets the parameter ``self.k`` (as ``set_params(k=...)`` would). One search with the
+        largest k; each k votes over its prefix.
 
         Args:
             queries: (N, D) validation embeddings (lensless).
@@ -140,7 +165,7 @@ class KNNClassifier:
             cands = [min(max(ks), self.gallery_size)]
         _, idx = self.neighbours(queries, max(cands))
         nl = self._labels[idx]
-        acc = {k: float((majority_vote(nl[:, :k], self.n_classes) == y).mean()) for k in cands}
+        acc = {k: float((majority_vote(nl[:, :k], self.n_classes_) == y).mean()) for k in cands}
         best = max(acc.values())
         self.k = min(k for k, a in acc.items() if a == best)
         return acc

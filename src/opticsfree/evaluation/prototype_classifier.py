@@ -4,6 +4,8 @@ from __future__ import annotations
 
 import numpy as np
 
+from opticsfree.evaluation.classifier import (EmbeddingClassifier, check_embeddings,
+                                              check_labels)
 from opticsfree.evaluation.embed import class_prototypes
 
 
@@ -27,7 +29,27 @@ def pairwise_distances(a: np.ndarray, b: np.ndarray) -> np.ndarray:
     return np.sqrt(np.maximum(sq, 0.0))
 
 
-class PrototypeClassifier:
+class NearestPrototype:
+    """Scores and classes by distance to the class prototypes ``self.prototypes`` (C, D): the
+    part the prototype and threshold classifiers share (the latter adds the reject option)."""
+
+    prototypes: np.ndarray | None
+
+    def distances(self, X: np.ndarray) -> np.ndarray:
+        """(N, C) float64 Euclidean distances from each query to each prototype."""
+        self._check_fitted()
+        return pairwise_distances(X, self.prototypes)
+
+    def decision_function(self, X: np.ndarray) -> np.ndarray:
+        """(N, C) float64 scores: minus the distance to each prototype (larger is nearer)."""
+        return -self.distances(X)
+
+    def predict(self, X: np.ndarray) -> np.ndarray:
+        """(N,) int64 class of the nearest prototype for each query (N, D) (closed set)."""
+        return self.distances(X).argmin(axis=1).astype(np.int64)
+
+
+class PrototypeClassifier(NearestPrototype, EmbeddingClassifier):
     r"""Assign each embedding to the class whose prototype is nearest.
 
     The prototypes are the L2-normalised class means of reference embeddings (in evaluation:
@@ -36,26 +58,31 @@ class PrototypeClassifier:
     .. math:: \hat y(q) = \arg\min_c \lVert q - p_c \rVert_2 .
 
     For unit-norm queries this is the class of maximal cosine similarity. Ties go to the lower
-    class index.
+    class index. The contract is :mod:`opticsfree.evaluation.classifier`'s:
+    ``PrototypeClassifier(n_classes=None).fit(X, y).predict(Q)``; ``decision_function(Q)`` is
+    the negated distance to each prototype. It is scikit-learn's ``NearestCentroid`` with the
+    centroids L2-normalised (and every class required to have a reference embedding).
+
+    Args:
+        n_classes: number of classes C; None: ``max(y) + 1``.
 
     Attributes:
-        prototypes: (C, D) float32 after :meth:`fit`.
+        prototypes: (C, D) float32 after :meth:`fit` (None before; may also be set directly).
     """
 
-    def __init__(self) -> None:
-        self.prototypes: np.ndarray | None = None
+    prototypes: np.ndarray | None = None
 
-    def fit(self, embeddings: np.ndarray, labels: np.ndarray, n_classes: int) -> "PrototypeClassifier":
-        """Compute the class prototypes from reference embeddings (N, D) and labels (N,)."""
-        self.prototypes = class_prototypes(embeddings, labels, n_classes)
+    def __init__(self, n_classes: int | None = None) -> None:
+        self.n_classes = n_classes
+
+    def _n_fitted_classes(self) -> int | None:
+        return None if self.prototypes is None else len(self.prototypes)
+
+    def fit(self, X: np.ndarray, y: np.ndarray) -> "PrototypeClassifier":
+        """Compute the class prototypes from reference embeddings ``X`` (N, D) and labels ``y``
+        (N,); every class ``0 .. C-1`` needs one (DataError otherwise)."""
+        lab = check_labels(check_embeddings(X), y)
+        n = self.n_classes if self.n_classes is not None else int(lab.max()) + 1
+        self.prototypes = class_prototypes(X, lab, int(n))
         return self
 
-    def distances(self, queries: np.ndarray) -> np.ndarray:
-        """(N, C) Euclidean distances from each query to each prototype."""
-        if self.prototypes is None:
-            raise RuntimeError("PrototypeClassifier.fit must be called first")
-        return pairwise_distances(queries, self.prototypes)
-
-    def predict(self, queries: np.ndarray) -> np.ndarray:
-        """(N,) int64 class of the nearest prototype for each query (N, D)."""
-        return self.distances(queries).argmin(axis=1).astype(np.int64)

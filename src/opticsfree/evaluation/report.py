@@ -52,7 +52,7 @@ from opticsfree.evaluation.embed import (embed_split, fuse_rows, l2_normalise, l
 from opticsfree.evaluation.knn_classifier import DEFAULT_KS, KNNClassifier
 from opticsfree.evaluation.metrics import (bootstrap_accuracy_ci, classification_metrics,
                                            retrieval_metrics)
-from opticsfree.evaluation.prototype_classifier import pairwise_distances
+from opticsfree.evaluation.prototype_classifier import PrototypeClassifier
 from opticsfree.evaluation.results import (ALL_CLASSIFIERS, CLASSIFIERS, CONVENTIONS,
                                            DETAIL_KEYS, Artifacts, CheckpointEvaluation,
                                            Evaluation, KnnParams, ThresholdParams,
@@ -137,8 +137,9 @@ def evaluate_checkpoint(model: TrainedEmbedder, split: str = "test",
     predict: Any = None  # embeddings -> classes, for the fused frames
     logits = None
     if classifier == "prototype":
-        def predict(e: np.ndarray) -> np.ndarray:
-            return pairwise_distances(e, prototypes).argmin(axis=1)
+        proto = PrototypeClassifier(n_classes)
+        proto.prototypes = prototypes  # the train gallery's, computed once by train_gallery
+        predict = proto.predict
         pred = predict(test.lensless)
     elif classifier == "knn":
         knn = KNNClassifier(n_classes=n_classes).fit(gallery, gallery_labels)
@@ -149,10 +150,9 @@ def evaluate_checkpoint(model: TrainedEmbedder, split: str = "test",
                            gallery_size=knn.gallery_size)
     elif classifier == "threshold":
         thr = ThresholdClassifier(prototypes).fit(val.lensless, val.labels)
-        pred, open_pred, _ = thr.predict(test.lensless)
-
-        def predict(e: np.ndarray) -> np.ndarray:
-            return thr.predict(e)[0]
+        predict = thr.predict  # closed set: the nearest prototype
+        pred = predict(test.lensless)
+        open_pred = np.where(thr.reject(test.lensless), UNKNOWN, pred)
         ver = thr.verify(test.lensless, test.labels)
         accepted = open_pred != UNKNOWN
         threshold = thr.threshold

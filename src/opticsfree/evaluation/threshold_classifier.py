@@ -26,9 +26,10 @@ neighbouring candidate thresholds where FAR - FRR changes sign. The candidates a
 (TAR, FAR) are the points of scikit-learn's ROC curve (``roc_curve`` on the score :math:`-d`,
 every point kept).
 
-Classification. Closed set: the nearest prototype (as :class:`PrototypeClassifier`). Open set
-(reject option): the nearest prototype when its distance is at most :math:`t`, otherwise
-``UNKNOWN`` (-1).
+Classification. Closed set (``predict``): the nearest prototype (as :class:`PrototypeClassifier`).
+Open set (the reject option, ``reject``): a query is rejected when its nearest prototype is
+farther than :math:`t`; its open-set label is then ``UNKNOWN`` (-1), otherwise the closed-set
+class.
 """
 
 from __future__ import annotations
@@ -38,7 +39,9 @@ from dataclasses import dataclass
 import numpy as np
 from sklearn.metrics import roc_curve
 
-from opticsfree.evaluation.prototype_classifier import pairwise_distances
+from opticsfree.evaluation.classifier import (EmbeddingClassifier, check_embeddings,
+                                              check_labels)
+from opticsfree.evaluation.prototype_classifier import NearestPrototype, pairwise_distances
 
 #: The label given to a rejected query.
 UNKNOWN = -1
@@ -148,43 +151,49 @@ def equal_error_rate(matching: np.ndarray, non_matching: np.ndarray) -> tuple[fl
     return float(eer), float(thr[i - 1] + w * (thr[i] - thr[i - 1]))
 
 
-class ThresholdClassifier:
+class ThresholdClassifier(NearestPrototype, EmbeddingClassifier):
     """Nearest prototype with a distance threshold chosen on validation pairs.
 
+    The contract is :mod:`opticsfree.evaluation.classifier`'s: ``ThresholdClassifier(prototypes)
+    .fit(X_val, y_val)`` chooses the threshold on the (query, prototype) pairs of validation
+    queries; ``predict(Q)`` is the closed-set class (the nearest prototype, as
+    :class:`PrototypeClassifier` with the same prototypes); ``decision_function(Q)`` the negated
+    distance to each prototype; and the reject option is its own decision, ``reject(Q)`` (True
+    where the nearest prototype is farther than the threshold). Open-set labels:
+    ``np.where(clf.reject(Q), UNKNOWN, clf.predict(Q))``.
+
+    Args:
+        prototypes: (C, D) class prototypes (kept as float32), C >= 2.
+
     Attributes:
-        prototypes: (C, D) class prototypes.
-        threshold: the chosen t after :meth:`fit`.
+        threshold: the chosen t after :meth:`fit` (None before; may also be set directly, e.g.
+            to a run's validated threshold).
         fit_accuracy: balanced verification accuracy at t on the fitting (validation) pairs.
         fit_eer: EER on the fitting pairs.
     """
 
+    threshold: float | None = None
+    fit_accuracy: float | None = None
+    fit_eer: float | None = None
+
     def __init__(self, prototypes: np.ndarray) -> None:
         self.prototypes = np.asarray(prototypes, dtype=np.float32)
-        self.threshold: float | None = None
-        self.fit_accuracy: float | None = None
-        self.fit_eer: float | None = None
 
-    def fit(self, queries: np.ndarray, labels: np.ndarray) -> "ThresholdClassifier":
-        """Choose the threshold on (validation) queries (N, D) with labels (N,)."""
-        m, n = pair_distances(queries, labels, self.prototypes)
+    def _n_fitted_classes(self) -> int | None:
+        return None if self.threshold is None else len(self.prototypes)
+
+    def fit(self, X: np.ndarray, y: np.ndarray) -> "ThresholdClassifier":
+        """Choose the threshold on (validation) queries ``X`` (N, D) with labels ``y`` (N,)."""
+        lab = check_labels(check_embeddings(X), y)
+        m, n = pair_distances(X, lab, self.prototypes)
         self.threshold, self.fit_accuracy = choose_threshold(m, n)
         self.fit_eer = equal_error_rate(m, n)[0]
         return self
 
-    def predict(self, queries: np.ndarray) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
-        """Classify queries (N, D).
-
-        Returns:
-            ``(closed-set classes (N,), open-set classes (N,) with UNKNOWN = -1 where the
-            nearest prototype is farther than the threshold, nearest distance (N,))``.
-        """
-        if self.threshold is None:
-            raise RuntimeError("ThresholdClassifier.fit must be called first")
-        d = pairwise_distances(queries, self.prototypes)
-        closed = d.argmin(axis=1).astype(np.int64)
-        dmin = d[np.arange(len(d)), closed]
-        open_ = np.where(dmin <= self.threshold, closed, UNKNOWN).astype(np.int64)
-        return closed, open_, dmin
+    def reject(self, X: np.ndarray) -> np.ndarray:
+        """(N,) bool: True where the nearest prototype is farther than the threshold (the open
+        set's ``UNKNOWN``)."""
+        return ~(self.distances(X).min(axis=1) <= self.threshold)
 
     def verify(self, queries: np.ndarray, labels: np.ndarray) -> dict[str, float]:
         """Verification at the fitted threshold on (test) queries.
@@ -193,8 +202,7 @@ class ThresholdClassifier:
             ``{"verification_accuracy", "tar", "far", "eer", "eer_threshold"}``, fractions in
             [0, 1] (the EER is the test split's own, independent of the fitted threshold).
         """
-        if self.threshold is None:
-            raise RuntimeError("ThresholdClassifier.fit must be called first")
+        self._check_fitted()
         m, n = pair_distances(queries, labels, self.prototypes)
         eer, t_eer = equal_error_rate(m, n)
         return {

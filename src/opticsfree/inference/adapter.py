@@ -1,58 +1,22 @@
 """The one place the inference package reaches a trained model.
 
-Everything else in :mod:`opticsfree.inference` uses a trained model only through
-:class:`RunModel`, the part of :class:`opticsfree.training.TrainedModel` it needs (``embed``,
-``logits``, ``classes``, ``config``, ``epoch``, ``size``, ``captures``, ``has_head``,
-``load_split``, and ``model`` for export). :func:`open_model` is the single function that
-builds one from a run directory, so that moving to the evaluation contract
-(``opticsfree.evaluation.contract.Embedder``) changes this file only.
+Everything else in :mod:`opticsfree.inference` uses a trained model only through the one
+trained-model contract, :class:`opticsfree.evaluation.contract.TrainedEmbedder` (which
+:class:`opticsfree.training.TrainedModel` satisfies: ``embed``, ``logits``, ``classes``,
+``config``, ``epoch``, ``size``, ``captures``, ``has_head``, ``load_split``, ``mirror``, and
+``model`` for export). :func:`open_model` is the single function that builds one from a run
+directory.
 """
 
 from __future__ import annotations
 
 from pathlib import Path
-from typing import Any, Protocol
 
 from opticsfree.errors import ConfigError, DataError
+from opticsfree.evaluation.contract import TrainedEmbedder
 
 #: ``--checkpoint`` names besides an epoch number.
 CHECKPOINT_NAMES = ("last", "best")
-
-
-class RunModel(Protocol):
-    """What inference needs of a trained model (satisfied by ``TrainedModel``).
-
-    Attributes:
-        config: the run's ``config.json`` dict (``resolved`` holds size, classes, channels).
-        epoch: the loaded checkpoint's epoch.
-        classes: class names in label order.
-        size: input side in pixels.
-        captures: the capture set the run was trained on.
-        has_head: whether ``logits`` works.
-        model: the ``torch.nn.Module`` (eval mode), used by export only.
-        mirror: whether ``embed`` and ``logits`` average each capture with its left-right flip
-            (test-time mirroring; the exported graph does not).
-    """
-
-    config: dict[str, Any]
-    epoch: int
-    classes: list[str]
-    size: int
-    captures: Path
-    model: Any
-    mirror: bool
-
-    @property
-    def has_head(self) -> bool: ...
-
-    def embed(self, x: Any, domain: str, batch_size: int = 512) -> Any:
-        """L2-normalised float32 (N, D) embeddings of uint8 (N, C, size, size) images."""
-
-    def logits(self, x: Any, batch_size: int = 512) -> Any:
-        """Class logits (N, C) of lensless images, or None without a head."""
-
-    def load_split(self, split: str) -> Any:
-        """A split of the run's capture set (a ``CaptureSplit``) at the run's size."""
 
 
 def resolve_checkpoint(run: str | Path, checkpoint: str | int | None = "last") -> int:
@@ -98,7 +62,7 @@ def resolve_checkpoint(run: str | Path, checkpoint: str | int | None = "last") -
     return epoch
 
 
-def open_model(run: str | Path, epoch: int, device: str = "cpu", mirror: bool = False) -> RunModel:
+def open_model(run: str | Path, epoch: int, device: str = "cpu", mirror: bool = False) -> TrainedEmbedder:
     """Load the model of ``run`` at checkpoint ``epoch`` for inference (eval mode; on the CPU in
     the channels_last memory format).
 
@@ -123,7 +87,7 @@ def open_model(run: str | Path, epoch: int, device: str = "cpu", mirror: bool = 
     return for_inference(model, device)
 
 
-def for_inference(model: RunModel, device: str = "cpu") -> RunModel:
+def for_inference(model: TrainedEmbedder, device: str = "cpu") -> TrainedEmbedder:
     """Put a loaded model in its fastest inference layout: on the CPU, channels_last (measured
     1.5x faster ``cnn4`` inference on the 2-core CPU; the embeddings differ from the default
     layout's by ~1e-7). Only training's fp32 backward pass is unsafe in that layout on the CPU

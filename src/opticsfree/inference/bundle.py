@@ -31,8 +31,8 @@ from typing import Any, Sequence
 import numpy as np
 
 from opticsfree.errors import ConfigError, DataError, OpticsfreeError
-from opticsfree.inference.adapter import (RunModel, checkpoint_file, open_model,
-                                          resolve_checkpoint)
+from opticsfree.evaluation.contract import TrainedEmbedder
+from opticsfree.inference.adapter import checkpoint_file, open_model, resolve_checkpoint
 from opticsfree.utils.io import read_json
 
 #: ``metric`` (prototype distances) or ``ce`` (classifier-head logits).
@@ -96,7 +96,7 @@ class Classifier:
     Attributes:
         run: the run directory.
         epoch: the checkpoint's epoch.
-        model: the trained model (:class:`~opticsfree.inference.adapter.RunModel`).
+        model: the trained model (:class:`~opticsfree.evaluation.contract.TrainedEmbedder`).
         classes: class names in label order.
         likelihood: ``metric`` or ``ce``.
         prototypes: (C, D) float32 class prototypes (metric), or None (ce).
@@ -114,7 +114,7 @@ class Classifier:
 
     run: Path
     epoch: int
-    model: RunModel
+    model: TrainedEmbedder
     classes: list[str]
     likelihood: str
     prototypes: np.ndarray | None
@@ -349,7 +349,7 @@ def _reconstruction_of(captures: Path) -> dict[str, Any] | None:
     return dict(rec) if isinstance(rec, dict) else None
 
 
-def _prototypes(model: RunModel, run: Path, epoch: int,
+def _prototypes(model: TrainedEmbedder, run: Path, epoch: int,
                 batch_size: int) -> tuple[np.ndarray, np.ndarray, dict[str, Any], str]:
     """(prototypes, train prior, preprocessing facts, source) of one checkpoint, from the cache
     when it is current, else from the run's train originals (then cached)."""

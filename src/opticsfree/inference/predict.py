@@ -294,7 +294,7 @@ def predict(classifier: Classifier, inputs: Sequence[str | Path], *,
     if engine not in ENGINES:
         raise ConfigError(f"--engine: expected one of {', '.join(ENGINES)}, got {engine!r}")
     scorer = None
-    if engine == "onnx" and getattr(classifier.model, "mirror", False):
+    if engine == "onnx" and classifier.model.mirror:
         raise ConfigError("--mirror: the onnx engine runs the exported graph, which does not mirror "
                           "captures; use --engine torch")
     if engine == "onnx":
@@ -333,7 +333,7 @@ def predict(classifier: Classifier, inputs: Sequence[str | Path], *,
                          labels=labels if known else None, failures=failures,
                          n_inputs=len(caps), seconds=time.perf_counter() - t0,
                          classifier={**classifier.to_json(), "engine": engine,
-                                     "mirror": bool(getattr(classifier.model, "mirror", False))}, top=top)
+                                     "mirror": bool(classifier.model.mirror)}, top=top)
 
 
 def output_format(path: str | Path) -> str:

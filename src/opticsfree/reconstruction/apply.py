@@ -34,10 +34,11 @@ from opticsfree.captures.format import (
 )
 from opticsfree.captures.loader import load_captures
 from opticsfree.captures.writer import ImageJob, write_images
-from opticsfree.errors import DataError, OpticsfreeError
+from opticsfree.errors import ConfigError, DataError, OpticsfreeError
 from opticsfree.reconstruction.base import resolve_device, torch_threads
 from opticsfree.reconstruction.ensemble import EnsembleNet
 from opticsfree.reconstruction.generators import ResnetGenerator
+from opticsfree.reconstruction.names import method_spec
 from opticsfree.reconstruction.tikhonov import TikhonovModel
 from opticsfree.reconstruction.unet import UNet
 from opticsfree.utils.io import atomic_path, ensure_dir, file_sha256, load_torch, read_json, write_json
@@ -124,14 +125,15 @@ def load_reconstructor(model_dir: str | Path, device: str = "cpu") -> Reconstruc
         common = dict(method=method, epoch=None if state["epoch"] is None else int(state["epoch"]),
                       size=int(state["size"]), in_channels=int(state["in_channels"]),
                       out_channels=int(state["out_channels"]), path=f, device=dev)
-        if method == "tikhonov":
-            return Reconstructor(**common, tikhonov=TikhonovModel.from_state(state["tikhonov"]))
+        spec = method_spec(method)
+        if not spec.network:  # a fitted model (FittedModel), saved under the method's name
+            return Reconstructor(**common, tikhonov=spec.load_class().from_state(state[method]))
         net = build_network(state["arch"])
         net.load_state_dict(state["state_dict"])
         net.to(dev).eval()
         front = TikhonovModel.from_state(state["tikhonov"]) if "tikhonov" in state else None
         return Reconstructor(**common, net=net, tikhonov=front)
-    except (KeyError, TypeError, ValueError, RuntimeError) as e:
+    except (KeyError, TypeError, ValueError, RuntimeError, ConfigError) as e:
         raise DataError(f"{f}: not a valid reconstruction model ({type(e).__name__}: {e})".splitlines()[0]) from None
 
 

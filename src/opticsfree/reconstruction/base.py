@@ -18,10 +18,16 @@ import torch
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, ValidationInfo, field_validator
 
 from opticsfree.errors import ConfigError
+from opticsfree.reconstruction.names import method_names
 from opticsfree.utils.seeding import derive_seed
 from opticsfree.runs import resolve_device, torch_threads  # noqa: F401 - re-exported (apply.py)
 
-METHODS = ("cyclegan", "unet", "bijective", "tikhonov")
+
+def __getattr__(name: str) -> Any:
+    # METHODS: the registered method names (opticsfree.reconstruction.names), read on every access
+    if name == "METHODS":
+        return method_names()
+    raise AttributeError(f"module {__name__!r} has no attribute {name!r}")
 
 
 # --------------------------------------------------------------------------- image scaling

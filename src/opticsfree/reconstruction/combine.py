@@ -25,6 +25,7 @@ from opticsfree.errors import ConfigError, DataError
 from opticsfree.reconstruction.apply import ARCHITECTURES, Reconstructor, _model_file, load_reconstructor
 from opticsfree.reconstruction.base import torch_threads
 from opticsfree.reconstruction.ensemble import EnsembleNet
+from opticsfree.reconstruction.names import REGISTRY
 from opticsfree.reconstruction.train import (CHECKPOINT_FORMAT, _load_data, _val_quality,
                                              reconstruction_run)
 from opticsfree.runs import load_state, save_state
@@ -79,9 +80,9 @@ class EnsembleReport:
 def _member_state(model_dir: str | Path) -> tuple[Path, dict[str, Any]]:
     f = _model_file(model_dir)
     state = load_state(f, ("method",), what="opticsfree reconstruction model")
-    if state["method"] == "tikhonov":
-        raise ConfigError(f"{f}: a tikhonov model has no network to average (it is linear and "
-                          "deterministic: an ensemble of it is itself)")
+    spec = REGISTRY.find(state["method"])
+    if spec is not None and not spec.network:
+        raise ConfigError(f"{f}: a {spec.name} model has no network to average ({spec.no_ensemble})")
     missing = [k for k in ("arch", "state_dict", "size", "in_channels", "out_channels", "config") if k not in state]
     if missing:
         raise DataError(f"{f}: not an opticsfree reconstruction model (no {', '.join(missing)})")

@@ -124,9 +124,9 @@ class CycleGANMethod:
     name = "cyclegan"
     paired = False
     config_cls = CycleGANConfig
-    #: ``front_end`` is the Tikhonov inverse applied to the captures before the networks (the
-    #: training loop fits it and feeds its reconstructions as domain A).
-    tikhonov_front_end = True
+    # ``front_end`` (the Tikhonov inverse applied to the captures before the networks; the
+    # training loop fits it and feeds its reconstructions as domain A) is a capability of the
+    # method's registry entry (opticsfree.reconstruction.names: camera="front_end")
 
     def __init__(self, cfg: CycleGANConfig, in_channels: int, out_channels: int, size: int,
                  device: torch.device, generator: torch.Generator):

@@ -33,11 +33,10 @@ from opticsfree.captures.format import open_capture_set
 from opticsfree.captures.loader import CaptureSplit, load_captures
 from opticsfree.data.split import split_scenes
 from opticsfree.errors import ConfigError, DataError, OpticsfreeError
-from opticsfree.reconstruction.base import METHODS, member_seed, parse_options, save_sample_grid, to_model, to_uint8
-from opticsfree.reconstruction.bijective import BijectiveMethod
-from opticsfree.reconstruction.cyclegan import CycleGANMethod, unpaired_batches
+from opticsfree.reconstruction.base import member_seed, parse_options, save_sample_grid, to_model, to_uint8
+from opticsfree.reconstruction.cyclegan import unpaired_batches
+from opticsfree.reconstruction.names import REGISTRY, MethodSpec, method_class, method_names
 from opticsfree.reconstruction.schedules import constant_then_linear_decay, decay_start
-from opticsfree.reconstruction.unet import UNetMethod
 from opticsfree.runs import (
     Nested,
     ResumeCheck,
@@ -53,7 +52,6 @@ from opticsfree.runs import (
 from opticsfree.utils.io import write_json
 from opticsfree.utils.seeding import derive_seed, seed_everything
 
-DEEP_METHODS = {"cyclegan": CycleGANMethod, "unet": UNetMethod, "bijective": BijectiveMethod}
 CHECKPOINT_FORMAT = 1
 #: The validation hold-out a MODEL's config.json records (``"holdout"``): 2 is
 #: :func:`opticsfree.data.split.split_scenes`, shared with the embedding training. A config.json
@@ -76,6 +74,20 @@ SAME_MODEL = ResumeCheck(fields=RESUME_KEYS, nested={"method_config": Nested("op
                f"\"holdout\": {HOLDOUT} to config.json if the model was trained with hold-out {HOLDOUT}"})
 
 
+def __getattr__(name: str) -> Any:
+    # DEEP_METHODS: {name: class} of the registered methods with a network, read on every access
+    if name == "DEEP_METHODS":
+        return {n: s.load_class() for n, s in REGISTRY.items() if s.network}
+    raise AttributeError(f"module {__name__!r} has no attribute {name!r}")
+
+
+def _camera_methods() -> str:
+    """Which methods ``--camera`` applies to, from the registry (for messages)."""
+    parts = [f"--method {n}" for n, s in REGISTRY.items() if s.camera == "operator"]
+    parts += [f"{n} with --set front_end=true" for n, s in REGISTRY.items() if s.front_end]
+    return " and to ".join(parts)
+
+
 def reconstruction_run(out: str | Path) -> RunDir:
     """The MODEL directory ``out`` of a reconstruction run."""
     return RunDir(out, RECONSTRUCTION_MODEL)
@@ -86,8 +98,9 @@ def _begin(run: RunDir, config: dict[str, Any], resume: bool) -> None:
     A method option added after the model was trained counts as its default."""
     if run.begin(resume):
         check = SAME_MODEL
-        if config["method"] in DEEP_METHODS:
-            defaults = DEEP_METHODS[config["method"]].config_cls().model_dump()
+        spec = REGISTRY.find(config["method"])
+        if spec is not None and spec.options:
+            defaults = spec.load_class().config_cls().model_dump()
             check = replace(SAME_MODEL, nested={"method_config": Nested("option ", defaults=defaults)})
         run.check_resume(config, check)
 
@@ -169,8 +182,9 @@ def train_reconstruction(captures: str | Path, method: str, out: str | Path, epo
     Returns:
         ``out``.
     """
-    if method not in METHODS:
-        raise ConfigError(f"unknown method {method!r} (methods: {', '.join(METHODS)})")
+    spec = REGISTRY.find(method)
+    if spec is None:
+        raise ConfigError(f"unknown method {method!r} (methods: {', '.join(method_names())})")
     if epochs is not None and epochs < 1:
         raise ConfigError(f"--epochs must be >= 1, got {epochs}")
     if size is not None and size < 4:
@@ -185,24 +199,26 @@ def train_reconstruction(captures: str | Path, method: str, out: str | Path, epo
     rt = Runtime.resolve(device, amp, channels_last, channels_last_with_cpu_amp=False)
     opts = dict(options or {})
 
-    if method == "tikhonov":
-        if opts:
-            raise ConfigError(f"method tikhonov takes no options (--set; got {', '.join(opts)})")
+    if opts and not spec.options:
+        raise ConfigError(f"method {method} takes no options (--set; got {', '.join(opts)})")
+    if camera is not None and not (spec.camera == "operator"
+                                   or (spec.front_end and opts.get("front_end") is True)):
+        raise ConfigError(f"--camera applies to {_camera_methods()} only")
+    if not spec.network:  # a fit without a network: the camera's Tikhonov inverse
         with torch_threads(threads):
             return _train_tikhonov(captures, run, resume, seed, size, limit, val_fraction, camera, samples,
                                    on_epoch)
-    if camera is not None and not (method == "cyclegan" and opts.get("front_end") is True):
-        raise ConfigError("--camera applies to --method tikhonov and to cyclegan with --set front_end=true only")
     with torch_threads(threads):
-        return _train_deep(captures, method, run, epochs, rt, resume, seed, size, limit, val_fraction,
+        return _train_deep(captures, spec, run, epochs, rt, resume, seed, size, limit, val_fraction,
                            batch_size, opts, samples, max_val, on_epoch, camera)
 
 
-def _train_deep(captures: Path, method: str, run: RunDir, epochs: int | None, rt: Runtime, resume: bool,
+def _train_deep(captures: Path, spec: MethodSpec, run: RunDir, epochs: int | None, rt: Runtime, resume: bool,
                 seed: int, size: int | None, limit: int | None, val_fraction: float, batch_size: int | None,
                 opts: dict[str, Any], samples: int, max_val: int,
                 on_epoch: Callable[[dict], None] | None, camera: str | Path | None = None) -> Path:
-    cls = DEEP_METHODS[method]
+    method = spec.name
+    cls = method_class(method)
     cfg = parse_options(cls.config_cls, opts, method)
     dev, cl = rt.device, rt.channels_last
     bs = batch_size or cfg.batch_size
@@ -235,7 +251,7 @@ def _train_deep(captures: Path, method: str, run: RunDir, epochs: int | None, rt
                    "n_val": len(val)})
     config.update({"amp": "bf16" if rt.amp else "off", "channels_last": cl, "device": dev.type})
     tikhonov = None
-    if getattr(cls, "tikhonov_front_end", False) and getattr(cfg, "front_end", False):
+    if spec.front_end and getattr(cfg, "front_end", False):
         # physics first: the networks see the camera's Tikhonov inverse of every capture
         tikhonov = _fit_tikhonov(captures, camera, train, val, side, cin, cout, seed)
         train = replace(train, lensless=tikhonov.reconstruct(train.lensless))

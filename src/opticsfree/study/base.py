@@ -68,6 +68,7 @@ class StageRecord:
         wall_s: wall time of the attempt that finished; wall_s_total: of all attempts.
         resumed: whether the finishing attempt found earlier partial output.
         started, finished: local time stamps of the finishing attempt.
+        node: the machine it ran on (empty in records written before it was recorded).
     """
 
     stage: str
@@ -82,6 +83,7 @@ class StageRecord:
     resumed: bool
     started: str
     finished: str
+    node: str = ""
 
     @classmethod
     def from_json(cls, d: dict[str, Any]) -> "StageRecord":
@@ -90,14 +92,14 @@ class StageRecord:
                    params=dict(d["params"]), deps=dict(d["deps"]), outputs=dict(d["outputs"]),
                    files=[str(f) for f in d["files"]], wall_s=float(d["wall_s"]),
                    wall_s_total=float(d["wall_s_total"]), resumed=bool(d["resumed"]),
-                   started=str(d["started"]), finished=str(d["finished"]))
+                   started=str(d["started"]), finished=str(d["finished"]), node=str(d.get("node", "")))
 
     def to_json(self) -> dict[str, Any]:
         """The content of DONE.json."""
         return {"stage": self.stage, "kind": self.kind, "key": self.key, "params": self.params,
                 "deps": self.deps, "outputs": self.outputs, "files": self.files,
                 "wall_s": self.wall_s, "wall_s_total": self.wall_s_total, "resumed": self.resumed,
-                "started": self.started, "finished": self.finished}
+                "started": self.started, "finished": self.finished, "node": self.node}
 
 
 @dataclass

@@ -44,12 +44,14 @@ from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_valida
 from opticsfree.data.registry import DATASETS
 from opticsfree.errors import ConfigError
 from opticsfree.losses.names import loss_literal
+from opticsfree.reconstruction.names import method_literal, method_names
 from opticsfree.optics.config import list_presets
 from opticsfree.seed_study import TABLES
 from opticsfree.utils.io import read_toml
 
-#: Reconstruction methods (opticsfree.reconstruction, issue 4).
-RECONSTRUCTION_METHODS: tuple[str, ...] = ("cyclegan", "unet", "bijective", "tikhonov")
+#: Reconstruction methods: those registered when this module is imported
+#: (opticsfree.reconstruction.names).
+RECONSTRUCTION_METHODS: tuple[str, ...] = method_names()
 #: Embedding classifiers of opticsfree.evaluation (``head`` is used automatically for ce runs).
 CLASSIFIERS: tuple[str, ...] = ("prototype", "knn", "threshold")
 #: TrainConfig fields the study sets itself (not allowed under ``[train.options]``).
@@ -58,7 +60,7 @@ STUDY_TRAIN_FIELDS: frozenset[str] = frozenset({"captures", "loss", "epochs", "c
 #: The image kind of raw captures in ``[train] images``.
 LENSLESS = "lensless"
 
-_Method = Literal["cyclegan", "unet", "bijective", "tikhonov"]
+_Method = method_literal()
 #: the losses registered when this module is imported (opticsfree.losses.names)
 _Loss = loss_literal()
 _Classifier = Literal["prototype", "knn", "threshold"]
@@ -515,16 +517,17 @@ def validate_method_options(cfg: StudyConfig, source: str) -> None:
     """Check each ``[reconstruct.method.NAME] options`` against the method's option model, so
     that a wrong key or value stops the study before it starts, not at its reconstruction stage."""
     from opticsfree.reconstruction.base import parse_options
-    from opticsfree.reconstruction.train import DEEP_METHODS
+    from opticsfree.reconstruction.names import method_spec
 
     for name, settings in cfg.reconstruct.method.items():
         if not settings.options:
             continue
-        if name not in DEEP_METHODS:
+        spec = method_spec(name)
+        if not spec.options:
             raise ConfigError(f"{source}: [reconstruct.method.{name}] options: method {name} takes no "
                               f"options (got {', '.join(settings.options)})")
         try:
-            parse_options(DEEP_METHODS[name].config_cls, settings.options, name)
+            parse_options(spec.load_class().config_cls, settings.options, name)
         except ConfigError as e:
             raise ConfigError(f"{source}: [reconstruct.method.{name}] options: {e}") from None
 

@@ -22,6 +22,7 @@ import contextlib
 import hashlib
 import json
 import os
+import platform
 import time
 import traceback
 from dataclasses import dataclass
@@ -194,7 +195,7 @@ def execute_stage(stage: Stage, ctx: StageContext, fn: StageFunction) -> tuple[S
     record = StageRecord(stage=stage.name, kind=stage.kind, key=stage.key, params=stage.params,
                          deps={d: ctx.stages[d].key for d in stage.deps}, outputs=outputs,
                          files=files_in(outputs, ctx.out), wall_s=wall, wall_s_total=wall + earlier,
-                         resumed=resumed, started=started, finished=_now())
+                         resumed=resumed, started=started, finished=_now(), node=platform.node())
     (directory / FAILED).unlink(missing_ok=True)
     write_json(directory / DONE, record.to_json())
     return record, "ran"
@@ -207,6 +208,7 @@ class StageRun:
     stage: Stage
     record: StageRecord
     status: str           # "ran" | "skipped"
+    node: str = ""        # where it ran (the ray executor; empty: this process)
 
     @property
     def wall_s(self) -> float:

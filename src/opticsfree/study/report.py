@@ -473,14 +473,16 @@ def build_provenance(results: StudyResults) -> Section:
         f"config: {prov.config_file}"])])
     if prov.dataset_notes:
         sec.blocks.append(Note("Dataset notes: " + "; ".join(map(str, prov.dataset_notes))))
-    rows = [Row([s.stage, s.kind, s.key, _f(s.wall_s, ".1f"), "yes" if s.resumed else "no", s.finished])
-            for s in prov.stages]
-    rows.append(Row(["total", None, None, _f(prov.wall_s_total, ".1f"), None, None]))
+    rows = [Row([s.stage, s.kind, s.key, _f(s.wall_s, ".1f"), "yes" if s.resumed else "no", s.started or None,
+                 s.finished, s.node or None]) for s in prov.stages]
+    rows.append(Row(["total", None, None, _f(prov.wall_s_total, ".1f"), None, None, None, None]))
     sec.blocks += [
-        Table(["Stage", "Kind", "Key", "Wall time (s)", "Resumed", "Finished"], rows, "Wall time per stage"),
+        Table(["Stage", "Kind", "Key", "Wall time (s)", "Resumed", "Started", "Finished", "Node"], rows,
+              "Timeline: wall time, start, end and machine of each stage"),
         Note("Wall time of the stage's own work, summed over attempts when it was interrupted and "
-             "resumed; the key is the hash of the config part the stage depends on and of its "
-             "upstream keys.")]
+             "resumed; start and end of the attempt that finished it, and the machine it ran on "
+             "(with `--executor ray`, stages whose inputs were ready ran at the same time); the key "
+             "is the hash of the config part the stage depends on and of its upstream keys.")]
     if prov.config_toml:
         sec.blocks.append(Section("Config", [Code(prov.config_toml, "toml")]))
     return sec

@@ -21,6 +21,7 @@ from typing import Any
 
 from opticsfree import __version__, seed_study
 from opticsfree.study.base import UPPER_BOUND, StageContext, StageRecord, jsonable
+from opticsfree.reconstruction.names import REGISTRY as METHOD_REGISTRY
 from opticsfree.study.config import LENSLESS
 
 #: One checkpoint's numbers from opticsfree.evaluation (``summarize`` plus ``seed_row``).
@@ -28,9 +29,9 @@ MetricRow = dict[str, Any]
 #: One run's Bayes summary from opticsfree.bayes (plus ``seed_kl``).
 BayesSummary = dict[str, Any]
 
-#: Display names of the reconstruction methods.
-METHOD_NAMES = {"cyclegan": "CycleGAN", "unet": "U-Net", "bijective": "bijective",
-                "tikhonov": "Tikhonov"}
+#: Display names of the reconstruction methods (registered when this module is imported;
+#: opticsfree.reconstruction.names).
+METHOD_NAMES = {name: spec.title for name, spec in METHOD_REGISTRY.items()}
 
 #: The MSE on the 0-255 scale that the seed's published capture PSNR implies (to tens).
 _SEED_PSNR_MSE_255 = round(255 ** 2 * 10 ** (-seed_study.DEGRADATION.psnr / 10), -1)
@@ -225,11 +226,14 @@ class StageTime:
     wall_s: float
     resumed: bool
     finished: str
+    started: str = ""
+    node: str = ""
 
     def to_json(self) -> dict[str, Any]:
         """The fields as in results.json."""
         return {"stage": self.stage, "kind": self.kind, "key": self.key, "wall_s": self.wall_s,
-                "resumed": self.resumed, "finished": self.finished}
+                "resumed": self.resumed, "started": self.started, "finished": self.finished,
+                "node": self.node}
 
 
 @dataclass(frozen=True)
@@ -414,7 +418,8 @@ def collect_results(ctx: StageContext) -> StudyResults:
 
 
 def _stage_time(rec: StageRecord) -> StageTime:
-    return StageTime(rec.stage, rec.kind, rec.key, rec.wall_s_total, rec.resumed, rec.finished)
+    return StageTime(rec.stage, rec.kind, rec.key, rec.wall_s_total, rec.resumed, rec.finished, rec.started,
+                     rec.node)
 
 
 def collect_provenance(ctx: StageContext) -> Provenance:

@@ -29,7 +29,7 @@ from opticsfree import __version__
 from opticsfree.errors import ConfigError
 from opticsfree.study.config import StudyConfig, load_study_config
 from opticsfree.study.base import StageContext
-from opticsfree.study.engine import run_stages
+from opticsfree.study.executors import EXECUTORS
 from opticsfree.study.plan import plan_study
 from opticsfree.study.report import publish
 from opticsfree.study.stages import STAGE_FUNCTIONS
@@ -68,7 +68,8 @@ def sigterm_as_interrupt():
 
 def run_study(config_path: str | os.PathLike, out: str | os.PathLike | None = None,
               device: str | None = None, log: Callable[[str], None] | None = None,
-              config: StudyConfig | None = None) -> dict[str, Any]:
+              config: StudyConfig | None = None, executor: str = "local",
+              address: str | None = None) -> dict[str, Any]:
     """Run (or resume) the study described by a TOML config.
 
     Args:
@@ -78,6 +79,10 @@ def run_study(config_path: str | os.PathLike, out: str | os.PathLike | None = No
             a study started on one device can be finished on another.
         log: receives one line per stage event (default: stderr with a time stamp).
         config: an already validated config (``config_path`` is then only recorded).
+        executor: ``local`` (one stage after another in this process) or ``ray`` (every stage
+            whose inputs are ready as a Ray task; :mod:`opticsfree.study.executors`). Not part of
+            any stage's key: a study started with one can be finished with the other.
+        address: a Ray cluster to join (``ray`` only).
 
     Returns:
         ``{"out", "report": {"html", "md", "json"}, "stages": [{"name", "kind", "key", "dir",
@@ -89,6 +94,10 @@ def run_study(config_path: str | os.PathLike, out: str | os.PathLike | None = No
         StageError: a stage failed (named in the message; finished stages are kept).
     """
     log = log or _stderr
+    if executor not in EXECUTORS:
+        raise ConfigError(f"--executor: expected one of {', '.join(EXECUTORS)}, got {executor!r}")
+    if address is not None and executor != "ray":
+        raise ConfigError("--address joins a Ray cluster: it needs --executor ray")
     cfg = config if config is not None else load_study_config(config_path)
     dev = device or cfg.study.device
     if dev not in ("cpu", "cuda"):
@@ -120,10 +129,10 @@ def run_study(config_path: str | os.PathLike, out: str | os.PathLike | None = No
                        stages={s.name: s for s in stages}, log=log)
     log(f"study {cfg.study.name}: {len(stages)} stages in {out_dir}")
     with sigterm_as_interrupt():
-        runs = run_stages(stages, ctx, STAGE_FUNCTIONS)
+        runs = EXECUTORS[executor](stages, ctx, STAGE_FUNCTIONS, address=address)
     summary = [{"name": r.stage.name, "kind": r.stage.kind, "key": r.stage.key,
-                "dir": str(r.stage.directory(out_dir)), "status": r.status, "wall_s": r.wall_s}
-               for r in runs]
+                "dir": str(r.stage.directory(out_dir)), "status": r.status, "wall_s": r.wall_s,
+                "node": r.record.node} for r in runs]
     report = publish(ctx.outputs["report"], out_dir)
     total = time.perf_counter() - t0
     log(f"study {cfg.study.name} finished in {total:.1f} s: {report['html']}")

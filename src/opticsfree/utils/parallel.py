@@ -243,3 +243,74 @@ def _map_chunks(fn: Callable[[list[T]], Sequence[R]], items: Iterable[T], n_work
             size_of = {f: size for size, f in pending}
             for f in as_completed(size_of):
                 yield from collect(size_of[f], f)
+
+
+#: What to do without Ray (``--executor ray``: the optional extra ``scale``).
+RAY_HINT = "--executor ray needs Ray: pip install 'opticsfree[scale]' (or pip install ray)"
+#: The executors of the commands that fan work out (``run``, ``camera sweep``).
+EXECUTOR_NAMES = ("local", "ray")
+
+
+def ray_session(address: str | None = None) -> Any:
+    """The ``ray`` module, connected: to the Ray instance this process already runs, to the
+    cluster at ``address``, or to a new local instance with this machine's cores.
+
+    Raises:
+        OpticsfreeError: Ray is not installed (one line saying how to install it).
+    """
+    from opticsfree.errors import ConfigError
+
+    try:
+        import ray
+    except ImportError:
+        raise ConfigError(RAY_HINT) from None
+    if not ray.is_initialized():
+        ray.init(address=address, num_cpus=None if address else os.cpu_count(), include_dashboard=False,
+                 logging_level="ERROR", log_to_driver=True)
+    return ray
+
+
+def _with_threads(fn: Callable[..., Any], threads: int, *args: Any) -> Any:
+    import torch
+
+    torch.set_num_threads(threads)
+    return fn(*args)
+
+
+def ray_map(fn: Callable[..., Any], calls: list[tuple], *, address: str | None = None,
+            num_cpus: float = 1, shared: tuple = ()) -> Iterator[tuple[int, Any]]:
+    """Run ``fn(*shared, *call)`` for every ``call`` as Ray tasks, yielding ``(index, result)``
+    as each finishes (not in order). Each task runs with this process's number of torch
+    threads, so its numbers equal an in-process call's; ``shared`` arguments (a dataset) are put
+    in Ray's object store once. A worker that dies is retried (3 times); on an exception or
+    Ctrl-C the remaining tasks are cancelled.
+
+    Args:
+        fn: a module-level function (Ray pickles it by reference).
+        calls: the per-task arguments.
+        address: a Ray cluster (None: see :func:`ray_session`).
+        num_cpus: CPUs each task asks for.
+        shared: arguments common to every call, passed first.
+    """
+    import torch
+
+    ray = ray_session(address)
+    task = ray.remote(max_retries=3, num_cpus=num_cpus)(_with_threads)
+    refs = [ray.put(x) for x in shared]
+    threads = torch.get_num_threads()
+    inflight = {task.remote(fn, threads, *refs, *call): i for i, call in enumerate(calls)}
+    try:
+        while inflight:
+            ready, _ = ray.wait(list(inflight), num_returns=1)
+            for ref in ready:
+                i = inflight.pop(ref)
+                try:
+                    value = ray.get(ref)
+                except ray.exceptions.RayTaskError as e:
+                    cause = getattr(e, "cause", None)
+                    raise (cause if isinstance(cause, Exception) else e) from None
+                yield i, value
+    except BaseException:
+        for ref in inflight:
+            ray.cancel(ref, force=True)
+        raise
