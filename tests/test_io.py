@@ -39,3 +39,18 @@ def test_read_toml_names_the_file(tmp_path):
         read_toml(bad)
     with pytest.raises(ConfigError, match="c.toml: camera file not found"):
         read_toml(tmp_path / "c.toml", "camera file")
+
+
+def test_save_torch_gives_the_same_bytes_for_the_same_object(tmp_path):
+    """A checkpoint's bytes depend on its content only (torch would name the archive inside a
+    file after the random temporary file it writes first)."""
+    import torch
+
+    from opticsfree.utils.io import load_torch, save_torch
+
+    state = {"w": torch.arange(6.0).reshape(2, 3), "epoch": 3}
+    save_torch(tmp_path / "a.pt", state)
+    save_torch(tmp_path / "b.pt", state)
+    assert (tmp_path / "a.pt").read_bytes() == (tmp_path / "b.pt").read_bytes()
+    assert torch.equal(load_torch(tmp_path / "a.pt")["w"], state["w"])
+    assert not list(tmp_path.glob(".*.tmp"))

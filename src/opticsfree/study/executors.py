@@ -9,7 +9,8 @@ unfinished one (it resumes) and writes ``DONE.json`` as its last act. A worker t
 retried by Ray (:data:`MAX_RETRIES`), and its retry resumes from the stage's partial output; a
 killed study (Ctrl-C, a lost driver) is resumed by ``run`` with either executor. The stages are
 the same functions with the same seeds, and each task runs with the driver's number of torch
-threads, so the files and numbers equal the local executor's. Every node must see the study
+threads and OpenMP/BLAS threads, so the files and numbers equal the local executor's (only the
+timings differ). Every node must see the study
 directory at the same path (a shared file system on a cluster).
 
 Resources per task (:func:`stage_resources`): the heavy kinds (simulation, training,
@@ -27,7 +28,7 @@ from typing import Any, Callable, Mapping
 from opticsfree.errors import ConfigError, OpticsfreeError
 from opticsfree.study.base import Stage, StageContext, StageRecord
 from opticsfree.study.engine import StageError, StageFunction, StageRun, execute_stage, read_done, run_stages
-from opticsfree.utils.parallel import EXECUTOR_NAMES, ray_session
+from opticsfree.utils.parallel import EXECUTOR_NAMES, ray_session, ray_thread_env
 
 #: Stage kinds (:data:`opticsfree.study.plan.STAGE_VERSIONS`) that use every core they get
 #: (or a GPU); the others ask for one CPU.
@@ -119,8 +120,8 @@ def run_stages_ray(stages: list[Stage], ctx: StageContext, functions: Mapping[st
                     remote_ctx = StageContext(cfg=ctx.cfg, out=ctx.out, device=ctx.device,
                                               outputs=dict(ctx.outputs), stages=ctx.stages,
                                               log=_worker_log, done=dict(ctx.done))
-                    ref = task.options(**stage_resources(s, ctx.device)).remote(s, remote_ctx, functions[s.kind],
-                                                                                 threads)
+                    ref = task.options(**stage_resources(s, ctx.device), **ray_thread_env(threads)).remote(
+                        s, remote_ctx, functions[s.kind], threads)
                     inflight[ref] = s
                     ctx.log(f"{prefix(s)}: submitted to ray ({s.directory(ctx.out).name})")
             if not inflight:

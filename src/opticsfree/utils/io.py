@@ -118,11 +118,18 @@ def read_toml(path: str | os.PathLike, what: str = "file") -> dict[str, Any]:
 
 
 def save_torch(path: str | os.PathLike, obj: Any) -> None:
-    """Atomically ``torch.save`` ``obj`` to ``path``."""
+    """Atomically ``torch.save`` ``obj`` to ``path``.
+
+    Saved through memory, so that the same object gives the same bytes: saved to a file, torch
+    names the archive inside after that file (here a random temporary name).
+    """
+    import io
+
     import torch
 
-    with atomic_path(path) as tmp:
-        torch.save(obj, tmp)
+    buf = io.BytesIO()
+    torch.save(obj, buf)
+    write_bytes(path, buf.getvalue())
 
 
 def load_torch(path: str | os.PathLike) -> Any:

@@ -270,6 +270,14 @@ def ray_session(address: str | None = None) -> Any:
     return ray
 
 
+def ray_thread_env(threads: int) -> dict[str, Any]:
+    """Ray task options that give the worker ``threads`` OpenMP/BLAS threads, as this process
+    has (Ray would otherwise set them to the task's CPUs, and a BLAS reduction over another
+    number of threads can differ in the last bits)."""
+    n = str(threads)
+    return {"runtime_env": {"env_vars": {"OMP_NUM_THREADS": n, "MKL_NUM_THREADS": n, "OPENBLAS_NUM_THREADS": n}}}
+
+
 def _with_threads(fn: Callable[..., Any], threads: int, *args: Any) -> Any:
     import torch
 
@@ -295,9 +303,9 @@ def ray_map(fn: Callable[..., Any], calls: list[tuple], *, address: str | None =
     import torch
 
     ray = ray_session(address)
-    task = ray.remote(max_retries=3, num_cpus=num_cpus)(_with_threads)
-    refs = [ray.put(x) for x in shared]
     threads = torch.get_num_threads()
+    task = ray.remote(max_retries=3, num_cpus=num_cpus)(_with_threads).options(**ray_thread_env(threads))
+    refs = [ray.put(x) for x in shared]
     inflight = {task.remote(fn, threads, *refs, *call): i for i, call in enumerate(calls)}
     try:
         while inflight:
