@@ -59,7 +59,7 @@ def test_train_and_reconstruct_parse_set_the_same_way(monkeypatch, tmp_path):
     assert r.exit_code == 0, r.output
     cfg = train_calls[0][0][0]
     assert (cfg.margin, cfg.quad_margins, cfg.optimizer) == (1.0, (0.05, 0.3), "sgd")
-    items = ["--set", "width=4", "--set", "decay-start=null", "--set", "lr=1e-3"]
+    items = ["--set", "width=4", "--set", "decay-start=null", "--set", "lr=1e-3", "--recipe", "plain"]
     r = runner.invoke(app, ["reconstruct", "train", str(tmp_path), "--method", "unet", "--out",
                             str(tmp_path / "m"), *items])
     assert r.exit_code == 0, r.output

@@ -737,7 +737,21 @@ def test_cli_train_apply_calibrate(tmp_path, synth):
     cfg = json.loads((model / "config.json").read_text())
     assert cfg["method_config"]["width"] == 4 and cfg["method_config"]["global_features"] == 2
     assert cfg["method_config"]["ssim_weight"] == 0.5 and cfg["amp"] == "off"
-    assert cfg["options"] == {"width": 4, "global_features": 2, "ssim_weight": 0.5}
+    # the default recipe (best) gives the U-Net's measured settings; --set and --epochs win, and
+    # scene augmentation is left out on a set without a simulated camera (said on stderr)
+    assert cfg["options"] == {"front_end": True, "width": 4, "global_features": 2, "ssim_weight": 0.5}
+    assert "the recipe's scene_augment left out" in r.stderr
+    r = runner.invoke(app, ["reconstruct", "train", str(synth), "--method", "unet", "--epochs", "1",
+                            "--out", str(tmp_path / "plain"), "--no-amp", "--threads", "1", "--recipe", "plain",
+                            "--set", "width=4"])
+    assert r.exit_code == 0, r.output
+    assert json.loads((tmp_path / "plain" / "config.json").read_text())["options"] == {"width": 4}
+    for bad, needle in [("nope", "unknown reconstruction recipe 'nope' (bundled: best, plain"),
+                        (str(tmp_path / "r.toml"), "[method.gan]: unknown method")]:
+        (tmp_path / "r.toml").write_text('name = "r"\n[method.gan]\nwidth = 3\n')
+        r = runner.invoke(app, ["reconstruct", "train", str(synth), "--method", "unet", "--recipe", bad,
+                                "--out", str(tmp_path / "never")])
+        assert r.exit_code == 2 and needle in r.stderr and r.stderr.count("\n") == 1, r.output
     r = runner.invoke(app, ["reconstruct", "apply", str(model), str(synth), "--out", str(derived),
                             "--workers", "1", "--threads", "1"])
     assert r.exit_code == 0, r.output

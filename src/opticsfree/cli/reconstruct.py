@@ -11,6 +11,7 @@ from opticsfree.cli.common import (BATCH, EPOCHS, FRACTION, GAMMA, LIMIT, POSITI
                                    SEED, SIZE, THREADS, WORKERS, Device, app, choices, command,
                                    parse_key_values, print_json)
 from opticsfree.errors import ConfigError
+from opticsfree.reconstruction.recipes import DEFAULT_RECIPE, recipes_help
 from opticsfree.reconstruction.names import method_names
 from opticsfree.utils.io import check_out_dir, check_out_file
 from opticsfree.utils.progress import console, progress
@@ -55,10 +56,14 @@ def train(
     set_: List[str] = typer.Option([], "--set", metavar="KEY=VALUE",
                                    help="method option (docs/reconstruction.md); VALUE is parsed as JSON "
                                         "when it parses, else taken as a string; repeatable"),
+    recipe: str = typer.Option(DEFAULT_RECIPE, "--recipe", metavar="NAME|FILE.toml", help=recipes_help()),
 ) -> None:
-    """Train a reconstruction method; checkpoints, metrics and sample images go to MODEL."""
+    """Train a reconstruction method, starting from a recipe (default: the best measured
+    settings); checkpoints, metrics and sample images go to MODEL."""
     check_out_dir(out, what="a MODEL directory")
+    from opticsfree.reconstruction.recipes import load_recipe
     from opticsfree.reconstruction.train import train_reconstruction
+    from opticsfree.training.recipes import has_simulated_camera
 
     options = parse_key_values(set_, "--set")
     own = {"epochs": epochs, "batch_size": batch_size}
@@ -66,6 +71,11 @@ def train(
     if clash:
         raise ConfigError(f"--set {clash[0]}: given twice (also as --{clash[0].replace('_', '-')}); "
                           "give it once")
+    base, dropped = load_recipe(recipe).for_method(method, simulated=has_simulated_camera(captures))
+    if dropped:
+        typer.echo(f"warning: {captures} holds real captures: the recipe's {', '.join(dropped)} left out "
+                   "(scene augmentation re-captures scenes through a simulated camera)", err=True)
+    options = {**{k: v for k, v in base.items() if own.get(k) is None}, **options}
 
     def report(row: dict) -> None:
         parts = [f"epoch {row['epoch']}"]

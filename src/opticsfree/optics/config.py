@@ -18,7 +18,7 @@ from typing import Literal, get_args
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator, model_validator
 
 from opticsfree.errors import ConfigError
-from opticsfree.utils.io import read_toml
+from opticsfree.utils.io import bundled_or_file, read_toml
 
 PRESET_DIR = Path(__file__).parent / "presets"
 
@@ -270,13 +270,7 @@ def load_camera_config(preset_or_path: str | Path) -> CameraConfig:
     Raises:
         ConfigError: unknown preset, unreadable TOML, or an invalid field (named).
     """
-    s = str(preset_or_path)
-    path = Path(s)
-    if not path.suffix and not path.exists():
-        if s not in list_presets():
-            raise ConfigError(f"unknown camera preset '{s}' (presets: {', '.join(list_presets())}; "
-                              "or give a .toml file)")
-        path = preset_path(s)
+    path = bundled_or_file(preset_or_path, list_presets(), PRESET_DIR, "camera preset")
     data = read_toml(path, "camera file")
     data.setdefault("source_dir", str(path.parent.resolve()))
     return camera_from_dict(data, path)

@@ -33,7 +33,7 @@ from pydantic import BaseModel, ConfigDict, Field, ValidationError
 from opticsfree.errors import ConfigError
 from opticsfree.losses.names import loss_names
 from opticsfree.models.names import backbone_names, backbone_spec
-from opticsfree.utils.io import read_toml
+from opticsfree.utils.io import bundled_or_file, read_toml, validate_file
 
 #: Where the bundled recipes live.
 RECIPE_DIR = Path(__file__).parent / "recipes"
@@ -113,20 +113,8 @@ def load_recipe(name_or_path: str | Path) -> Recipe:
     """
     from opticsfree.training.config import TrainConfig, config_error
 
-    s = str(name_or_path)
-    path = Path(s)
-    if not path.suffix and not path.exists():
-        if s not in list_recipes():
-            raise ConfigError(f"unknown recipe {s!r} (bundled: {', '.join(list_recipes())}; or give a .toml file)")
-        path = RECIPE_DIR / f"{s}.toml"
-    data = read_toml(path, "recipe file")
-    try:
-        raw = _RecipeFile(**data)
-    except ValidationError as e:
-        err = e.errors()[0]
-        loc = ".".join(str(x) for x in err["loc"]) or "(top level)"
-        msg = "unknown field" if err["type"] == "extra_forbidden" else err["msg"]
-        raise ConfigError(f"{path}: field '{loc}': {msg}") from None
+    path = bundled_or_file(name_or_path, list_recipes(), RECIPE_DIR, "recipe")
+    raw = validate_file(_RecipeFile, read_toml(path, "recipe file"), path)
     for loss in [raw.default_loss, *raw.loss]:
         if loss not in loss_names():
             raise ConfigError(f"{path}: unknown loss {loss!r} (expected one of {', '.join(loss_names())})")

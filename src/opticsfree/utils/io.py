@@ -256,3 +256,35 @@ def check_plan_dir(out: Path, plan_file: str, plan: dict[str, Any], what: str,
             raise OpticsfreeError(f"{out} holds {what} with different settings ({', '.join(diff)}); {fix}")
     elif out.exists() and any(p for p in out.iterdir() if not p.name.startswith(".")):
         raise OpticsfreeError(f"{out} exists and is not an opticsfree {what.split(' ', 1)[1]}; use another --out")
+
+
+def bundled_or_file(name_or_path: str | os.PathLike, names: list[str], folder: Path, what: str) -> Path:
+    """The TOML file of a bundled ``name`` (``folder/<name>.toml``) or the path given.
+
+    The one rule of the options that take a bundled name or a file (``--camera``, ``--recipe``):
+    a bare word that is not an existing path is a name.
+
+    Raises:
+        ConfigError: an unknown name (one line listing the bundled ones).
+    """
+    s = str(name_or_path)
+    path = Path(s)
+    if not path.suffix and not path.exists():
+        if s not in names:
+            raise ConfigError(f"unknown {what} '{s}' (bundled: {', '.join(names)}; or give a .toml file)")
+        path = folder / f"{s}.toml"
+    return path
+
+
+def validate_file(model: Any, data: dict[str, Any], path: str | os.PathLike) -> Any:
+    """``model(**data)`` for a file's content; a validation failure is one line naming the
+    file and the field (``PATH: field 'a.b': unknown field``)."""
+    from pydantic import ValidationError
+
+    try:
+        return model(**data)
+    except ValidationError as e:
+        err = e.errors()[0]
+        loc = ".".join(str(x) for x in err["loc"]) or "(top level)"
+        msg = "unknown field" if err["type"] == "extra_forbidden" else err["msg"]
+        raise ConfigError(f"{path}: field '{loc}': {msg}") from None
