@@ -104,3 +104,24 @@ def test_a_camera_sweep_on_ray_writes_the_local_csv(ray_instance, tmp_path):
     assert seen == [1, 2, 3]
     with pytest.raises(ConfigError, match="--address joins a Ray cluster"):
         sweep_camera(small(), axes, digits, tmp_path / "x", limit=60, address="ray://h:1")
+
+
+def test_a_search_runs_its_trials_as_ray_tasks(ray_instance, tmp_path):
+    from opticsfree.captures.testing import make_capture_set
+    from opticsfree.training.recipes import load_recipe
+    from opticsfree.tuning import load_space, tune
+
+    pytest.importorskip("optuna")
+    small = make_capture_set(tmp_path / "set", n_classes=3, per_class=20, size=16)
+    (tmp_path / "s.toml").write_text('[weight_decay]\ntype = "float"\nlow = 1e-4\nhigh = 0.1\nlog = true\n')
+    fixed = {"epochs": 2, "backbone": "cnn4", "width": 4, "embedding_dim": 16, "batch_size": 24,
+             "warmup_epochs": 0.5, "val_prototypes": 100, "threads": 1}
+    seen: list[int] = []
+    res = tune(small, load_space(tmp_path / "s.toml"), tmp_path / "search", 3, recipe="seed", loss="ce",
+               fields=fixed, executor="ray", on_trial=lambda n, state, value: seen.append(n))
+    assert sorted(seen) == [0, 1, 2] and res.n_complete + res.n_pruned == 3
+    assert sorted(p.name for p in (tmp_path / "search" / "trials").iterdir()) == ["0000", "0001", "0002"]
+    assert load_recipe(tmp_path / "search" / "best.toml").fields()[0] == "ce"
+    with pytest.raises(ConfigError, match="--address joins a Ray cluster"):
+        tune(small, load_space(tmp_path / "s.toml"), tmp_path / "x", 1, recipe="seed", loss="ce",
+             fields=fixed, address="ray://h:1")

@@ -10,8 +10,10 @@ import typer
 from opticsfree.cli.common import COUNT, SEED, choices, command, parse_key_values, print_json
 from opticsfree.losses.names import LOSSES
 from opticsfree.training.recipes import DEFAULT_RECIPE
+from opticsfree.utils.parallel import EXECUTOR_NAMES
 
 Loss = choices(LOSSES)
+Executor = choices(EXECUTOR_NAMES)
 
 
 @command("tune", resume_hint="rerun the same command to continue the search")
@@ -32,6 +34,11 @@ def tune_command(
                                    help="a fixed training setting for every trial (e.g. epochs=5); "
                                         "repeatable"),
     as_json: bool = typer.Option(False, "--json", help="print the result as JSON"),
+    executor: Executor = typer.Option("local", "--executor",
+                                      help="local: one trial after another here; ray: trials at once as Ray "
+                                           "tasks sharing DIR/study.db"),
+    address: Optional[str] = typer.Option(None, "--address", metavar="ADDR",
+                                          help="join this Ray cluster (--executor ray)"),
 ) -> None:
     """Search training settings with Optuna (TPE sampling, median pruning on the per-epoch
     validation accuracy; the test split is never read) and write the best as a recipe for
@@ -43,7 +50,7 @@ def tune_command(
     check_out_dir(out, "a folder for the search")
     sp = load_space(space)
     result = tune(captures, sp, out, trials, recipe=recipe, loss=loss, fields=parse_key_values(set_, "--set"),
-                  seed=seed, on_trial=lambda n, state, value: progress_line(
+                  seed=seed, executor=executor, address=address, on_trial=lambda n, state, value: progress_line(
                       f"trial {n}: {state}" + ("" if value is None else f", validation {100 * value:.2f}%")))
     if as_json:
         print_json(result.to_json())

@@ -46,6 +46,7 @@ from pydantic import BaseModel, ConfigDict, ValidationError, model_validator
 
 from opticsfree.errors import ConfigError
 from opticsfree.utils.io import atomic_path, check_plan_dir, read_toml, write_json, write_text
+from opticsfree.utils.parallel import EXECUTOR_NAMES
 
 #: TrainConfig fields a search may not draw: the data, the loss, the teacher and the runtime.
 NOT_SEARCHABLE = ("captures", "loss", "teacher", "device", "workers", "threads", "checkpoints")
@@ -214,9 +215,60 @@ def _best_val(run: Path) -> float:
     return max(vals) if vals else float("nan")
 
 
+@dataclass(frozen=True)
+class _Search:
+    """What a trial needs (picklable: a Ray task gets it): the data, the space, the fixed
+    settings, the search directory and its storage."""
+
+    captures: str
+    space: SearchSpace
+    base: dict[str, Any]
+    loss: str
+    out: str
+    seed: int
+    warmup: int
+
+    def study(self, sampler_seed: int) -> Any:
+        optuna = _optuna()
+        return optuna.create_study(
+            study_name="opticsfree-tune", storage=f"sqlite:///{Path(self.out) / 'study.db'}", load_if_exists=True,
+            direction="maximize", sampler=optuna.samplers.TPESampler(seed=sampler_seed),
+            pruner=optuna.pruners.MedianPruner(n_startup_trials=N_STARTUP_TRIALS, n_warmup_steps=self.warmup))
+
+    def objective(self, trial: Any) -> float:
+        """One trial: a training run with the drawn values, scored on validation."""
+        optuna = _optuna()
+        from opticsfree.training import train
+
+        drawn = {name: p.suggest(trial, name) for name, p in self.space.params.items()}
+        run = Path(self.out) / "trials" / f"{trial.number:04d}"
+        trial.set_user_attr("run", str(run))
+
+        def report(row: dict[str, Any]) -> None:
+            if row.get("val_accuracy") is not None:
+                trial.report(float(row["val_accuracy"]), int(row["epoch"]))
+                if trial.should_prune():
+                    raise optuna.TrialPruned()
+
+        train({**self.base, **drawn, "captures": self.captures, "loss": self.loss}, run, show_progress=False,
+              on_epoch=report)
+        return _best_val(run)
+
+
+def _one_trial(search: _Search, k: int) -> tuple[int, str, float | None]:
+    """A Ray task: one trial of the search against its storage (sampler seed ``seed + k``)."""
+    study = search.study(search.seed + k)
+    trial_box: list[Any] = []
+    study.optimize(search.objective, n_trials=1, catch=(ConfigError,),
+                   callbacks=[lambda st, t: trial_box.append(t)])
+    t = trial_box[0]
+    return t.number, t.state.name.lower(), t.value
+
+
 def tune(captures: str | Path, space: SearchSpace, out: str | Path, trials: int, *,
          recipe: str = "best", loss: str | None = None, fields: dict[str, Any] | None = None,
-         seed: int = 0, on_trial: Callable[[int, str, float | None], None] | None = None) -> TuneResult:
+         seed: int = 0, on_trial: Callable[[int, str, float | None], None] | None = None,
+         executor: str = "local", address: str | None = None) -> TuneResult:
     """Search ``space`` with ``trials`` training runs on ``captures`` (module doc).
 
     Args:
@@ -229,6 +281,10 @@ def tune(captures: str | Path, space: SearchSpace, out: str | Path, trials: int,
         fields: fixed TrainConfig fields (``--set``), applied over the recipe.
         seed: the sampler's seed (the runs keep the recipe's or ``fields``' seed).
         on_trial: called after each trial with its number, state and value.
+        executor: ``local`` (one trial after another here) or ``ray`` (every trial a Ray task
+            against the shared Optuna storage: trials run at once; the sampler sees the trials
+            finished so far, so a parallel search may draw differently from a serial one).
+        address: a Ray cluster to join (``ray`` only; every node must see ``out``).
 
     Returns:
         :class:`TuneResult`.
@@ -238,12 +294,15 @@ def tune(captures: str | Path, space: SearchSpace, out: str | Path, trials: int,
             holding another search, or no trial completing.
     """
     optuna = _optuna()
-    from opticsfree.training import train
     from opticsfree.training.config import TrainConfig
     from opticsfree.training.recipes import has_simulated_camera, load_recipe
 
     if trials < 1:
         raise ConfigError(f"--trials must be >= 1, got {trials}")
+    if executor not in EXECUTOR_NAMES:
+        raise ConfigError(f"--executor: expected one of {', '.join(EXECUTOR_NAMES)}, got {executor!r}")
+    if address is not None and executor != "ray":
+        raise ConfigError("--address joins a Ray cluster: it needs --executor ray")
     fields = dict(fields or {})
     both = sorted(set(fields) & set(space.params))
     if both:
@@ -258,40 +317,33 @@ def tune(captures: str | Path, space: SearchSpace, out: str | Path, trials: int,
     check_plan_dir(out, PLAN_FILE, json.loads(json.dumps(plan)), "a search", "use another --out")
     out.mkdir(parents=True, exist_ok=True)
     write_json(out / PLAN_FILE, plan)
-    study = optuna.create_study(
-        study_name="opticsfree-tune", storage=f"sqlite:///{(out / 'study.db').resolve()}", load_if_exists=True,
-        direction="maximize", sampler=optuna.samplers.TPESampler(seed=seed),
-        pruner=optuna.pruners.MedianPruner(n_startup_trials=N_STARTUP_TRIALS,
-                                           n_warmup_steps=max(1, int(checked.epochs) // 3)))
+    search = _Search(str(captures), space, base, loss, str(out.resolve()), seed, max(1, int(checked.epochs) // 3))
+    study = search.study(seed)
     state = optuna.trial.TrialState
     for t in study.get_trials(deepcopy=False, states=(state.RUNNING,)):  # left by a killed search
         study.tell(t.number, state=state.FAIL)
 
-    def objective(trial: Any) -> float:
-        drawn = {name: p.suggest(trial, name) for name, p in space.params.items()}
-        run = out / "trials" / f"{trial.number:04d}"
-        trial.set_user_attr("run", str(run))
-
-        def report(row: dict[str, Any]) -> None:
-            if row.get("val_accuracy") is not None:
-                trial.report(float(row["val_accuracy"]), int(row["epoch"]))
-                if trial.should_prune():
-                    raise optuna.TrialPruned()
-
-        train({**base, **drawn, "captures": str(captures), "loss": loss}, run, show_progress=False,
-              on_epoch=report)
-        return _best_val(run)
-
     def finished() -> int:
         return len(study.get_trials(deepcopy=False, states=(state.COMPLETE, state.PRUNED)))
 
-    def callback(study: Any, trial: Any) -> None:
+    def tell(number: int, state_name: str, value: float | None) -> None:
         if on_trial is not None:
-            on_trial(trial.number, trial.state.name.lower(), trial.value)
+            on_trial(number, state_name, value)
 
     remaining = trials - finished()
-    if remaining > 0:
-        study.optimize(objective, n_trials=remaining, callbacks=[callback], catch=(ConfigError,))
+    if remaining > 0 and executor == "ray":
+        from opticsfree.utils.parallel import ray_map
+
+        # each task runs one trial against the shared storage; its sampler's seed differs so that
+        # the random start-up trials differ
+        start = len(study.trials)
+        for _, (number, state_name, value) in ray_map(_one_trial, [(start + k,) for k in range(remaining)],
+                                                      address=address, shared=(search,)):
+            tell(number, state_name, value)
+    elif remaining > 0:
+        study.optimize(search.objective, n_trials=remaining, catch=(ConfigError,),
+                       callbacks=[lambda st, t: tell(t.number, t.state.name.lower(), t.value)])
+    study = search.study(seed)
     complete = study.get_trials(deepcopy=False, states=(state.COMPLETE,))
     if not complete:
         raise ConfigError(f"{out}: no trial completed ({len(study.trials)} tried; see {out / 'trials.csv'})")
