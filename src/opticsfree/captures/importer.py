@@ -122,18 +122,12 @@ class ImportReport:
         when there is none); ``originals`` (the originals directory) prefixes it."""
         if not self.empty_class_folders:
             return None
-        where = f"{originals}: " if originals is not None else ""
-        dropped = self.dropped_classes
+        from opticsfree.data.imagefolder import empty_folders_line
+
         kept = sorted({c for c in self.empty_class_folders.values() if c in self.classes})
-        parts = [f"{where}{len(self.empty_class_folders)} class folder(s) without images: "
-                 f"{', '.join(self.empty_class_folders)}"]
-        if dropped:
-            parts.append(f"class(es) {', '.join(repr(c) for c in dropped)} left out of the class "
-                         "list (labels number the classes that have pairs)")
-        if kept:
-            parts.append(f"class(es) {', '.join(repr(c) for c in kept)} kept (pairs in other "
-                         "folders, or a class of the originals' capture set)")
-        return "; ".join(parts)
+        return empty_folders_line(f"{originals}: " if originals is not None else "",
+                                  list(self.empty_class_folders), self.dropped_classes, kept, "pairs",
+                                  "pairs in other folders, or a class of the originals' capture set")
 
     @property
     def unmatched_sections(self) -> list[tuple[str, list[str]]]:

@@ -19,6 +19,7 @@ import typer
 
 from opticsfree.errors import ConfigError, OpticsfreeError
 from opticsfree.training.config import TrainConfig  # light: pydantic, no torch
+from opticsfree.utils.parallel import EXECUTOR_NAMES  # light: the standard library
 
 class OneLineErrors(typer.core.TyperGroup):
     """The command group whose usage errors (an unknown option, a value out of an option's
@@ -196,6 +197,25 @@ def choices(values: Iterable[str]) -> Any:
     """``Literal[*values]``: the annotation of an option whose value typer checks (a wrong
     value is a usage error that lists the choices, exit status 2)."""
     return Literal[tuple(values)]  # type: ignore[valid-type]
+
+
+#: ``--executor`` choices (:data:`opticsfree.utils.parallel.EXECUTOR_NAMES`).
+Executor = choices(EXECUTOR_NAMES)
+
+
+def executor_option(unit: str) -> Any:
+    """The ``--executor`` option of the commands that fan work out (``run``, ``tune``, ``camera
+    sweep``); ``unit`` names what runs at once (``"stage"``, ``"trial"``, ``"point"``)."""
+    return typer.Option("local", "--executor",
+                        help=f"local: one {unit} after another here; ray: every {unit} whose inputs are ready "
+                             "as a Ray task (extra: scale; docs/study.md, \"Running stages in parallel\")")
+
+
+def address_option() -> Any:
+    """The ``--address`` option that goes with :func:`executor_option`."""
+    return typer.Option(None, "--address", metavar="ADDR",
+                        help="join this Ray cluster (--executor ray; default: a local Ray with this "
+                             "machine's cores)")
 
 
 #: ``--device`` choices (train, reconstruct train|apply, run): TrainConfig's.

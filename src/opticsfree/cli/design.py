@@ -11,14 +11,13 @@ from typing import Annotated, List, Optional
 import typer
 
 from opticsfree import seed_study
-from opticsfree.cli.common import COUNT, LIMIT, POSITIVE, SEED, SIZE, app, choices, command, print_json
+from opticsfree.cli.common import (COUNT, LIMIT, POSITIVE, SEED, SIZE, Executor, address_option, app, command,
+                                   executor_option, print_json)
 from opticsfree.errors import ConfigError
 from opticsfree.optics.config import list_presets  # light: pydantic, no torch
 from opticsfree.utils.io import check_out_dir, check_out_file
-from opticsfree.utils.parallel import EXECUTOR_NAMES
 from opticsfree.utils.progress import console, progress
 
-Executor = choices(EXECUTOR_NAMES)
 
 camera_app = typer.Typer(
     rich_markup_mode=None,
@@ -197,11 +196,8 @@ def sweep(
     seed: Seed = 0,
     size: Size = 32,
     yes: bool = typer.Option(False, "--yes", help="run a grid of more than 100 points"),
-    executor: Executor = typer.Option("local", "--executor",
-                                      help="local: one point after another here; ray: every point a Ray "
-                                           "task, the same CSV (extra: scale)"),
-    address: Optional[str] = typer.Option(None, "--address", metavar="ADDR",
-                                          help="join this Ray cluster (--executor ray)"),
+    executor: Executor = executor_option("point"),
+    address: Optional[str] = address_option(),
 ) -> None:
     """The `camera info` numbers over a grid of one or two camera parameters: sweep.csv and
     heatmaps of linear_psnr, raw_psnr and linear_probe_accuracy. Resumable. Prints the number

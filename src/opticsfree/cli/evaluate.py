@@ -88,11 +88,11 @@ def evaluate(
             out = run / "eval-mirror" if captures is None else out.with_name(out.name + "-mirror")
     out = check_out_dir(out, "a folder for the evaluation") if out != run else out
     if mirror:
-        from opticsfree.training.checkpoint import check_mirror
+        from opticsfree.training.checkpoint import check_mirror, training_run
 
-        first = load_trained(run, epochs[0])
-        note = check_mirror(captures if captures is not None else first.captures, first.size,
-                            first.model.norms["lensless"].channels)
+        cfg = training_run(run).read_config()  # the scored set's camera at the run's size
+        note = check_mirror(captures if captures is not None else cfg["captures"], int(cfg["resolved"]["size"]),
+                            int(cfg["resolved"]["lensless_channels"]))
         typer.echo(note, err=True)
     with single_threaded_openmp():  # torch + scikit-learn (t-SNE) in one process
         evaluation = evaluate_models((load_trained(run, e, mirror=mirror) for e in epochs), out, split=split,

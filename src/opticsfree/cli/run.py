@@ -7,10 +7,8 @@ from typing import Optional
 
 import typer
 
-from opticsfree.cli.common import Device, choices, command, print_json
-from opticsfree.utils.parallel import EXECUTOR_NAMES
+from opticsfree.cli.common import Device, Executor, address_option, command, executor_option, print_json
 
-Executor = choices(EXECUTOR_NAMES)
 
 
 @command("run")
@@ -20,12 +18,8 @@ def run_command(
     device: Optional[Device] = typer.Option(None, "--device", help="device",
                                             show_default="the config's [study] device"),
     json_: bool = typer.Option(False, "--json", help="print the summary (stages, report paths) as JSON"),
-    executor: Executor = typer.Option("local", "--executor",
-                                      help="local: one stage after another here; ray: every stage whose "
-                                           "inputs are ready as a Ray task (extra: scale; docs/study.md)"),
-    address: Optional[str] = typer.Option(None, "--address", metavar="ADDR",
-                                          help="join this Ray cluster (--executor ray; default: a local "
-                                               "Ray with this machine's cores)"),
+    executor: Executor = executor_option("stage"),
+    address: Optional[str] = address_option(),
 ) -> None:
     """Run a study: data -> captures -> tuples -> reconstructions -> training -> evaluation ->
     Bayes -> report (OUT/report.html, report.md, results.json). A rerun skips finished stages

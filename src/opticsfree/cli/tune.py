@@ -7,13 +7,12 @@ from typing import List, Optional
 
 import typer
 
-from opticsfree.cli.common import COUNT, SEED, choices, command, parse_key_values, print_json
+from opticsfree.cli.common import (COUNT, SEED, Executor, address_option, choices, command, executor_option,
+                                   parse_key_values, print_json)
 from opticsfree.losses.names import LOSSES
 from opticsfree.training.recipes import DEFAULT_RECIPE
-from opticsfree.utils.parallel import EXECUTOR_NAMES
 
 Loss = choices(LOSSES)
-Executor = choices(EXECUTOR_NAMES)
 
 
 @command("tune", resume_hint="rerun the same command to continue the search")
@@ -34,11 +33,8 @@ def tune_command(
                                    help="a fixed training setting for every trial (e.g. epochs=5); "
                                         "repeatable"),
     as_json: bool = typer.Option(False, "--json", help="print the result as JSON"),
-    executor: Executor = typer.Option("local", "--executor",
-                                      help="local: one trial after another here; ray: trials at once as Ray "
-                                           "tasks sharing DIR/study.db"),
-    address: Optional[str] = typer.Option(None, "--address", metavar="ADDR",
-                                          help="join this Ray cluster (--executor ray)"),
+    executor: Executor = executor_option("trial"),
+    address: Optional[str] = address_option(),
 ) -> None:
     """Search training settings with Optuna (TPE sampling, median pruning on the per-epoch
     validation accuracy; the test split is never read) and write the best as a recipe for

@@ -118,15 +118,30 @@ class Tree:
             return None
         dropped = self.dropped_classes
         kept = sorted({posixpath.basename(f) for f in self.empty_folders} - set(dropped))
-        parts = [f"{self.source}: {len(self.empty_folders)} class folder(s) without images: "
-                 f"{', '.join(self.empty_folders)}"]
-        if dropped:
-            parts.append(f"class(es) {', '.join(repr(c) for c in dropped)} left out of the class "
-                         "list (labels number the classes that have images)")
-        if kept:
-            parts.append(f"class(es) {', '.join(repr(c) for c in kept)} kept (images in another "
-                         "split)")
-        return "; ".join(parts)
+        return empty_folders_line(f"{self.source}: ", self.empty_folders, dropped, kept, "images",
+                                  "images in another split")
+
+
+def empty_folders_line(where: str, folders: Sequence[str], dropped: Sequence[str], kept: Sequence[str],
+                       what: str, kept_because: str) -> str:
+    """The one warning line about class folders without images (folder datasets and
+    ``import``): which folders, which classes left the class list, which stayed and why.
+
+    Args:
+        where: a prefix naming the source (``"DIR: "``, or ``""``).
+        folders: the empty folders.
+        dropped: classes left out of the class list.
+        kept: classes kept although a folder of theirs is empty.
+        what: what labelled classes have (``"images"``, ``"pairs"``).
+        kept_because: why the kept ones stayed.
+    """
+    parts = [f"{where}{len(folders)} class folder(s) without images: {', '.join(folders)}"]
+    if dropped:
+        parts.append(f"class(es) {', '.join(repr(c) for c in dropped)} left out of the class "
+                     f"list (labels number the classes that have {what})")
+    if kept:
+        parts.append(f"class(es) {', '.join(repr(c) for c in kept)} kept ({kept_because})")
+    return "; ".join(parts)
 
 
 def is_image_path(rel: str) -> bool:

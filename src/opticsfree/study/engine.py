@@ -208,7 +208,6 @@ class StageRun:
     stage: Stage
     record: StageRecord
     status: str           # "ran" | "skipped"
-    node: str = ""        # where it ran (the ray executor; empty: this process)
 
     @property
     def wall_s(self) -> float:

@@ -6,7 +6,7 @@ a Ray cluster.
 The engine's markers stay the only source of truth: a task runs
 :func:`~opticsfree.study.engine.execute_stage`, which skips a finished stage, re-enters an
 unfinished one (it resumes) and writes ``DONE.json`` as its last act. A worker that dies is
-retried by Ray (:data:`MAX_RETRIES`), and its retry resumes from the stage's partial output; a
+retried by Ray (3 times, :class:`~opticsfree.utils.parallel.RayTasks`), and its retry resumes from the stage's partial output; a
 killed study (Ctrl-C, a lost driver) is resumed by ``run`` with either executor. The stages are
 the same functions with the same seeds, and each task runs with the driver's number of torch
 threads and OpenMP/BLAS threads, so the files and numbers equal the local executor's (only the
@@ -22,21 +22,18 @@ Ray is an optional extra (``pip install 'opticsfree[scale]'``), imported only he
 from __future__ import annotations
 
 import os
-import platform
-from typing import Any, Callable, Mapping
+from typing import Callable, Mapping
 
 from opticsfree.errors import ConfigError, OpticsfreeError
 from opticsfree.study.base import Stage, StageContext, StageRecord
 from opticsfree.study.engine import StageError, StageFunction, StageRun, execute_stage, read_done, run_stages
-from opticsfree.utils.parallel import EXECUTOR_NAMES, ray_session, ray_thread_env
+from opticsfree.utils.parallel import EXECUTOR_NAMES, RayTasks
 
 #: Stage kinds (:data:`opticsfree.study.plan.STAGE_VERSIONS`) that use every core they get
 #: (or a GPU); the others ask for one CPU.
 HEAVY_KINDS = frozenset({"simulate", "recon-train", "recon-apply", "train"})
 #: CPUs a heavy stage asks for (at most the cluster's largest node; Ray queues the rest).
 HEAVY_CPUS = 2
-#: Times Ray reruns a task whose worker died.
-MAX_RETRIES = 3
 
 
 def stage_resources(stage: Stage, device: str) -> dict[str, float]:
@@ -53,20 +50,17 @@ def _worker_log(msg: str) -> None:
     print(msg, file=sys.stderr, flush=True)
 
 
-def _run_stage_task(stage: Stage, ctx: StageContext, fn: StageFunction, threads: int) -> tuple[dict, str, str]:
-    """A Ray task: one stage, with the driver's torch threads; returns its record as JSON, its
-    status and the node it ran on."""
-    import torch
-
-    torch.set_num_threads(threads)
+def _run_stage_task(stage: Stage, ctx: StageContext, fn: StageFunction) -> tuple[dict, str]:
+    """A Ray task: one stage; returns its record as JSON (with the node it ran on) and its status."""
     record, status = execute_stage(stage, ctx, fn)
-    return record.to_json(), status, platform.node()
+    return record.to_json(), status
 
 
 def run_stages_ray(stages: list[Stage], ctx: StageContext, functions: Mapping[str, StageFunction],
                    address: str | None = None) -> list[StageRun]:
-    """Run the unfinished stages as Ray tasks, each once its upstream stages are finished
-    (finished stages are skipped, as locally); fills ``ctx.outputs`` and ``ctx.done``.
+    """Run the unfinished stages as Ray tasks (:class:`~opticsfree.utils.parallel.RayTasks`),
+    each once its upstream stages are finished (finished stages are skipped, as locally); fills
+    ``ctx.outputs`` and ``ctx.done``.
 
     Args:
         stages: the stages, in dependency order.
@@ -76,74 +70,53 @@ def run_stages_ray(stages: list[Stage], ctx: StageContext, functions: Mapping[st
             new local one with this machine's cores).
 
     Returns:
-        What happened to each stage, in the order of ``stages`` (``StageRun.node``: where it ran).
+        What happened to each stage, in the order of ``stages`` (``record.node``: where it ran).
 
     Raises:
         ConfigError: Ray is not installed (one line saying how to install it).
         StageError: a stage failed (the other running tasks are cancelled; finished stages keep
             their markers).
     """
-    import torch
-
-    ray = ray_session(address)
-    task = ray.remote(max_retries=MAX_RETRIES)(_run_stage_task)
-    threads = torch.get_num_threads()
     runs: dict[str, StageRun] = {}
     pending = list(stages)
-    inflight: dict[Any, Stage] = {}
     index = {s.name: i for i, s in enumerate(stages, start=1)}
 
     def prefix(s: Stage) -> str:
         return f"[{index[s.name]}/{len(stages)}] {s.name}"
 
-    def finish(s: Stage, record: StageRecord, status: str, node: str) -> None:
+    def finish(s: Stage, record: StageRecord, status: str) -> None:
         ctx.outputs[s.name] = record.outputs
         ctx.done[s.name] = record
-        runs[s.name] = StageRun(s, record, status, node)
+        runs[s.name] = StageRun(s, record, status)
         ctx.log(f"{prefix(s)}: " + ("done earlier, skipped" if status == "skipped" else
-                                    f"finished in {record.wall_s_total:.1f} s on {node}"))
+                                    f"finished in {record.wall_s_total:.1f} s on {record.node}"))
 
-    try:
-        while pending or inflight:
-            progressed = True
-            while progressed:  # submit every ready stage; finished ones are skipped here
-                progressed = False
-                for s in list(pending):
-                    if not all(d in ctx.done for d in s.deps):
-                        continue
-                    pending.remove(s)
-                    progressed = True
-                    done = read_done(s.directory(ctx.out))
-                    if done is not None:
-                        finish(s, done, "skipped", platform.node())
-                        continue
-                    remote_ctx = StageContext(cfg=ctx.cfg, out=ctx.out, device=ctx.device,
-                                              outputs=dict(ctx.outputs), stages=ctx.stages,
-                                              log=_worker_log, done=dict(ctx.done))
-                    ref = task.options(**stage_resources(s, ctx.device), **ray_thread_env(threads)).remote(
-                        s, remote_ctx, functions[s.kind], threads)
-                    inflight[ref] = s
-                    ctx.log(f"{prefix(s)}: submitted to ray ({s.directory(ctx.out).name})")
-            if not inflight:
+    with RayTasks(address) as tasks:
+        while pending or tasks.inflight:
+            while ready := [s for s in pending if all(d in ctx.done for d in s.deps)]:
+                s = ready[0]  # one at a time: a skipped stage can make its dependents ready
+                pending.remove(s)
+                done = read_done(s.directory(ctx.out))
+                if done is not None:  # finished earlier: its dependents may be ready now
+                    finish(s, done, "skipped")
+                    continue
+                remote_ctx = StageContext(cfg=ctx.cfg, out=ctx.out, device=ctx.device, outputs=dict(ctx.outputs),
+                                          stages=ctx.stages, log=_worker_log, done=dict(ctx.done))
+                tasks.submit(s, _run_stage_task, s, remote_ctx, functions[s.kind],
+                             **stage_resources(s, ctx.device))
+                ctx.log(f"{prefix(s)}: submitted to ray ({s.directory(ctx.out).name})")
+            if not tasks.inflight:
                 if pending:
                     raise ConfigError(f"stages {', '.join(s.name for s in pending)} wait for stages "
                                       "that are not in the plan")
                 break
-            ready, _ = ray.wait(list(inflight), num_returns=1)
-            for ref in ready:
-                s = inflight.pop(ref)
-                try:
-                    rec, status, node = ray.get(ref)
-                except ray.exceptions.RayTaskError as e:
-                    cause = getattr(e, "cause", None)
-                    if isinstance(cause, OpticsfreeError):
-                        raise StageError(str(cause).splitlines()[0]) from None
-                    raise StageError(f"stage {s.name} failed on ray: {str(e).splitlines()[0]}") from None
-                finish(s, StageRecord.from_json(rec), status, node)
-    except BaseException:
-        for ref in inflight:
-            ray.cancel(ref, force=True)
-        raise
+            try:
+                s, (rec, status) = tasks.next_done()
+            except OpticsfreeError as e:
+                raise StageError(str(e).splitlines()[0]) from None
+            except Exception as e:  # noqa: BLE001 - Ray's own failures, named for the user
+                raise StageError(f"a stage failed on ray: {str(e).splitlines()[0]}") from None
+            finish(s, StageRecord.from_json(rec), status)
     return [runs[s.name] for s in stages]
 
 

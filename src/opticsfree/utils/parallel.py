@@ -285,13 +285,62 @@ def _with_threads(fn: Callable[..., Any], threads: int, *args: Any) -> Any:
     return fn(*args)
 
 
+class RayTasks:
+    """Ray tasks started one by one and collected as they finish: the one Ray mechanism of
+    :func:`ray_map` and the study's ``ray`` executor.
+
+    Every task runs ``fn(*args)`` with this process's torch and OpenMP/BLAS threads (so its
+    numbers equal an in-process call's), and is retried 3 times when its worker dies. Used as a
+    context manager: leaving it by an exception or Ctrl-C cancels the tasks still running.
+
+    Args:
+        address: a Ray cluster (None: see :func:`ray_session`).
+    """
+
+    def __init__(self, address: str | None = None):
+        import torch
+
+        self.ray = ray_session(address)
+        self.threads = torch.get_num_threads()
+        self._task = self.ray.remote(max_retries=3)(_with_threads)
+        self.inflight: dict[Any, Any] = {}
+
+    def put(self, value: Any) -> Any:
+        """``value`` in Ray's object store once (an argument shared by many tasks)."""
+        return self.ray.put(value)
+
+    def submit(self, key: Any, fn: Callable[..., Any], *args: Any, num_cpus: float = 1,
+               num_gpus: float = 0) -> None:
+        """Start ``fn(*args)`` (a module-level function) as a task known by ``key``."""
+        ref = self._task.options(num_cpus=num_cpus, num_gpus=num_gpus, **ray_thread_env(self.threads)).remote(
+            fn, self.threads, *args)
+        self.inflight[ref] = key
+
+    def next_done(self) -> tuple[Any, Any]:
+        """``(key, result)`` of the next task to finish; a task's exception is raised as itself."""
+        ready, _ = self.ray.wait(list(self.inflight), num_returns=1)
+        ref = ready[0]
+        key = self.inflight.pop(ref)
+        try:
+            return key, self.ray.get(ref)
+        except self.ray.exceptions.RayTaskError as e:
+            cause = getattr(e, "cause", None)
+            raise (cause if isinstance(cause, Exception) else e) from None
+
+    def __enter__(self) -> "RayTasks":
+        return self
+
+    def __exit__(self, exc_type: Any, *rest: Any) -> None:
+        if exc_type is not None:
+            for ref in self.inflight:
+                self.ray.cancel(ref, force=True)
+
+
 def ray_map(fn: Callable[..., Any], calls: list[tuple], *, address: str | None = None,
             num_cpus: float = 1, shared: tuple = ()) -> Iterator[tuple[int, Any]]:
-    """Run ``fn(*shared, *call)`` for every ``call`` as Ray tasks, yielding ``(index, result)``
-    as each finishes (not in order). Each task runs with this process's number of torch
-    threads, so its numbers equal an in-process call's; ``shared`` arguments (a dataset) are put
-    in Ray's object store once. A worker that dies is retried (3 times); on an exception or
-    Ctrl-C the remaining tasks are cancelled.
+    """Run ``fn(*shared, *call)`` for every ``call`` as Ray tasks (:class:`RayTasks`), yielding
+    ``(index, result)`` as each finishes (not in order); ``shared`` arguments (a dataset) are put
+    in Ray's object store once.
 
     Args:
         fn: a module-level function (Ray pickles it by reference).
@@ -300,25 +349,9 @@ def ray_map(fn: Callable[..., Any], calls: list[tuple], *, address: str | None =
         num_cpus: CPUs each task asks for.
         shared: arguments common to every call, passed first.
     """
-    import torch
-
-    ray = ray_session(address)
-    threads = torch.get_num_threads()
-    task = ray.remote(max_retries=3, num_cpus=num_cpus)(_with_threads).options(**ray_thread_env(threads))
-    refs = [ray.put(x) for x in shared]
-    inflight = {task.remote(fn, threads, *refs, *call): i for i, call in enumerate(calls)}
-    try:
-        while inflight:
-            ready, _ = ray.wait(list(inflight), num_returns=1)
-            for ref in ready:
-                i = inflight.pop(ref)
-                try:
-                    value = ray.get(ref)
-                except ray.exceptions.RayTaskError as e:
-                    cause = getattr(e, "cause", None)
-                    raise (cause if isinstance(cause, Exception) else e) from None
-                yield i, value
-    except BaseException:
-        for ref in inflight:
-            ray.cancel(ref, force=True)
-        raise
+    with RayTasks(address) as tasks:
+        refs = [tasks.put(x) for x in shared]
+        for i, call in enumerate(calls):
+            tasks.submit(i, fn, *refs, *call, num_cpus=num_cpus)
+        while tasks.inflight:
+            yield tasks.next_done()
