@@ -3,7 +3,7 @@
 One SGD (Nesterov) step of cross-entropy on a batch of random uint8 32 x 32 captures, float32,
 for each backbone; images per second over ``--steps`` timed steps after one warm-up step (the
 best step, so other load on the machine distorts it least). Like every training run on the
-CPU, it first keeps freed memory for reuse (``opticsfree.runs.keep_freed_memory``; run it with
+CPU, it first keeps freed memory for reuse (``opticsfree.utils.runtime.keep_freed_memory``; run it with
 ``OPTICSFREE_KEEP_FREED_MEMORY=0`` to measure glibc's defaults). Results go to stdout as
 Markdown and to ``bench/results/backbones.md`` (``backbones-glibc-defaults.md`` with glibc's
 defaults).
@@ -23,7 +23,7 @@ import torch
 import torch.nn.functional as F
 
 from opticsfree.models.embedding import EmbeddingModel
-from opticsfree.runs import keep_freed_memory
+from opticsfree.utils.runtime import keep_freed_memory
 
 #: (label, EmbeddingModel keyword arguments)
 ARMS = [

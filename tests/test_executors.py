@@ -54,22 +54,23 @@ def test_ray_gives_the_local_results_and_records_where_each_stage_ran(ray_instan
 
 def _dies_once(stage, directory, ctx):
     """The tuples stage, but its first attempt kills its worker process outright."""
-    from opticsfree.study.stages import STAGE_FUNCTIONS
+    from opticsfree.study.stages import run_tuples
 
     flag = Path(ctx.out) / "killed-once"
     if not flag.exists():
         flag.write_text("x")
         os._exit(1)
-    return STAGE_FUNCTIONS["tuples"](stage, directory, ctx)
+    return run_tuples(stage, directory, ctx)
 
 
 def test_a_stage_whose_worker_dies_is_rerun_and_the_study_completes(ray_instance, tmp_path, monkeypatch):
-    from opticsfree.study import stages as stage_module
+    from dataclasses import replace
+
+    from opticsfree.study import names as stage_registry
 
     cfg = write_config(tmp_path / "tiny.toml", ce=False, upper=False)
-    table = dict(stage_module.STAGE_FUNCTIONS)
-    table["tuples"] = _dies_once
-    monkeypatch.setattr("opticsfree.study.runner.STAGE_FUNCTIONS", table)
+    monkeypatch.setitem(stage_registry.REGISTRY._entries, "tuples",
+                        replace(stage_registry.stage_spec("tuples"), function=_dies_once))
     result = run_study(cfg, tmp_path / "out", log=quiet, executor="ray")
     assert (tmp_path / "out" / "killed-once").exists()                  # the first attempt died
     tup = next(s for s in result["stages"] if s["kind"] == "tuples")

@@ -255,7 +255,7 @@ def test_patchgan_is_scaled_to_the_image_size():
 
 
 def test_threads_option_is_scoped():
-    from opticsfree.reconstruction.base import torch_threads
+    from opticsfree.utils.runtime import torch_threads
 
     with torch_threads(2):
         assert torch.get_num_threads() == 2
@@ -301,7 +301,7 @@ def test_cyclegan_identity_only_when_shapes_match():
     assert CycleGANMethod(cfg, 3, 3, 16, dev, g).use_identity
     m = CycleGANMethod(cfg, 1, 3, 16, dev, g)
     assert not m.use_identity
-    from opticsfree.runs import Runtime
+    from opticsfree.utils.runtime import Runtime
 
     terms = m.train_step(torch.rand(2, 1, 16, 16) * 2 - 1, torch.rand(2, 3, 16, 16) * 2 - 1,
                          Runtime(dev, amp=False, channels_last=False).autocast)
@@ -345,10 +345,10 @@ def test_cyclegan_front_end_starts_at_the_tikhonov_inverse(tmp_path, digits_set)
     train(digits_set, "cyclegan", still, epochs=1, amp=False,
           options={**TINY["cyclegan"], "front_end": True, "lr": 1e-12})
     rec = load_reconstructor(still)
-    assert rec.tikhonov is not None and rec.net.residual
+    assert rec.fitted is not None and rec.net.residual
     assert (rec.reconstruct(caps).int() - ref.int()).abs().max() <= 1
     fit = json.loads((still / "config.json").read_text())["front_end_fit"]
-    assert fit["operator"] == "camera" and fit["lambda"] == pytest.approx(load_reconstructor(tik).tikhonov.lam)
+    assert fit["operator"] == "camera" and fit["lambda"] == pytest.approx(load_reconstructor(tik).fitted.lam)
     moved = tmp_path / "moved"
     train(digits_set, "cyclegan", moved, epochs=1, amp=False, options={**TINY["cyclegan"], "front_end": True, "lr": 1e-2})
     assert (load_reconstructor(moved).reconstruct(caps).int() - ref.int()).abs().max() > 1
@@ -552,7 +552,7 @@ def test_method_options_defaults_and_ints_for_floats():
     assert cfg.lambda_cycle == 5.0 and isinstance(cfg.lambda_cycle, float) and cfg.width == 8
     assert cfg.model_dump() == {**CycleGANConfig().model_dump(), "lambda_cycle": 5.0, "width": 8}
     # the documented defaults (docs/reconstruction.md)
-    assert (CycleGANConfig().lr, CycleGANConfig().batch_size, CycleGANConfig().epochs) == (2e-4, 4, 20)
+    assert (CycleGANConfig().lr, CycleGANConfig().batch_size, CycleGANConfig().epochs) == (2e-4, 32, 20)
     assert (UNetConfig().lr, UNetConfig().batch_size, UNetConfig().epochs) == (1e-3, 32, 30)
     assert (BijectiveConfig().w_cyc, BijectiveConfig().d_lr) == (0.5, 2e-4)
 
@@ -790,7 +790,7 @@ def test_cli_reconstruct_train_options_and_choices_are_checked_before_work(tmp_p
 
 
 def test_cli_choices_written_out_agree_with_the_library():
-    from opticsfree.bayes.likelihood import LIKELIHOODS
+    from opticsfree.bayes.names import LIKELIHOODS
     from opticsfree.bayes.model import SPLITS
     from opticsfree.cli import bayes as cli_bayes
     from opticsfree.cli import reconstruct as cli_rec
@@ -802,15 +802,15 @@ def test_cli_choices_written_out_agree_with_the_library():
 
 
 def test_resolve_amp_switch_and_auto(monkeypatch):
-    from opticsfree import runs
+    from opticsfree.utils import runtime
 
     cpu = torch.device("cpu")
-    assert runs.resolve_amp(True, cpu) is True and runs.resolve_amp(False, cpu) is False
+    assert runtime.resolve_amp(True, cpu) is True and runtime.resolve_amp(False, cpu) is False
     for native in (True, False):
-        monkeypatch.setattr(runs, "cpu_has_bf16", lambda: native)
-        assert runs.resolve_amp(None, cpu) is native                      # auto: native bf16 only
+        monkeypatch.setattr(runtime, "cpu_has_bf16", lambda: native)
+        assert runtime.resolve_amp(None, cpu) is native                   # auto: native bf16 only
     with pytest.raises(ConfigError):
-        runs.resolve_amp("on", cpu)
+        runtime.resolve_amp("on", cpu)
 
 
 def test_calibration_file_layout_is_stable(tmp_path):
@@ -1025,9 +1025,9 @@ def test_ensemble_of_cyclegans_with_a_front_end_applies_the_shared_inverse_first
     rep = ensemble_reconstruction(made, tmp_path / "ens", threads=1)
     ens = load_reconstructor(tmp_path / "ens")
     parts = [load_reconstructor(m) for m in made]
-    assert ens.tikhonov is not None and torch.equal(ens.tikhonov.matrix, parts[1].tikhonov.matrix)
+    assert ens.fitted is not None and torch.equal(ens.fitted.matrix, parts[1].fitted.matrix)
     caps = load_captures(digits_set, "test").lensless
-    t = to_model(parts[0].tikhonov.reconstruct(caps))
+    t = to_model(parts[0].fitted.reconstruct(caps))
     with torch.no_grad():
         want = to_uint8((parts[0].net(t) + parts[1].net(t)) / 2)
     assert torch.equal(ens.reconstruct(caps), want) and not torch.equal(want, parts[0].reconstruct(caps))

@@ -38,9 +38,12 @@ def test_builtin_capabilities_are_data():
     tik, cyc, unet = method_spec("tikhonov"), method_spec("cyclegan"), method_spec("unet")
     assert not tik.network and not tik.options and tik.camera == "operator" and tik.no_ensemble
     assert cyc.network and cyc.options and cyc.front_end and not unet.front_end
-    from opticsfree.reconstruction.method import FittedModel, NetworkMethod
+    from opticsfree.reconstruction.method import FittedModel, FrontEnd, NetworkMethod
+    from opticsfree.reconstruction.names import FRONT_END
 
     assert isinstance(tik.load_class(), type) and issubclass(tik.load_class(), FittedModel)
+    assert tik.kind == "fit" and cyc.kind == unet.kind == "network"
+    assert issubclass(method_spec(FRONT_END).load_class(), FrontEnd)     # the front end is a fitted method
     members = [m for m in dir(NetworkMethod) if not m.startswith("_")] + ["name", "paired", "config_cls"]
     for name in ("cyclegan", "unet", "bijective"):
         cls = method_spec(name).load_class()
@@ -103,6 +106,105 @@ def test_registered_method_reaches_cli_study_training_apply_and_ensemble(tmp_pat
     assert out["study_methods"] == ["tiny"]
     assert "[reconstruct.method.tiny] options" in out["study_error"] and "nope" in out["study_error"]
     assert out["method"] == "tiny" and out["derived"] > 0 and out["ensemble_members"] == 2
+
+
+#: A fitted method's module: one class (its fit and its model), a global gain and offset that
+#: match the captures' grey levels to the originals'.
+FITTED_MODULE = '''
+import torch
+
+
+class GainModel:
+    def __init__(self, gain, offset, out_channels):
+        self.gain, self.offset, self.out_channels = float(gain), float(offset), int(out_channels)
+
+    @classmethod
+    def fit(cls, train, val, ctx):
+        x, y = train.lensless.double().mean(1), train.original.double()
+        gain = float(y.std() / x.std())
+        return cls(gain, float(y.mean() - gain * x.mean()), y.shape[1])
+
+    def reconstruct(self, captures):
+        v = captures.double().mean(1, keepdim=True) * self.gain + self.offset
+        return v.round().clamp(0, 255).to(torch.uint8).expand(-1, self.out_channels, -1, -1).contiguous()
+
+    def metrics(self):
+        return {"gain": self.gain}
+
+    def report(self):
+        return {"gain": self.gain, "offset": self.offset}
+
+    def state(self):
+        return {"gain": self.gain, "offset": self.offset, "out_channels": self.out_channels}
+
+    @classmethod
+    def from_state(cls, state):
+        return cls(state["gain"], state["offset"], state["out_channels"])
+'''
+#: Its one registration line.
+FITTED_LINE = 'MethodSpec("gain", "gain_method:GainModel", network=False, options=False, no_ensemble="one gain")'
+
+
+def test_registered_fitted_method_trains_applies_and_resumes(tmp_path):
+    """A fitted method is one module plus one line, trained, saved, loaded and applied through
+    the same entry points as every method (no file of the package names it)."""
+    mods = tmp_path / "mods"
+    mods.mkdir()
+    (mods / "gain_method.py").write_text(FITTED_MODULE, encoding="utf-8")
+    script = textwrap.dedent(f'''
+        import json, sys
+        sys.path.insert(0, {str(mods)!r})
+        from opticsfree.reconstruction.names import MethodSpec, register_method
+        register_method({FITTED_LINE})
+
+        import torch
+        from opticsfree.cli import reconstruct as cli
+        from opticsfree.captures.testing import make_capture_set
+        from opticsfree.captures.loader import load_captures
+        from opticsfree.errors import ConfigError
+        from opticsfree.reconstruction import (apply_reconstruction, ensemble_reconstruction,
+                                               load_reconstructor, train_reconstruction)
+        from opticsfree.reconstruction.method import FittedModel
+
+        caps = make_capture_set({str(tmp_path / "set")!r}, size=8, channels=1)
+        model = {str(tmp_path / "m")!r}
+        rows = []
+        train_reconstruction(caps, "gain", model, threads=1, samples=2, on_epoch=rows.append)
+        rec = load_reconstructor(model)
+        test = load_captures(caps, "test")
+        state = torch.load(model + "/model.pt", weights_only=True)
+        out = {{"cli": list(cli.Method.__args__), "protocol": isinstance(rec.fitted, FittedModel),
+                "method": rec.method, "epoch": rec.epoch, "net": rec.net is None,
+                "same": torch.equal(rec.reconstruct(test.lensless), rec.fitted.reconstruct(test.lensless)),
+                "rows": rows, "keys": list(state), "config": json.load(open(model + "/config.json")),
+                "report": json.load(open(model + "/gain.json"))}}
+        derived = apply_reconstruction(model, caps, {str(tmp_path / "derived")!r}, workers=1, threads=1)
+        out["derived"] = len(load_captures(derived, "test"))
+        train_reconstruction(caps, "gain", model, threads=1, samples=2, resume=True)   # fits again
+        out["metrics"] = [json.loads(l) for l in open(model + "/metrics.jsonl")]
+        try:
+            ensemble_reconstruction([model, model], {str(tmp_path / "ens")!r})
+        except ConfigError as e:
+            out["ensemble_error"] = str(e)
+        print(json.dumps(out))
+    ''')
+    env = {**os.environ, "OMP_NUM_THREADS": "1"}
+    res = subprocess.run([sys.executable, "-c", script], capture_output=True, text=True, env=env,
+                         timeout=600)
+    assert res.returncode == 0, res.stderr[-3000:]
+    out = json.loads(res.stdout.strip().splitlines()[-1])
+    assert out["cli"][-1] == "gain" and out["protocol"] and out["same"] and out["net"]
+    assert out["method"] == "gain" and out["epoch"] is None
+    [row] = out["rows"]
+    assert list(row) == ["epoch", "gain", "val_psnr", "val_ssim", "val_mse", "seconds"] and row["epoch"] == 1
+    assert out["keys"] == ["format", "method", "epoch", "gain", "size", "in_channels", "out_channels",
+                           "captures", "config"]
+    cfg = out["config"]
+    assert cfg["method"] == "gain" and cfg["epochs"] is None and cfg["camera"] is None and cfg["n_val"] > 0
+    assert out["report"]["gain"] == row["gain"] and out["derived"] > 0
+    assert [r["epoch"] for r in out["metrics"]] == [1]                     # a resume refits: one row
+    assert (tmp_path / "m" / "samples" / "epoch_001.png").is_file()
+    assert "gain model has no network to average (one gain)" in out["ensemble_error"]
 
 
 def test_a_fitted_method_takes_no_options_and_is_not_averaged(tmp_path):

@@ -318,14 +318,17 @@ def test_sigterm_stops_the_study_like_ctrl_c_and_records_the_attempt(tmp_path, m
     import signal
     import time
 
-    import opticsfree.study.runner as runner
+    from dataclasses import replace
+
+    from opticsfree.study import names as stage_registry
 
     def killed(stage, directory, ctx):
         os.kill(os.getpid(), signal.SIGTERM)
         time.sleep(5)  # the handler raises before this ends
         raise AssertionError("SIGTERM was not turned into an interrupt")
 
-    monkeypatch.setitem(runner.STAGE_FUNCTIONS, "tuples", killed)
+    monkeypatch.setitem(stage_registry.REGISTRY._entries, "tuples",
+                        replace(stage_registry.stage_spec("tuples"), function=killed))
     before = signal.getsignal(signal.SIGTERM)
     cfg = write_config(tmp_path / "t.toml", extra_options="", ce=False, upper=False)
     with pytest.raises(KeyboardInterrupt):

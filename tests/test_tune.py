@@ -107,3 +107,123 @@ def test_a_field_both_fixed_and_searched_is_refused(small, tmp_path):
         tune(small, load_space(tmp_path / "s.toml"), tmp_path / "o", 1, recipe="seed", loss="ce",
              fields={"weight_decay": 0.1})
     assert not (tmp_path / "o").exists()
+
+
+RECON_SPACE = """
+[ssim_weight]
+type = "float"
+low = 0.0
+high = 2.0
+
+[lr]
+type = "float"
+low = 1e-4
+high = 1e-2
+log = true
+"""
+
+
+def _spy_loader(monkeypatch) -> list[str]:
+    """Record the split of every ``load_captures`` call, wherever the function was imported."""
+    import sys
+
+    read: list[str] = []
+    real = loader.load_captures
+
+    def spy(root, split, *a, **k):
+        read.append(split)
+        return real(root, split, *a, **k)
+
+    for mod in list(sys.modules.values()):
+        if getattr(mod, "load_captures", None) is real:
+            monkeypatch.setattr(mod, "load_captures", spy)
+    return read
+
+
+def test_a_reconstruction_search_scores_psnr_on_validation_and_writes_a_reconstruction_recipe(small, tmp_path,
+                                                                                            monkeypatch):
+    import opticsfree.reconstruction.train  # noqa: F401  (imported before the spy is set)
+    from opticsfree.reconstruction.recipes import load_recipe as load_recon_recipe
+
+    read = _spy_loader(monkeypatch)
+    (tmp_path / "space.toml").write_text(RECON_SPACE)
+    out = tmp_path / "search"
+    args = ["tune", str(small), "--reconstruct", "unet", "--space", str(tmp_path / "space.toml"), "--trials", "3",
+            "--out", str(out), "--json", "--set", "epochs=2", "--set", "width=4", "--set", "batch_size=16",
+            "--set", "scene_augment=none"]
+    r = runner.invoke(app, args)
+    assert r.exit_code == 0, r.output
+    res = json.loads(r.stdout)
+    assert res["score"] == "val_psnr" and "best_val_accuracy" not in res
+    assert read and "test" not in read                                     # the test split is never read
+    rows = list(csv.DictReader((out / "trials.csv").open()))
+    assert len(rows) == 3 and list(rows[0])[:4] == ["trial", "state", "val_psnr", "last_epoch"]
+    # each trial is a reconstruct-train MODEL directory; its score is its best validation PSNR
+    for row in rows:
+        if row["state"] == "complete":
+            psnr = [json.loads(line)["val_psnr"] for line in (out / "trials" / f"{int(row['trial']):04d}" /
+                                                               "metrics.jsonl").read_text().splitlines()]
+            assert float(row["val_psnr"]) == pytest.approx(max(psnr), abs=1e-5)
+    best = max((r for r in rows if r["state"] == "complete"), key=lambda r: float(r["val_psnr"]))
+    assert int(best["trial"]) == res["best_trial"]
+    assert float(best["val_psnr"]) == pytest.approx(res["best_val_psnr"], abs=1e-5)
+    # the recipe is a reconstruction recipe: the bundled best recipe's U-Net settings, --set, the best values
+    rec = load_recon_recipe(out / "best.toml")
+    opts, _ = rec.for_method("unet")
+    assert opts["epochs"] == 2 and opts["width"] == 4 and opts["front_end"] is True
+    assert opts["ssim_weight"] == pytest.approx(res["best_params"]["ssim_weight"])
+    assert "dB PSNR validation" in rec.measured["unet"]
+    r2 = runner.invoke(app, ["reconstruct", "train", str(small), "--method", "unet", "--recipe",
+                             str(out / "best.toml"), "--out", str(tmp_path / "model")])
+    assert r2.exit_code == 0, r2.output
+    cfg = json.loads((tmp_path / "model" / "config.json").read_text())
+    assert cfg["method_config"]["lr"] == pytest.approx(res["best_params"]["lr"])
+
+
+@pytest.mark.parametrize("args, needle", [
+    (["--reconstruct", "unet", "--loss", "ce"], "--loss ce: a reconstruction search (--reconstruct) trains no loss"),
+    (["--metric", "ssim"], "--metric ssim: a training search is scored by validation accuracy"),
+    (["--reconstruct", "tikhonov"], "--reconstruct tikhonov: the method takes no options"),
+])
+def test_reconstruction_search_misuse_is_one_line(small, tmp_path, args, needle):
+    (tmp_path / "space.toml").write_text(RECON_SPACE)
+    r = runner.invoke(app, ["tune", str(small), "--space", str(tmp_path / "space.toml"), "--trials", "1",
+                            "--out", str(tmp_path / "o"), *args])
+    assert r.exit_code == 2 and needle in r.stderr, r.output
+    assert not (tmp_path / "o").exists()
+
+
+def test_a_reconstruction_space_names_the_method_options(tmp_path):
+    from opticsfree.tuning import Target
+
+    (tmp_path / "s.toml").write_text('[weight_decay]\ntype = "float"\nlow = 1e-4\nhigh = 0.1\n')
+    with pytest.raises(ConfigError, match=r"\[weight_decay\]: not an option of method unet"):
+        load_space(tmp_path / "s.toml", Target("unet", "psnr"))
+    (tmp_path / "s.toml").write_text('[member]\ntype = "int"\nlow = 0\nhigh = 3\n')
+    with pytest.raises(ConfigError, match=r"\[member\]: cannot be searched"):
+        load_space(tmp_path / "s.toml", Target("unet", "ssim"))
+    space = load_space(tmp_path.joinpath("s.toml").write_text(RECON_SPACE) and tmp_path / "s.toml",
+                       Target("unet", "ssim"))
+    assert list(space.params) == ["ssim_weight", "lr"]
+
+
+def test_values_a_finished_trial_had_are_not_trained_again(small, tmp_path, monkeypatch):
+    import opticsfree.training as training
+
+    trained: list[str] = []
+    real = training.train
+
+    def counting(cfg, run, *a, **k):
+        trained.append(str(run))
+        return real(cfg, run, *a, **k)
+
+    monkeypatch.setattr(training, "train", counting)
+    (tmp_path / "s.toml").write_text('[label_smoothing]\ntype = "categorical"\nchoices = [0.1]\n')
+    from opticsfree.cli.common import parse_key_values
+
+    fields = parse_key_values(FIXED, "--set")
+    res = tune(small, load_space(tmp_path / "s.toml"), tmp_path / "o", 3, recipe="seed", loss="ce", fields=fields)
+    assert len(trained) == 1 and res.n_complete == 3                       # one run, three finished trials
+    rows = list(csv.DictReader((tmp_path / "o" / "trials.csv").open()))
+    assert [r["same_as"] for r in rows] == ["", "0", "0"]
+    assert len({r["val_accuracy"] for r in rows}) == 1 and len({r["run"] for r in rows}) == 1

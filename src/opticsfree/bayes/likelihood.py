@@ -34,29 +34,32 @@ import numpy as np
 from scipy.optimize import minimize_scalar
 from scipy.special import log_softmax
 
+from opticsfree.bayes.names import likelihood_names, likelihood_spec
 from opticsfree.errors import ConfigError
 from opticsfree.losses.names import classified_by_head
 
 #: Search interval for the temperature (metric scores live in [-4, 0]; logits can be large).
 TEMPERATURE_BOUNDS = (1e-4, 1e4)
 
-LIKELIHOODS = ("metric", "ce")
-
 
 def choose_likelihood(loss: str | None, has_head: bool, likelihood: str = "auto") -> str:
-    """``metric`` or ``ce`` for a run trained with ``loss``; ``auto`` uses the classifier head
-    only for a head-only loss (:func:`opticsfree.losses.names.classified_by_head`: its original
-    tower never learned, so distances mean nothing). ``bayes`` and ``predict`` both choose here.
+    """A registered likelihood (:mod:`opticsfree.bayes.names`: ``metric`` or ``ce``) for a run
+    trained with ``loss``; ``auto`` uses the classifier head only for a head-only loss
+    (:func:`opticsfree.losses.names.classified_by_head`: its original tower never learned, so
+    distances mean nothing). ``bayes`` and ``predict`` both choose here.
 
     Raises:
-        ConfigError: an unknown name, or ``ce`` for a model without a classifier head.
+        ConfigError: an unknown name, or one that needs a classifier head (``ce``) for a model
+            without one.
     """
     if likelihood == "auto":
         return "ce" if has_head and classified_by_head(loss) else "metric"
-    if likelihood not in LIKELIHOODS:
-        raise ConfigError(f"--likelihood: expected auto, metric or ce, got {likelihood!r}")
-    if likelihood == "ce" and not has_head:
-        raise ConfigError("--likelihood ce: the run's model has no classifier head")
+    names = likelihood_names()
+    if likelihood not in names:
+        raise ConfigError(f"--likelihood: expected auto, {', '.join(names[:-1])} or {names[-1]}, "
+                          f"got {likelihood!r}")
+    if likelihood_spec(likelihood).needs_head and not has_head:
+        raise ConfigError(f"--likelihood {likelihood}: the run's model has no classifier head")
     return likelihood
 
 

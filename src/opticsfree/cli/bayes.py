@@ -7,14 +7,17 @@ from typing import Optional
 
 import typer
 
+from opticsfree.bayes.names import REGISTRY as LIKELIHOOD_REGISTRY, likelihood_names
 from opticsfree.cli.common import (FRAMES, RERUN_TO_REDO, choices, command, other_captures_option,
                                    print_json)
 
-#: ``--split`` and ``--likelihood``: opticsfree.bayes.model.SPLITS and "auto" +
-#: opticsfree.bayes.likelihood.LIKELIHOODS (written out so that the command line starts without
-#: loading torch; a test checks that they agree).
+#: ``--split``: opticsfree.bayes.model.SPLITS (written out so that the command line starts without
+#: loading NumPy; a test checks that they agree).
 Split = choices(("test", "val", "train"))
-Likelihood = choices(("auto", "metric", "ce"))
+#: ``--likelihood``: "auto" and the likelihoods registered when this module is imported
+#: (opticsfree.bayes.names, which loads neither NumPy nor torch).
+Likelihood = choices(("auto", *likelihood_names()))
+_LIKELIHOOD_HELP = ", ".join(f"{n} ({s.description})" for n, s in LIKELIHOOD_REGISTRY.items())
 
 
 @command("bayes", resume_hint=RERUN_TO_REDO)
@@ -30,8 +33,7 @@ def bayes(
                                               "(default: all)."),
     split: Split = typer.Option("test", "--split", help="Split to evaluate."),
     likelihood: Likelihood = typer.Option("auto", "--likelihood",
-                                          help="metric (prototype distances), ce (classifier head), "
-                                               "or auto (ce for runs trained with a head)."),
+                                          help=f"{_LIKELIHOOD_HELP}, or auto (ce for runs trained with a head)."),
     captures: Optional[Path] = other_captures_option(
         "prototypes, prior and temperature stay the run's own."),
     json_out: bool = typer.Option(False, "--json", help="Print the report as JSON."),

@@ -145,7 +145,7 @@ RERUN_TO_REDO = "rerun the same command (it starts over)"
 
 def handle_errors(fn: Callable[..., Any], resume_hint: str = RERUN_TO_RESUME) -> Callable[..., Any]:
     """Turn user errors into a one-line message and exit status 2 (and keep freed memory for
-    reuse, :func:`opticsfree.runs.keep_freed_memory`, before the command runs).
+    reuse, :func:`opticsfree.utils.runtime.keep_freed_memory`, before the command runs).
 
     Args:
         fn: the command function.
@@ -155,7 +155,7 @@ def handle_errors(fn: Callable[..., Any], resume_hint: str = RERUN_TO_RESUME) ->
 
     @functools.wraps(fn)
     def wrapper(*args: Any, **kwargs: Any) -> Any:
-        from opticsfree.runs import keep_freed_memory
+        from opticsfree.utils.runtime import keep_freed_memory
 
         keep_freed_memory()  # every command: large tensors reused, not faulted in again
         try:

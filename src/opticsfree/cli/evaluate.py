@@ -2,23 +2,18 @@
 
 from __future__ import annotations
 
-from enum import Enum
 from pathlib import Path
 from typing import Optional
 
 import typer
 
-from opticsfree.cli.common import RERUN_TO_REDO, command, other_captures_option, print_json
+from opticsfree.cli.common import RERUN_TO_REDO, choices, command, other_captures_option, print_json
 from opticsfree.errors import DataError
+from opticsfree.evaluation.names import classifier_names
 
-
-class ClassifierName(str, Enum):
-    """The classifiers ``--classifier`` accepts."""
-
-    prototype = "prototype"
-    knn = "knn"
-    threshold = "threshold"
-    head = "head"
+#: ``--classifier``: the classifiers registered when this module is imported
+#: (opticsfree.evaluation.names).
+Classifier = choices(classifier_names())
 
 
 def run_epochs(run: Path) -> list[int]:
@@ -43,7 +38,7 @@ def run_epochs(run: Path) -> list[int]:
 def evaluate(
     run: Path = typer.Argument(..., help="Run directory written by `opticsfree train`."),
     split: str = typer.Option("test", "--split", help="Split to score (test, or val)."),
-    classifier: Optional[ClassifierName] = typer.Option(
+    classifier: Optional[Classifier] = typer.Option(
         None, "--classifier",
         help="prototype: nearest class centroid of the train originals; knn: k nearest train "
              "originals (k chosen on val); threshold: the seed's distance threshold (chosen on "
@@ -96,7 +91,7 @@ def evaluate(
         typer.echo(note, err=True)
     with single_threaded_openmp():  # torch + scikit-learn (t-SNE) in one process
         evaluation = evaluate_models((load_trained(run, e, mirror=mirror) for e in epochs), out, split=split,
-                                     classifier=classifier and classifier.value, run=run,
+                                     classifier=classifier, run=run,
                                      metrics=run / "metrics.jsonl", figures=figures,
                                      captures=captures)
     if json_out:

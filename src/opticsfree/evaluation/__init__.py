@@ -36,8 +36,8 @@ if TYPE_CHECKING:
     from opticsfree.evaluation.prototype_classifier import PrototypeClassifier, pairwise_distances
     from opticsfree.evaluation.report import (evaluate_checkpoint, evaluate_models, write_evaluation,
                                               write_tables)
-    from opticsfree.evaluation.results import (ALL_CLASSIFIERS, CLASSIFIERS, CheckpointEvaluation,
-                                               Evaluation)
+    from opticsfree.evaluation.names import ALL_CLASSIFIERS, CLASSIFIERS
+    from opticsfree.evaluation.results import CheckpointEvaluation, Evaluation
     from opticsfree.evaluation.seed_tables import match_run
     from opticsfree.evaluation.threshold_classifier import (UNKNOWN, ThresholdClassifier,
                                                             choose_threshold, equal_error_rate,
@@ -53,6 +53,6 @@ __all__ = [
     "write_evaluation", "write_tables",
 ]
 
-__getattr__ = lazy_getattr(__name__, __all__, ("classifier", "contract", "embed", "knn_classifier",
+__getattr__ = lazy_getattr(__name__, __all__, ("names", "classifier", "contract", "embed", "knn_classifier",
                                                "metrics", "prototype_classifier", "report",
                                                "results", "seed_tables", "threshold_classifier"))

@@ -53,10 +53,10 @@ from opticsfree.evaluation.knn_classifier import DEFAULT_KS, KNNClassifier
 from opticsfree.evaluation.metrics import (bootstrap_accuracy_ci, classification_metrics,
                                            retrieval_metrics)
 from opticsfree.evaluation.prototype_classifier import PrototypeClassifier
-from opticsfree.evaluation.results import (ALL_CLASSIFIERS, CLASSIFIERS, CONVENTIONS,
-                                           DETAIL_KEYS, Artifacts, CheckpointEvaluation,
-                                           Evaluation, KnnParams, ThresholdParams,
-                                           default_classifier, table_paths)
+from opticsfree.evaluation.names import classifier_names, classifier_spec, distance_classifier_names
+from opticsfree.evaluation.results import (DETAIL_KEYS, FUSED_CONVENTION, Artifacts,
+                                           CheckpointEvaluation, Evaluation, KnnParams,
+                                           ThresholdParams, default_classifier, table_paths)
 from opticsfree.evaluation.seed_tables import capture_set_facts, match_run
 from opticsfree.evaluation.threshold_classifier import (UNKNOWN, ThresholdClassifier,
                                                         pair_distances)
@@ -64,15 +64,15 @@ from opticsfree.losses.names import classified_by_head
 from opticsfree.utils.document import Document, Note, Paragraph, Row, Table, render_markdown
 from opticsfree.utils.io import write_json, write_text
 
-__all__ = ["ALL_CLASSIFIERS", "CLASSIFIERS", "CONVENTIONS", "DETAIL_KEYS", "TABLE_COLUMNS",
+__all__ = ["DETAIL_KEYS", "TABLE_COLUMNS",
            "default_classifier", "evaluate_checkpoint", "evaluate_models", "summary_document",
            "table_paths", "table_rows", "write_evaluation", "write_figures", "write_tables"]
 
 
 def _check_classifier(classifier: str) -> None:
-    if classifier not in ALL_CLASSIFIERS:
+    if classifier not in classifier_names():
         raise ConfigError(f"--classifier: unknown {classifier!r}; expected one of "
-                          f"{', '.join(ALL_CLASSIFIERS)}")
+                          f"{', '.join(classifier_names())}")
 
 
 def evaluate_checkpoint(model: TrainedEmbedder, split: str = "test",
@@ -86,7 +86,7 @@ def evaluate_checkpoint(model: TrainedEmbedder, split: str = "test",
         model: the loaded checkpoint (its ``train`` originals give the prototypes and the kNN
             gallery, its ``val`` split tunes ``k`` and the threshold).
         split: the split to score (``"test"``; ``"val"`` for model selection).
-        classifier: one of :data:`ALL_CLASSIFIERS`.
+        classifier: a registered classifier (:mod:`opticsfree.evaluation.names`).
         seed: bootstrap seed.
         n_resamples: bootstrap resamples.
         batch_size: images per forward pass.
@@ -106,7 +106,7 @@ def evaluate_checkpoint(model: TrainedEmbedder, split: str = "test",
     _check_classifier(classifier)
     if classifier == "head" and not model.has_head:
         raise ConfigError(f"--classifier head: the model (loss {model.loss!r}) "
-                          f"has no classifier head; use one of {', '.join(CLASSIFIERS)}")
+                          f"has no classifier head; use one of {', '.join(distance_classifier_names())}")
     if classifier != "head" and classified_by_head(model.loss):
         raise ConfigError(f"--classifier {classifier}: the model was trained with loss "
                           f"{model.loss!r}, which never trains the original "
@@ -124,12 +124,13 @@ def evaluate_checkpoint(model: TrainedEmbedder, split: str = "test",
     params: KnnParams | ThresholdParams | None = None
     threshold = None
     val = None
-    if classifier in ("knn", "threshold") or figures:
+    tunes_on_val = classifier_spec(classifier).tunes_on_val
+    if tunes_on_val or figures:
         try:
             val = embed_split(model, model.load_split("val"), domains=("lensless",),
                               batch_size=batch_size, name="val")
         except OpticsfreeError as e:
-            if classifier in ("knn", "threshold"):
+            if tunes_on_val:
                 raise type(e)(f"--classifier {classifier} tunes on the run's val split: {e}") \
                     from None
             val = None  # figures only: draw the histogram without a threshold
@@ -351,7 +352,7 @@ def write_tables(out: str | Path, evaluation: Evaluation) -> tuple[Path, Path]:
     doc = Document(f"{out.name}: {classifier} classifier, {split} split", [
         Paragraph("Percent. Precision, recall and F1 are support-weighted averages over classes "
                   "(as in the seed's tables, where recall equals accuracy). Classifier: "
-                  f"{CONVENTIONS[classifier]}." + seed_note),
+                  f"{classifier_spec(classifier).convention}." + seed_note),
         Table(TABLE_COLUMNS,
               [Row([row[0]] + [f"{v:.2f}" for v in row[1:5]] + [int(row[5])],
                    reference=row[0] != label) for row in rows],
@@ -408,7 +409,7 @@ def summary_document(evaluation: Evaluation) -> Document:
              f"lensless queries vs {split} originals"
              + ("; Seed: the seed's published accuracy for this loss, images and epochs"
                 if has_seed else "")
-             + (f"; Fused: one prediction per scene from all of its frames ({CONVENTIONS['fused']})"
+             + (f"; Fused: one prediction per scene from all of its frames ({FUSED_CONVENTION})"
                 if has_fused else "") + "."),
     ]
     params: list[Any] = [r.params for r in results]
@@ -423,10 +424,10 @@ def summary_document(evaluation: Evaluation) -> Document:
                      _fmt(p.verification_accuracy), _fmt(p.tar), _fmt(p.far), _fmt(p.eer),
                      _fmt(p.reject_rate), _fmt(p.accuracy_with_reject)])
                 for r, p in zip(results, params)]
-    if clf in ("knn", "threshold"):
+    if classifier_spec(clf).tunes_on_val:
         blocks.append(Table(columns, rows, caption=f"{clf}: parameters chosen on val",
                             align=right * len(columns)))
-    blocks.append(Note(f"{clf}: {CONVENTIONS[clf]}."))
+    blocks.append(Note(f"{clf}: {classifier_spec(clf).convention}."))
     figures = f", {out / 'figures'}/" if evaluation.figures else ""
     blocks.append(Paragraph(f"wrote {md}, {csv_path}, {evaluation.json_path}{figures}"))
     return Document(f"{name}: {clf} classifier, {split} split", blocks)

@@ -14,17 +14,16 @@ from typing import Any
 import numpy as np
 
 from opticsfree.evaluation.embed import Embedded
+from opticsfree.evaluation.names import classifier_spec
 from opticsfree.evaluation.seed_tables import SeedRow
 from opticsfree.losses.names import classified_by_head
 
-#: The distance classifiers (every model but one of a head-only loss: ``LossSpec.head_only``).
-CLASSIFIERS = ("prototype", "knn", "threshold")
-#: Plus the classifier head of models trained with one.
-ALL_CLASSIFIERS = CLASSIFIERS + ("head",)
 #: Keys left out of a checkpoint's summary (``to_json(detail=False)``: ``--json``, the study).
 DETAIL_KEYS = ("per_class", "confusion_matrix", "classes")
 
-CONVENTIONS = {
+#: What the numbers of every result file mean (the ``conventions`` of its JSON, before the
+#: classifier's own: ``ClassifierSpec.convention``, :func:`conventions`).
+BASE_CONVENTIONS = {
     "units": "percent (0-100)",
     "precision_recall_f1": "support-weighted averages over classes, as in the seed's tables "
                            "(weighted recall equals accuracy); macro_* are unweighted means",
@@ -32,23 +31,27 @@ CONVENTIONS = {
     "accuracy_ci": "percentile bootstrap 95% interval, 1000 resamples of the split's rows, seeded",
     "retrieval": "PML AccuracyCalculator; queries = lensless embeddings of the split, references "
                  "= originals of the same split (one per scene); precision_at_1 and MAP@R",
-    "prototype": "nearest class centroid (L2-normalised mean) of the train original embeddings",
-    "knn": "majority vote of the k nearest train originals (exact L2 search, torch.cdist + topk); "
-           "ties to the class "
-           "of the nearest tied neighbour; k chosen on val from 1,3,5,10,20 by accuracy, ties to "
-           "the smaller k",
-    "threshold": "pairs (lensless, class prototype), matching when the classes agree; accept when "
-                 "d <= t; t maximises the balanced verification accuracy (TAR + 1 - FAR) / 2 on "
-                 "the val pairs (smallest t among ties); accuracy/precision/recall/f1 are "
-                 "closed-set (nearest prototype); reject option: 'unknown' when the nearest "
-                 "prototype is farther than t; EER where FAR = FRR (linear interpolation)",
-    "head": "argmax of the classifier head's logits on the lensless captures",
-    "fused": "multi-frame sets only (null otherwise): one prediction per scene from all of its "
-             "frames, scored over scenes (n_scenes); prototype, knn and threshold classify the "
-             "L2-normalised mean of the frame embeddings, head the argmax of the mean "
-             "log-softmax (the product of the frame likelihoods with a flat prior); accuracy "
-             "and its bootstrap CI are single-frame (per row) beside it",
 }
+#: The fused accuracy's convention (after the classifier's, multi-frame sets only).
+FUSED_CONVENTION = ("multi-frame sets only (null otherwise): one prediction per scene from all of "
+                    "its frames, scored over scenes (n_scenes); prototype, knn and threshold "
+                    "classify the L2-normalised mean of the frame embeddings, head the argmax of "
+                    "the mean log-softmax (the product of the frame likelihoods with a flat "
+                    "prior); accuracy and its bootstrap CI are single-frame (per row) beside it")
+
+
+def conventions(classifier: str, fused: bool = True) -> dict[str, str]:
+    """The ``conventions`` of a result file of ``classifier``: :data:`BASE_CONVENTIONS`, the
+    classifier's own (:mod:`opticsfree.evaluation.names`), and ``fused`` (:data:`FUSED_CONVENTION`)
+    when asked for.
+
+    Raises:
+        ConfigError: an unknown classifier.
+    """
+    out = {**BASE_CONVENTIONS, classifier: classifier_spec(classifier).convention}
+    if fused:
+        out["fused"] = FUSED_CONVENTION
+    return out
 
 
 def default_classifier(loss: str | None) -> str:
@@ -136,7 +139,7 @@ class CheckpointEvaluation:
 
     Attributes:
         epoch: the checkpoint's epoch.
-        classifier: one of :data:`ALL_CLASSIFIERS`.
+        classifier: a registered classifier (:mod:`opticsfree.evaluation.names`).
         split: the evaluated split.
         n: rows scored (one per (scene, frame)).
         accuracy, precision, recall, f1: percent; precision/recall/F1 support-weighted.
@@ -144,7 +147,7 @@ class CheckpointEvaluation:
         macro_precision, macro_recall, macro_f1: unweighted means over classes.
         n_scenes: distinct scenes among the rows.
         fused_accuracy: accuracy over scenes of one prediction from all the frames of each
-            scene (test-time fusion; CONVENTIONS["fused"]), None when every scene has one frame.
+            scene (test-time fusion; FUSED_CONVENTION), None when every scene has one frame.
         fused_accuracy_ci: its percentile bootstrap 95% interval over scenes (None likewise).
         precision_at_1, map_at_r: retrieval of the split's originals by its captures.
         per_class: ``{"class", "precision", "recall", "f1", "support"}`` per class.
@@ -272,10 +275,8 @@ class Evaluation:
             "classifier": self.classifier,
             "images": self.images,
             "loss": self.loss,
-            "conventions": {k: v for k, v in CONVENTIONS.items()
-                            if (k not in ALL_CLASSIFIERS or k == self.classifier)
-                            and (k != "fused" or any(c.fused_accuracy is not None
-                                                     for c in self.checkpoints))},
+            "conventions": conventions(self.classifier, any(c.fused_accuracy is not None
+                                                            for c in self.checkpoints)),
             "bootstrap": {"resamples": self.n_resamples, "seed": self.seed, "level": 0.95},
             "figures": [str(p.relative_to(base)) for p in self.figures],
             "checkpoints": [c.to_json() for c in self.checkpoints],

@@ -35,8 +35,6 @@ from opticsfree.evaluation.contract import TrainedEmbedder
 from opticsfree.inference.adapter import checkpoint_file, open_model, resolve_checkpoint
 from opticsfree.utils.io import read_json
 
-#: ``metric`` (prototype distances) or ``ce`` (classifier-head logits).
-LIKELIHOODS = ("metric", "ce")
 #: Version of the prototype cache file layout (part of its name).
 CACHE_VERSION = 1
 
@@ -98,7 +96,7 @@ class Classifier:
         epoch: the checkpoint's epoch.
         model: the trained model (:class:`~opticsfree.evaluation.contract.TrainedEmbedder`).
         classes: class names in label order.
-        likelihood: ``metric`` or ``ce``.
+        likelihood: ``metric`` or ``ce`` (:mod:`opticsfree.bayes.names`).
         prototypes: (C, D) float32 class prototypes (metric), or None (ce).
         temperature: T of the likelihood softmax(s / T).
         temperature_source: the ``bayes_*.json`` file T came from; None when the run has no

@@ -11,6 +11,10 @@ Methods (``opticsfree reconstruct train CAPTURES --method M --out MODEL``), regi
   :mod:`.sensor_model` (linearised units, known cameras); ``opticsfree calibrate`` fits the
   model of a real set: :mod:`.calibration`).
 
+Each method's class implements a protocol of :mod:`.method` (a network method's
+``NetworkMethod``, a fitted method's ``FittedModel``); every method trains through
+:func:`train_reconstruction` and loads through :func:`load_reconstructor`, by its registered kind.
+
 ``opticsfree reconstruct apply MODEL CAPTURES --out CAPTURES2`` writes a derived capture set
 whose lensless images are the reconstructions (:mod:`.apply`); ``opticsfree reconstruct ensemble``
 averages trained models (members of ``--set member=K`` runs) into one (:mod:`.combine`,

@@ -20,7 +20,7 @@ import shutil
 from collections import Counter
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import torch
 
@@ -35,13 +35,15 @@ from opticsfree.captures.format import (
 from opticsfree.captures.loader import load_captures
 from opticsfree.captures.writer import ImageJob, write_images
 from opticsfree.errors import ConfigError, DataError, OpticsfreeError
-from opticsfree.reconstruction.base import resolve_device, torch_threads
 from opticsfree.reconstruction.ensemble import EnsembleNet
 from opticsfree.reconstruction.generators import ResnetGenerator
-from opticsfree.reconstruction.names import method_spec
-from opticsfree.reconstruction.tikhonov import TikhonovModel
+from opticsfree.reconstruction.names import FRONT_END, method_class, method_spec
 from opticsfree.reconstruction.unet import UNet
 from opticsfree.utils.io import atomic_path, ensure_dir, file_sha256, load_torch, read_json, write_json
+from opticsfree.utils.runtime import resolve_device, torch_threads
+
+if TYPE_CHECKING:
+    from opticsfree.reconstruction.method import FittedModel
 
 ARCHITECTURES = {"ResnetGenerator": ResnetGenerator, "UNet": UNet}
 PLAN_FILE = "reconstruction.json"
@@ -49,17 +51,20 @@ PLAN_FILE = "reconstruction.json"
 
 @dataclass
 class Reconstructor:
-    """A loaded reconstruction model.
+    """A loaded reconstruction model: its fitted stage, then its network (either may be absent).
 
     Attributes:
-        method: ``cyclegan``, ``unet``, ``bijective`` or ``tikhonov``.
-        epoch: epochs trained (None for ``tikhonov``).
+        method: the registered method (``cyclegan``, ``unet``, ``bijective``, ``tikhonov``, ...).
+        epoch: epochs trained (None for a fitted method and an ensemble).
         size: image side the model works at (captures are loaded at this size).
         in_channels, out_channels: capture and reconstruction channels.
         path: the ``model.pt`` file.
-        net: the lensless -> original network (None for ``tikhonov``).
-        tikhonov: the Tikhonov inverse: the whole model for ``tikhonov``, the frozen front end
-            applied before ``net`` for ``cyclegan`` with ``front_end``.
+        net: a network method's lensless -> original network (None for a fitted method).
+        fitted: the fitted model applied first (a
+            :class:`~opticsfree.reconstruction.method.FittedModel`): a fitted method's whole
+            model, or the frozen physics front end of a network method with one (``cyclegan``
+            with ``front_end``); None for a plain network.
+        device: where ``net`` runs.
     """
 
     method: str
@@ -69,7 +74,7 @@ class Reconstructor:
     out_channels: int
     path: Path
     net: torch.nn.Module | None = None
-    tikhonov: TikhonovModel | None = None
+    fitted: FittedModel | None = None
     device: torch.device = torch.device("cpu")
 
     def reconstruct(self, lensless: torch.Tensor, batch_size: int = 256) -> torch.Tensor:
@@ -78,10 +83,10 @@ class Reconstructor:
                 tuple(lensless.shape[-2:]) != (self.size, self.size):
             raise DataError(f"{self.path}: the model takes captures of shape ({self.in_channels}, "
                             f"{self.size}, {self.size}), got {tuple(lensless.shape[1:])}")
-        if self.tikhonov is not None:  # the Tikhonov method, or a network's physics front end
-            lensless = self.tikhonov.reconstruct(lensless)
-            if self.net is None:
-                return lensless
+        if self.fitted is not None:  # a fitted method, or a network's physics front end
+            lensless = self.fitted.reconstruct(lensless)
+        if self.net is None:
+            return lensless
         from opticsfree.reconstruction.train import reconstruct_with
 
         return reconstruct_with(self.net, lensless, self.device, batch_size)
@@ -112,7 +117,18 @@ def build_network(arch: dict) -> torch.nn.Module:
 
 
 def load_reconstructor(model_dir: str | Path, device: str = "cpu") -> Reconstructor:
-    """Load ``MODEL/model.pt`` safely (weights only) and rebuild its network.
+    """Load ``MODEL/model.pt`` safely (weights only) and rebuild its model through the registry:
+    a fitted method's model by its registered class (``from_state`` of the entry under the
+    method's name), a network method's network from its architecture (:func:`build_network`),
+    after the physics front end (the registered class of
+    :data:`~opticsfree.reconstruction.names.FRONT_END`) when ``model.pt`` holds one.
+
+    Args:
+        model_dir: a MODEL directory or its ``model.pt``.
+        device: where the network runs (``cpu`` or ``cuda``).
+
+    Returns:
+        The loaded model.
 
     Raises:
         DataError / OpticsfreeError: missing or malformed model file (named).
@@ -126,13 +142,14 @@ def load_reconstructor(model_dir: str | Path, device: str = "cpu") -> Reconstruc
                       size=int(state["size"]), in_channels=int(state["in_channels"]),
                       out_channels=int(state["out_channels"]), path=f, device=dev)
         spec = method_spec(method)
-        if not spec.network:  # a fitted model (FittedModel), saved under the method's name
-            return Reconstructor(**common, tikhonov=spec.load_class().from_state(state[method]))
-        net = build_network(state["arch"])
-        net.load_state_dict(state["state_dict"])
-        net.to(dev).eval()
-        front = TikhonovModel.from_state(state["tikhonov"]) if "tikhonov" in state else None
-        return Reconstructor(**common, net=net, tikhonov=front)
+        if spec.network:  # its network, after the physics front end where model.pt holds one
+            net = build_network(state["arch"])
+            net.load_state_dict(state["state_dict"])
+            net.to(dev).eval()
+            fitted = method_class(FRONT_END).from_state(state[FRONT_END]) if FRONT_END in state else None
+        else:  # a fitted method: its registered class's model, saved under the method's name
+            net, fitted = None, spec.load_class().from_state(state[method])
+        return Reconstructor(**common, net=net, fitted=fitted)
     except (KeyError, TypeError, ValueError, RuntimeError, ConfigError) as e:
         raise DataError(f"{f}: not a valid reconstruction model ({type(e).__name__}: {e})".splitlines()[0]) from None
 

@@ -1,7 +1,7 @@
 """Shared pieces of the reconstruction methods: image scaling, method options and sample-image
 grids with labelled rows (the validation hold-out is :func:`opticsfree.data.split.split_scenes`,
-shared with the embedding training; devices, mixed precision and threads are the run layer's,
-:mod:`opticsfree.runs`).
+shared with the embedding training; devices, mixed precision and threads are the runtime's,
+:mod:`opticsfree.utils.runtime`).
 
 Networks see images in [-1, 1] (``x / 127.5 - 1``), the range of a ``tanh`` output; captures
 and reconstructions on disk and in memory are uint8.
@@ -20,7 +20,6 @@ from pydantic import BaseModel, ConfigDict, Field, ValidationError, ValidationIn
 from opticsfree.errors import ConfigError
 from opticsfree.reconstruction.names import method_names
 from opticsfree.utils.seeding import derive_seed
-from opticsfree.runs import resolve_device, torch_threads  # noqa: F401 - re-exported (apply.py)
 
 
 def __getattr__(name: str) -> Any:

@@ -23,13 +23,13 @@ import torch
 from opticsfree import __version__
 from opticsfree.errors import ConfigError, DataError
 from opticsfree.reconstruction.apply import ARCHITECTURES, Reconstructor, _model_file, load_reconstructor
-from opticsfree.reconstruction.base import torch_threads
 from opticsfree.reconstruction.ensemble import EnsembleNet
-from opticsfree.reconstruction.names import REGISTRY
+from opticsfree.reconstruction.names import FRONT_END, REGISTRY
 from opticsfree.reconstruction.train import (CHECKPOINT_FORMAT, _load_data, _val_quality,
                                              reconstruction_run)
 from opticsfree.runs import load_state, save_state
 from opticsfree.utils.io import file_sha256
+from opticsfree.utils.runtime import torch_threads
 
 #: config.json keys the members must share: the same capture set, size and validation hold-out.
 SHARED_KEYS = ("captures", "size", "limit", "seed", "val_fraction", "holdout")
@@ -81,7 +81,7 @@ def _member_state(model_dir: str | Path) -> tuple[Path, dict[str, Any]]:
     f = _model_file(model_dir)
     state = load_state(f, ("method",), what="opticsfree reconstruction model")
     spec = REGISTRY.find(state["method"])
-    if spec is not None and not spec.network:
+    if spec is not None and not spec.network:  # a fit: nothing to average (the capability says why)
         raise ConfigError(f"{f}: a {spec.name} model has no network to average ({spec.no_ensemble})")
     missing = [k for k in ("arch", "state_dict", "size", "in_channels", "out_channels", "config") if k not in state]
     if missing:
@@ -128,8 +128,8 @@ def ensemble_reconstruction(models: Sequence[str | Path], out: str | Path, devic
 
     Raises:
         ConfigError: fewer than two models (one with ``mirror``), the same model twice, a
-            ``tikhonov`` model, members that differ in a shared key (named, with both values),
-            or ``out`` holds a model.
+            fitted model (``tikhonov``: the ``no_ensemble`` capability), members that differ
+            in a shared key (named, with both values), or ``out`` holds a model.
         DataError: a model file that is missing or not a reconstruction model (named).
     """
     with torch_threads(threads):
@@ -161,8 +161,8 @@ def _ensemble(models: Sequence[str | Path], out: Path, device: str, batch_size: 
                                   f"{s0['config'].get(k)!r}; members must share the capture set and the "
                                   "validation hold-out (train them with the same --seed, --limit, "
                                   "--val-fraction and --size, and --set member=K)")
-        if not same_value(s.get("tikhonov"), s0.get("tikhonov")):
-            raise ConfigError(f"{f}: its Tikhonov front end differs from {f0}'s; members must share it")
+        if not same_value(s.get(FRONT_END), s0.get(FRONT_END)):
+            raise ConfigError(f"{f}: its physics front end differs from {f0}'s; members must share it")
 
     for f, s in loaded:
         if not isinstance(s["arch"], dict) or s["arch"].get("class") not in ARCHITECTURES:
@@ -173,10 +173,10 @@ def _ensemble(models: Sequence[str | Path], out: Path, device: str, batch_size: 
     net = EnsembleNet([r.net for r in recs], mirror=mirror).eval()
     ens = Reconstructor(method=recs[0].method, epoch=None, size=recs[0].size, in_channels=recs[0].in_channels,
                         out_channels=recs[0].out_channels, path=out / "model.pt", net=net,
-                        tikhonov=recs[0].tikhonov, device=recs[0].device)
+                        fitted=recs[0].fitted, device=recs[0].device)
 
     # validation on the members' shared hold-out (the test split is not read), through the
-    # path `reconstruct apply` takes (a front end's Tikhonov inverse first, then the network)
+    # path `reconstruct apply` takes (the physics front end first, then the network)
     cfg0 = s0["config"]
     captures = Path(cfg0["captures"])
     _, val = _load_data(captures, cfg0.get("size"), float(cfg0["val_fraction"]), int(cfg0["seed"]),
@@ -213,8 +213,8 @@ def _ensemble(models: Sequence[str | Path], out: Path, device: str, batch_size: 
     state = {"format": CHECKPOINT_FORMAT, "method": s0["method"], "epoch": None, "arch": arch,
              "state_dict": net.state_dict(), "size": s0["size"], "in_channels": s0["in_channels"],
              "out_channels": s0["out_channels"], "captures": cfg0["captures"], "config": config}
-    if s0.get("tikhonov") is not None:
-        state["tikhonov"] = s0["tikhonov"]
+    if s0.get(FRONT_END) is not None:
+        state[FRONT_END] = s0[FRONT_END]
     # written beside ``out`` and renamed into place: an interrupted run leaves no half model
     tmp = out.parent / f".{out.name}.{os.getpid()}.tmp"
     shutil.rmtree(tmp, ignore_errors=True)

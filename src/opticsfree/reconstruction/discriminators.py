@@ -36,6 +36,12 @@ def patch_layers_for(size: int) -> int:
     return int(min(4, max(1, int(math.log2(max(size, 2))) - 3)))
 
 
+def default_discriminator_width(size: int) -> int:
+    """Default filters ``ndf`` of the PatchGAN's first layer for images of side ``size``: 16 up to
+    32 px (15x fewer multiply-adds than 64 with 2 stride-2 layers), 64 (CycleGAN) above."""
+    return 16 if size <= 32 else 64
+
+
 class PatchDiscriminator(nn.Module):
     """PatchGAN: ``C64-C128-C256-C512`` style stack with LeakyReLU(0.2).
 

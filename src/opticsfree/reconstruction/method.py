@@ -1,23 +1,48 @@
 """What a reconstruction method's class provides (typing only: no torch at import).
 
-A method is registered in :mod:`opticsfree.reconstruction.names` (its name, its class as
-``"module:Class"`` and its capabilities as data: ``network``, ``options``, ``camera``). A method
-with a network (``network=True``: ``cyclegan``, ``unet``, ``bijective``) implements
-:class:`NetworkMethod`; the shared loop of :func:`opticsfree.reconstruction.train.train_reconstruction`
-then trains it (batches, schedules, validation, sample grids, checkpoints, ``--resume``) and
-saves its inference network in ``model.pt``, which :func:`~opticsfree.reconstruction.apply.load_reconstructor`
-rebuilds from the architecture the class reports (:meth:`NetworkMethod.inference`). A fitted
-method without a network (``network=False``: ``tikhonov``) names its model class, which
-implements :class:`FittedModel`.
+A method is registered in :mod:`opticsfree.reconstruction.names`: its name, its class as
+``"module:Class"`` and its capabilities as data (``network``, ``options``, ``camera``, and from
+them its :attr:`~opticsfree.reconstruction.names.MethodSpec.kind`). Every method is trained
+through one entry point, :func:`opticsfree.reconstruction.train.train_reconstruction`, and
+loaded through one, :func:`opticsfree.reconstruction.apply.load_reconstructor`; the method's kind
+picks what its class provides (:data:`ReconstructionMethod`):
+
+- ``"network"`` (``network=True``: ``cyclegan``, ``unet``, ``bijective``): the class implements
+  :class:`NetworkMethod` (networks, optimizers, a training step, the inference network); the
+  shared epoch loop trains it (batches, schedules, checkpoints, ``--resume``), and ``model.pt``
+  keeps its inference network (``"arch"``, ``"state_dict"``), which ``load_reconstructor``
+  rebuilds from the architecture (:meth:`NetworkMethod.inference`).
+- ``"fit"`` (``network=False``: ``tikhonov``): the class implements :class:`FittedModel`, both
+  the fit (:meth:`FittedModel.fit`, one pass over the training pairs) and the fitted model
+  (``model.pt`` keeps :meth:`FittedModel.state` under the method's name; ``load_reconstructor``
+  calls the class's :meth:`FittedModel.from_state`).
+
+Either way the shared path writes the MODEL directory (``config.json``, one ``metrics.jsonl``
+row per epoch, one for a fit, the sample grids and ``model.pt``), and ``reconstruct apply``,
+``reconstruct ensemble`` (networks only: the ``no_ensemble`` capability says why not a fit) and
+``--resume`` read it the same way.
+
+A network method with ``camera="front_end"`` (``cyclegan``, ``--set front_end=true``) puts a
+fitted model before its networks, the physics front end: the registered fitted method
+:data:`~opticsfree.reconstruction.names.FRONT_END` (:class:`FrontEnd`), fitted before the
+first epoch, frozen, and kept in ``model.pt`` under that method's name.
+
+Adding a method: a network method is one module (its :class:`NetworkMethod` class) and one
+:class:`~opticsfree.reconstruction.names.MethodSpec` line; a fitted method is one module (its
+:class:`FittedModel` class) and one ``MethodSpec(..., network=False, no_ensemble=...)`` line.
+No other file changes.
 """
 
 from __future__ import annotations
 
-from typing import TYPE_CHECKING, Any, ClassVar, Protocol, runtime_checkable
+from dataclasses import dataclass
+from pathlib import Path
+from typing import TYPE_CHECKING, Any, ClassVar, Protocol, Union, runtime_checkable
 
 if TYPE_CHECKING:
     import torch
 
+    from opticsfree.captures.loader import CaptureSplit
     from opticsfree.reconstruction.base import MethodOptions
 
 
@@ -71,10 +96,56 @@ class NetworkMethod(Protocol):
         ...
 
 
+@dataclass(frozen=True)
+class FitContext:
+    """What a fit sees besides the training and validation pairs.
+
+    Attributes:
+        method: the ``--method`` name (the fitted method's, or the network method whose front
+            end is fitted).
+        captures: the capture set (resolved; its manifest may name the camera).
+        camera: ``--camera`` (a calibration or camera preset/TOML), or None.
+        seed: the run's seed.
+        options: the validated ``--set`` options (the class's ``config_cls``) of a method with
+            the ``options`` capability, else None.
+    """
+
+    method: str
+    captures: Path
+    camera: str | Path | None = None
+    seed: int = 0
+    options: MethodOptions | None = None
+
+
 @runtime_checkable
 class FittedModel(Protocol):
-    """The model of a fitted method without a network (the class a ``network=False`` entry
-    names), saved in ``model.pt`` under the method's name."""
+    """A fitted method without a network (the class a ``network=False`` entry names): its fit
+    and the fitted model, saved in ``model.pt`` under the method's name.
+
+    With the ``options`` capability it also has ``config_cls`` (as :class:`NetworkMethod`).
+    """
+
+    @classmethod
+    def fit(cls, train: CaptureSplit, val: CaptureSplit, ctx: FitContext) -> "FittedModel":
+        """The model fitted on the training pairs (uint8 ``lensless`` and ``original``), with
+        any choice (e.g. a regularisation weight) made on the validation pairs.
+
+        Raises:
+            DataError / ConfigError: data or settings it cannot fit (one line).
+        """
+        ...
+
+    def reconstruct(self, captures: torch.Tensor) -> torch.Tensor:
+        """uint8 captures (N, C, H, W) -> uint8 reconstructions."""
+        ...
+
+    def metrics(self) -> dict[str, Any]:
+        """The fit's numbers in its ``metrics.jsonl`` row (before the validation scores)."""
+        ...
+
+    def report(self) -> dict[str, Any]:
+        """The fit's record, written as ``MODEL/<method>.json`` (nothing when empty)."""
+        ...
 
     def state(self) -> dict:
         """Tensors and numbers that :meth:`from_state` rebuilds the model from."""
@@ -85,6 +156,17 @@ class FittedModel(Protocol):
         """The model saved by :meth:`state`."""
         ...
 
-    def reconstruct(self, captures: torch.Tensor) -> torch.Tensor:
-        """uint8 captures (N, C, H, W) -> uint8 reconstructions."""
+
+@runtime_checkable
+class FrontEnd(FittedModel, Protocol):
+    """A fitted model that can be a network method's physics front end
+    (:data:`~opticsfree.reconstruction.names.FRONT_END`)."""
+
+    def summary(self) -> dict[str, Any]:
+        """What the network's ``config.json`` records of the fit (``front_end_fit``)."""
         ...
+
+
+#: What a registered method's class is, by its kind: a network method's training class, or a
+#: fitted method's model class.
+ReconstructionMethod = Union[NetworkMethod, type[FittedModel]]

@@ -1,12 +1,15 @@
 """The reconstruction-method registry: one entry per ``--method`` with its capabilities as data
 (no torch: the command line and the study config read it without loading the methods).
 
-Adding a network method is one new module (a class that implements
-:class:`opticsfree.reconstruction.method.NetworkMethod`: its option model, networks, optimizers,
-training step and inference network; the shared loop trains, checkpoints, resumes and saves it)
-and one :class:`MethodSpec` line in :data:`_BUILTIN` below. Every other place reads the registry: ``opticsfree reconstruct train
---method``, the study config's ``[reconstruct] methods`` and its option checks, training
-(whether ``--set``, ``--camera`` and a Tikhonov front end apply), ``reconstruct apply`` (which
+Adding a method is one new module and one :class:`MethodSpec` line in :data:`_BUILTIN` below
+(or a :func:`register_method` call): a network method's module holds a class that implements
+:class:`opticsfree.reconstruction.method.NetworkMethod` (its option model, networks, optimizers,
+training step and inference network; the shared loop trains, checkpoints, resumes and saves it),
+a fitted method's a class that implements :class:`opticsfree.reconstruction.method.FittedModel`
+(``fit``, ``reconstruct``, ``state``/``from_state``; the same path trains and saves it). Every
+other place reads the registry: ``opticsfree reconstruct train --method``, the study config's
+``[reconstruct] methods`` and its option checks, training (which trainer: :attr:`MethodSpec.kind`;
+whether ``--set``, ``--camera`` and a physics front end apply), ``reconstruct apply`` (which
 class loads a ``model.pt``) and ``reconstruct ensemble`` (which models have a network to
 average). Code that adds a method at run time calls :func:`register_method` before importing the
 modules that build their choices from it (the study config and the command line).
@@ -21,8 +24,16 @@ from typing import Any, Literal
 from opticsfree.utils.registry import Registry
 
 #: What ``--camera`` means to a method: its operator (``"operator"``), the operator of its
-#: Tikhonov front end (``"front_end"``: with ``--set front_end=true``), or nothing (None).
+#: physics front end (``"front_end"``: with ``--set front_end=true``), or nothing (None).
 CameraUse = Literal["operator", "front_end", None]
+#: How a method is trained (:attr:`MethodSpec.kind`): the shared epoch loop (``"network"``) or
+#: one fit (``"fit"``).
+MethodKind = Literal["network", "fit"]
+#: The fitted method that is the physics front end of a method with ``camera="front_end"``
+#: (``--set front_end=true``): fitted before the first epoch and applied to every capture before
+#: the networks; ``model.pt`` keeps its state under this name. Its class implements
+#: :class:`~opticsfree.reconstruction.method.FrontEnd`.
+FRONT_END = "tikhonov"
 
 
 @dataclass(frozen=True)
@@ -35,7 +46,8 @@ class MethodSpec:
         implementation: ``"module:Class"`` of its class, imported only when the method trains
             or loads: for a network method its training class (a
             :class:`~opticsfree.reconstruction.method.NetworkMethod`), else the fitted model's
-            class (``from_state``).
+            class (a :class:`~opticsfree.reconstruction.method.FittedModel`: ``fit``,
+            ``from_state``).
         network: a trained network (epochs, batch size, checkpoints and ``--resume``; members of
             ``reconstruct ensemble``); False: a fit without one (one pass, nothing to average).
         options: it takes ``--set KEY=VALUE`` options (validated by its class's ``config_cls``,
@@ -65,8 +77,14 @@ class MethodSpec:
                              "network is not averaged (and only then)")
 
     @property
+    def kind(self) -> MethodKind:
+        """How it is trained and saved: ``"network"`` (the epoch loop) or ``"fit"`` (one fit)."""
+        return "network" if self.network else "fit"
+
+    @property
     def front_end(self) -> bool:
-        """Whether ``--set front_end=true`` puts the camera's Tikhonov inverse before its networks."""
+        """Whether ``--set front_end=true`` puts the physics front end (:data:`FRONT_END`, fitted
+        to the camera) before its networks."""
         return self.camera == "front_end"
 
     def load_class(self) -> Any:

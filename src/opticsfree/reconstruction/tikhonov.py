@@ -16,13 +16,19 @@ chosen by the PSNR of :math:`\\hat v` on the validation hold-out (:func:`fit_tik
 eigendecomposition of :math:`A^\\top A` (:class:`~.linear_ops.Spectrum`) makes the whole
 :math:`\\lambda` sweep cost one decomposition. The chosen inverse is stored as one affine map
 :math:`\\hat u = R\\,y + r_0` (:class:`TikhonovModel`).
+
+:class:`TikhonovModel` is the registered class of ``--method tikhonov`` (a
+:class:`~opticsfree.reconstruction.method.FittedModel`: :meth:`TikhonovModel.fit` chooses the
+operator, :func:`camera_operator_for`, and fits) and the physics front end of the network methods
+that have one (:data:`opticsfree.reconstruction.names.FRONT_END`).
 """
 
 from __future__ import annotations
 
 import math
 from dataclasses import dataclass, field
-from typing import Any
+from pathlib import Path
+from typing import TYPE_CHECKING, Any
 
 import torch
 
@@ -31,6 +37,10 @@ from opticsfree.captures.quality import per_image_psnr
 from opticsfree.errors import DataError
 from opticsfree.reconstruction.linear_ops import AffineOperator, Spectrum
 from opticsfree.reconstruction.sensor_model import SensorModel, drive, values
+
+if TYPE_CHECKING:
+    from opticsfree.captures.loader import CaptureSplit
+    from opticsfree.reconstruction.method import FitContext
 
 #: Validation images used to choose lambda (a seeded subset when there are more).
 MAX_VAL = 500
@@ -80,6 +90,43 @@ class TikhonovModel:
             v = values(u.reshape(len(u), self.in_shape[0], -1), self.display_gamma, self.in_shape)
             out.append((v * 255).round_().clamp_(0, 255).to(torch.uint8))
         return torch.cat(out) if out else torch.empty(0, *self.in_shape, dtype=torch.uint8)
+
+    @classmethod
+    def fit(cls, train: CaptureSplit, val: CaptureSplit, ctx: FitContext) -> "TikhonovModel":
+        """The Tikhonov inverse of the capture set's camera (:func:`camera_operator_for`: the
+        ``--camera``, the manifest's, or a calibration fitted on the pairs), its lambda and prior
+        chosen on ``val`` (:func:`fit_tikhonov`).
+
+        Args:
+            train: training pairs (uint8).
+            val: validation pairs (uint8; at least one).
+            ctx: the capture set, ``--camera`` and seed.
+
+        Returns:
+            The fitted model.
+
+        Raises:
+            DataError: no validation pairs, or a camera that does not fit the data (named).
+        """
+        side = int(train.lensless.shape[-1])
+        cin, cout = int(train.lensless.shape[1]), int(train.original.shape[1])
+        op, sensor, gamma, info = camera_operator_for(ctx.captures, ctx.camera, train, val, side, cin, cout)
+        return fit_tikhonov(op, sensor, gamma, train.lensless, train.original, val.lensless, val.original,
+                            info=info, seed=ctx.seed)
+
+    def metrics(self) -> dict[str, Any]:
+        """The fit's numbers in the metrics row: the absolute and relative lambda, the prior."""
+        return {"lambda": self.lam, "lambda_relative": self.info["lambda_relative"], "prior": self.info["prior"]}
+
+    def report(self) -> dict[str, Any]:
+        """How the model was made (``MODEL/tikhonov.json``): :attr:`info` and the lambda."""
+        return dict(self.info) | {"lambda": self.lam}
+
+    def summary(self) -> dict[str, Any]:
+        """The front end's record in a network's config.json (``front_end_fit``)."""
+        return {"operator": self.info.get("operator"), "lambda": self.lam,
+                "lambda_relative": self.info["lambda_relative"], "prior": self.info["prior"],
+                "val_psnr": self.info["val_psnr"]}
 
     def state(self) -> dict[str, Any]:
         """The model as plain values and float32 tensors (kept in MODEL/model.pt)."""
@@ -205,3 +252,56 @@ def fit_tikhonov(op: AffineOperator, sensor: SensorModel, display_gamma: float,
     info.update({"val_images": int(len(va)), "val_psnr": max(r["psnr"] for r in table), "table": table,
                  "mean_irradiance_prior": sensor.scale if sensor.exposure == "per-image" else None})
     return build_model(op, sensor, display_gamma, rel, mean_u if prior_name == "mean" else None, spec, info)
+
+
+def camera_operator_for(captures: Path, camera: str | Path | None, train: CaptureSplit, val: CaptureSplit,
+                        side: int, cin: int, cout: int) -> tuple[AffineOperator, SensorModel, float, dict[str, Any]]:
+    """The camera model to invert for a capture set (see :mod:`.sensor_model`, :mod:`.calibration`).
+
+    Args:
+        captures: the capture set (its manifest's camera is the default).
+        camera: a ``camera.npz`` from ``calibrate``, a camera preset/TOML, or None (the
+            manifest's camera when it is a simulated one, else a calibration fitted on the pairs).
+        train, val: the pairs a calibration is fitted on.
+        side, cin, cout: image side, capture and original channels.
+
+    Returns:
+        ``(operator, sensor, display gamma, info)``; ``info["operator"]`` says where the operator
+        came from (``"calibration"``, ``"fitted"`` or ``"camera"``).
+
+    Raises:
+        DataError: a calibration or camera that does not match the data's shape or channels.
+    """
+    from opticsfree.captures.format import open_capture_set
+    from opticsfree.optics import camera_from_dict, load_camera_config
+    from opticsfree.reconstruction.calibration import calibrate_pairs, load_calibration
+    from opticsfree.reconstruction.sensor_model import camera_operator
+
+    manifest = open_capture_set(captures).manifest
+    if camera is not None and str(camera).endswith(".npz"):
+        cal = load_calibration(camera)
+        if tuple(cal.operator.in_shape) != (cout, side, side) or tuple(cal.operator.out_shape) != (cin, side, side):
+            raise DataError(f"{camera}: calibration maps images {tuple(cal.operator.in_shape)} to captures "
+                            f"{tuple(cal.operator.out_shape)}, but the data are {(cout, side, side)} -> "
+                            f"{(cin, side, side)} (C, H, W); pass the --size the calibration used")
+        return cal.operator, cal.sensor, cal.display_gamma, {
+            "operator": "calibration", "calibration": str(Path(camera).resolve()),
+            "scale_from_calibration": True, "calibration_report": {
+                k: v for k, v in cal.report.items() if k != "table"}}
+    if camera is not None:
+        cfg = load_camera_config(camera)
+        name = f"camera {cfg.name} ({camera})"
+    elif isinstance(manifest.get("camera"), dict) and manifest["camera"].get("type") in ("bare", "lens", "psf"):
+        cfg = camera_from_dict(manifest["camera"], f"{captures}/manifest.json: camera")
+        name = f"camera {cfg.name} (from the capture set's manifest)"
+    else:
+        cal = calibrate_pairs(train.lensless, train.original, val.lensless, val.original,
+                              source=f"{captures} (fitted during training)")
+        return cal.operator, cal.sensor, cal.display_gamma, {
+            "operator": "fitted", "scale_from_calibration": True,
+            "calibration_report": {k: v for k, v in cal.report.items() if k != "table"}}
+    if cin != cout:
+        raise DataError(f"{captures}: captures have {cin} channels and originals {cout}; a known camera "
+                        "maps images to captures with the same channels")
+    op, sensor, gamma = camera_operator(cfg, side, cout)
+    return op, sensor, gamma, {"operator": "camera", "camera": name}

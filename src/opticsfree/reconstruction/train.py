@@ -6,11 +6,16 @@ A MODEL directory holds::
     metrics.jsonl            one JSON object per epoch: losses, lr, val PSNR/SSIM, seconds, images/s
     checkpoints/last.pt      the full state after the last finished epoch (networks, optimizers,
                              image pools, RNG states): ``--resume`` continues from it
-    model.pt                 what ``apply`` needs: the lensless -> original network (or the
-                             Tikhonov inverse), its architecture, epoch and image size
+    model.pt                 what ``apply`` needs: the lensless -> original network and its
+                             architecture (a fitted method: its model), epoch and image size
+    <method>.json            a fitted method's report (``tikhonov.json``: how lambda was chosen)
     samples/epoch_NNN.png    validation captures | reconstructions | originals after each epoch
 
-Every file is written atomically, so an interrupted run leaves the previous epoch intact;
+Every method is trained here, through :func:`train_reconstruction`: its registered kind
+(:attr:`~opticsfree.reconstruction.names.MethodSpec.kind`) picks the trainer (:data:`TRAINERS`:
+the epoch loop of a network method, or one fit of a fitted method) and :func:`_train` writes the
+MODEL directory for both (config.json, the metrics rows, the sample grids, model.pt). Every file
+is written atomically, so an interrupted run leaves the previous epoch intact;
 config.json, metrics.jsonl and the checkpoints are kept by the run layer (:mod:`opticsfree.runs`,
 kind :data:`RECONSTRUCTION_MODEL`). The validation hold-out is a class-stratified share of the
 train split's scenes (:func:`opticsfree.data.split.split_scenes`, the embedding training's
@@ -21,9 +26,9 @@ records it as ``"holdout": 2``, see :data:`HOLDOUT`); the test split is never re
 from __future__ import annotations
 
 import time
-from dataclasses import replace
+from dataclasses import dataclass, field, replace
 from pathlib import Path
-from typing import Any, Callable
+from typing import Any, Callable, Iterator, Protocol
 
 import torch
 
@@ -35,21 +40,22 @@ from opticsfree.data.split import split_scenes
 from opticsfree.errors import ConfigError, DataError, OpticsfreeError
 from opticsfree.reconstruction.base import member_seed, parse_options, save_sample_grid, to_model, to_uint8
 from opticsfree.reconstruction.cyclegan import unpaired_batches
-from opticsfree.reconstruction.names import REGISTRY, MethodSpec, method_class, method_names
+from opticsfree.reconstruction.method import FitContext
+from opticsfree.reconstruction.names import (FRONT_END, REGISTRY, MethodSpec, method_class, method_names,
+                                          method_spec)
 from opticsfree.reconstruction.schedules import constant_then_linear_decay, decay_start
 from opticsfree.runs import (
     Nested,
     ResumeCheck,
     RunDir,
     RunKind,
-    Runtime,
     capture_rng,
     load_state,
     restore_rng,
     save_state,
-    torch_threads,
 )
 from opticsfree.utils.io import write_json
+from opticsfree.utils.runtime import Runtime, torch_threads
 from opticsfree.utils.seeding import derive_seed, seed_everything
 
 CHECKPOINT_FORMAT = 1
@@ -153,9 +159,10 @@ def train_reconstruction(captures: str | Path, method: str, out: str | Path, epo
 
     Args:
         captures: capture set (its ``train`` split is used; a hold-out of it is validation).
-        method: ``cyclegan``, ``unet``, ``bijective`` or ``tikhonov``.
+        method: a registered method (``cyclegan``, ``unet``, ``bijective``, ``tikhonov``, ...;
+            :mod:`~opticsfree.reconstruction.names`).
         out: MODEL directory (created; with ``resume`` an earlier run is continued).
-        epochs: total epochs (default: the method's; ignored by ``tikhonov``).
+        epochs: total epochs (default: the method's; ignored by a fitted method, ``tikhonov``).
         device: ``cpu`` or ``cuda`` (same code).
         resume: continue from ``out/checkpoints/last.pt`` (settings must match, epochs may grow).
         seed: seeds weights, shuffling, image pools and the hold-out.
@@ -163,17 +170,19 @@ def train_reconstruction(captures: str | Path, method: str, out: str | Path, epo
         limit: at most this many training scenes (class-stratified) before the hold-out.
         val_fraction: share of the train scenes held out for validation.
         batch_size: images per step (default: the method's).
-        amp: bf16 autocast on (True), off (False) or auto (None; see :func:`opticsfree.runs.resolve_amp`).
+        amp: bf16 autocast on (True), off (False) or auto (None; see :func:`opticsfree.utils.runtime.resolve_amp`).
         channels_last: channels-last memory format (default: on for CUDA, off on CPU).
         options: method options (``--set key=value``), validated by the method's option model
             (:class:`~.cyclegan.CycleGANConfig`, :class:`~.unet.UNetConfig`,
             :class:`~.bijective.BijectiveConfig`; strict types, unknown keys refused).
-        camera: ``tikhonov`` (and ``cyclegan`` with ``front_end``) only: a ``camera.npz`` from
+        camera: a method whose ``camera`` capability is ``"operator"`` (``tikhonov``), or
+            ``"front_end"`` with ``--set front_end=true`` (``cyclegan``) only: a ``camera.npz`` from
             ``calibrate`` or a camera preset/TOML (default: the camera in the set's manifest,
             else a calibration fitted here).
         samples: validation images in the sample grids (spread over the hold-out).
-        max_val: validation images scored after each epoch (evenly spread over the hold-out;
-            ``tikhonov`` chooses lambda on up to 500).
+        max_val: validation images scored after each epoch of a network method (evenly spread
+            over the hold-out; a fit is scored once on the whole hold-out; ``tikhonov`` chooses
+            lambda on up to 500).
         threads: CPU threads for torch (None: torch's default, one per core). On a machine
             shared with other jobs, 1 thread can be several times faster than 2 (parallel
             regions wait for descheduled threads; see docs/reconstruction.md).
@@ -204,153 +213,307 @@ def train_reconstruction(captures: str | Path, method: str, out: str | Path, epo
     if camera is not None and not (spec.camera == "operator"
                                    or (spec.front_end and opts.get("front_end") is True)):
         raise ConfigError(f"--camera applies to {_camera_methods()} only")
-    if not spec.network:  # a fit without a network: the camera's Tikhonov inverse
-        with torch_threads(threads):
-            return _train_tikhonov(captures, run, resume, seed, size, limit, val_fraction, camera, samples,
-                                   on_epoch)
     with torch_threads(threads):
-        return _train_deep(captures, spec, run, epochs, rt, resume, seed, size, limit, val_fraction,
-                           batch_size, opts, samples, max_val, on_epoch, camera)
+        trainer = TRAINERS[spec.kind](spec, opts, seed, epochs, batch_size, rt, max_val)
+        return _train(trainer, captures, run, resume, seed, size, limit, val_fraction, camera, samples,
+                      on_epoch)
 
 
-def _train_deep(captures: Path, spec: MethodSpec, run: RunDir, epochs: int | None, rt: Runtime, resume: bool,
-                seed: int, size: int | None, limit: int | None, val_fraction: float, batch_size: int | None,
-                opts: dict[str, Any], samples: int, max_val: int,
-                on_epoch: Callable[[dict], None] | None, camera: str | Path | None = None) -> Path:
-    method = spec.name
-    cls = method_class(method)
-    cfg = parse_options(cls.config_cls, opts, method)
-    dev, cl = rt.device, rt.channels_last
-    bs = batch_size or cfg.batch_size
-    if bs < 1:
-        raise ConfigError(f"--batch-size must be >= 1, got {bs}")
-    total = epochs or cfg.epochs
-    try:
-        decay_start(total, cfg.decay_start)
-    except ValueError as e:
-        raise ConfigError(f"option decay_start for method {method}: {e}") from None
+@dataclass
+class _Epoch:
+    """What one epoch of a trainer (a fit: its one pass) hands the shared path.
+
+    Attributes:
+        number: the 1-based epoch of the metrics row and the sample grid.
+        saved: ``model.pt``'s ``"epoch"`` (None for a fit).
+        terms: the metrics row's entries before the validation scores (lr and losses; a fit's
+            numbers).
+        seconds: training (or fitting) time.
+        images: images trained on (``images_per_s``; None: not reported).
+        reconstruct: uint8 network inputs -> uint8 reconstructions (after the front end, which
+            the shared path applied to the pairs already).
+        entries: ``model.pt``'s entries of the model (after ``"epoch"``).
+        files: other JSON files of the MODEL directory, by name.
+        checkpoint: writes the resume state (before ``model.pt``), or None.
+    """
+
+    number: int
+    saved: int | None
+    terms: dict[str, Any]
+    seconds: float
+    images: int | None
+    reconstruct: Callable[[torch.Tensor], torch.Tensor]
+    entries: dict[str, Any]
+    files: dict[str, Any] = field(default_factory=dict)
+    checkpoint: Callable[[], None] | None = None
+
+
+class Trainer(Protocol):
+    """How a method kind is trained (:data:`TRAINERS`), built as ``Trainer(spec, options, seed,
+    epochs, batch_size, runtime, max_val)`` (a bad option or setting: one-line ConfigError).
+
+    Attributes:
+        spec: the method's registry entry.
+        cfg: its validated options (None: a method without options).
+        seed: the seed of weights, batches and copies (seeded before the data are loaded).
+        total: epochs in all (a fit: 1).
+        max_val: validation images scored per epoch (None: the whole hold-out).
+    """
+
+    spec: MethodSpec
+    cfg: Any
+    seed: int
+    total: int
+    max_val: int | None
+
+    def config_entries(self, camera: str | Path | None) -> dict[str, Any]:
+        """config.json's entries after ``holdout`` (options, batch size, epochs, ...)."""
+        ...
+
+    def augment(self, captures: Path, train: CaptureSplit) -> tuple[CaptureSplit, int | None]:
+        """The training pairs and the number of augmented copies added (None: not recorded)."""
+        ...
+
+    def runtime_entries(self) -> dict[str, Any]:
+        """config.json's entries after the data sizes (device, precision)."""
+        ...
+
+    def start(self, train: CaptureSplit, val: CaptureSplit, ctx: FitContext, config: dict, run: RunDir,
+              resume: bool, side: int, cout: int, front: Any) -> int:
+        """Build or fit the model (before config.json is written); the epochs already done."""
+        ...
+
+    def epochs(self, train: CaptureSplit, val: CaptureSplit, start: int) -> Iterator[_Epoch]:
+        """Train the remaining epochs (a fit: hand over the fitted model), one :class:`_Epoch` each."""
+        ...
+
+
+def _train(t: Trainer, captures: Path, run: RunDir, resume: bool, seed: int, size: int | None, limit: int | None,
+           val_fraction: float, camera: str | Path | None, samples: int,
+           on_epoch: Callable[[dict], None] | None) -> Path:
+    """The run bookkeeping every method shares: config.json (checked against a resumed run, written
+    before the first epoch), the hold-out, the physics front end, then per epoch the validation
+    scores, the sample grid, ``model.pt`` and the metrics row. ``t`` is the method kind's trainer
+    (:data:`TRAINERS`)."""
+    method = t.spec.name
     config = {"method": method, "captures": str(captures), "size": size, "limit": limit, "seed": seed,
-              "val_fraction": val_fraction, "holdout": HOLDOUT, "options": opts, "batch_size": bs,
-              "epochs": total, "method_config": cfg.model_dump(), "package_version": __version__}
-    if camera is not None:
-        config["camera"] = str(camera)
+              "val_fraction": val_fraction, "holdout": HOLDOUT, **t.config_entries(camera)}
     _begin(run, config, resume)
-
-    wseed = member_seed(seed, cfg.member)  # weights, batches, copies; the hold-out keeps `seed`
-    seed_everything(wseed)
+    seed_everything(t.seed)
     train, val = _load_data(captures, size, val_fraction, seed, limit)
-    n_captured = len(train)
-    captured, scene_camera = train, None
-    if cfg.scene_augment != "none":  # training pairs only: the hold-out and test are never augmented
-        scene_camera = scene_capture(str(captures), train)
-        train = augment_scenes(captured, scene_camera, cfg.scene_augment, cfg.scene_copies, wseed)
+    train, augmented = t.augment(captures, train)
     side = int(train.lensless.shape[-1])
     cin, cout = int(train.lensless.shape[1]), int(train.original.shape[1])
-    config.update({"image_size": side, "in_channels": cin, "out_channels": cout,
-                   "n_train": len(train), "n_train_augmented": len(train) - n_captured,
-                   "n_val": len(val)})
-    config.update({"amp": "bf16" if rt.amp else "off", "channels_last": cl, "device": dev.type})
-    tikhonov = None
-    if spec.front_end and getattr(cfg, "front_end", False):
-        # physics first: the networks see the camera's Tikhonov inverse of every capture
-        tikhonov = _fit_tikhonov(captures, camera, train, val, side, cin, cout, seed)
-        train = replace(train, lensless=tikhonov.reconstruct(train.lensless))
-        val = replace(val, lensless=tikhonov.reconstruct(val.lensless))
-        config["front_end_fit"] = {"operator": tikhonov.info.get("operator"), "lambda": tikhonov.lam,
-                                   "lambda_relative": tikhonov.info["lambda_relative"],
-                                   "prior": tikhonov.info["prior"], "val_psnr": tikhonov.info["val_psnr"]}
-    net_in = int(train.lensless.shape[1])
-
-    shuffle = torch.Generator().manual_seed(derive_seed(wseed, "shuffle"))
-    try:
-        m = cls(cfg, net_in, cout, side, dev, shuffle)
-    except ValueError as e:
-        raise ConfigError(f"method {method} at {side}x{side}: {e}") from None
-    resuming = resume and run.resume_path.is_file()
-    init = getattr(m, "init_from_data", None)
-    if init is not None and not resuming:  # a resume restores the weights
-        fit = init(train.lensless, train.original, val.lensless, val.original, seed)
-        if fit is not None:
-            config["front_end_fit"] = fit
-    elif run.exists:  # resumed: keep the record of the first initialisation
-        old_fit = run.read_config().get("front_end_fit")
-        if old_fit is not None:
-            config["front_end_fit"] = old_fit
-    if cl:
-        for net in m.networks().values():
-            net.to(memory_format=torch.channels_last)
-
+    config.update({"image_size": side, "in_channels": cin, "out_channels": cout, "n_train": len(train),
+                   **({} if augmented is None else {"n_train_augmented": augmented}), "n_val": len(val),
+                   **t.runtime_entries()})
+    front = None
+    if t.spec.front_end and getattr(t.cfg, "front_end", False):
+        # physics first: the networks see the front end's reconstruction of every capture
+        front = method_class(FRONT_END).fit(train, val, FitContext(method, captures, camera, seed))
+        train = replace(train, lensless=front.reconstruct(train.lensless))
+        val = replace(val, lensless=front.reconstruct(val.lensless))
+        config["front_end_fit"] = front.summary()
+    start = t.start(train, val, FitContext(method, captures, camera, seed, t.cfg), config, run, resume,
+                    side, cout, front)
     out = run.path
-    start = 0
-    if resuming:
-        start = _restore(run.resume_path, m, shuffle, dev)
     run.write_config(config)
     run.truncate_metrics(start)
-    if start >= total:
+    if start >= t.total:
         return out
 
-    a_all = train.lensless.to(dev)
-    b_all = train.original.to(dev)
     sample_src = val if len(val) else train
     pick = spread(len(sample_src), samples)
-    # the network's input row: the capture, or its Tikhonov inverse where that is the front end
-    sample_labels = ("capture" if tikhonov is None else "Tikhonov\ninverse", method, "original")
-    val_eval = val.subset(spread(len(val), max_val)) if len(val) > max_val else val
-    schedules = [constant_then_linear_decay(o, total, cfg.decay_start, start) for o in m.optimizers().values()]
-    first_opt = next(iter(m.optimizers().values()))
-    amp_ctx = rt.autocast
-    from opticsfree.utils.progress import progress
-
-    for epoch in range(start, total):
-        if cfg.scene_refresh and epoch > 0:  # new copies; epoch 1 keeps those drawn above
-            train = _refreshed(captured, scene_camera, cfg.scene_augment, cfg.scene_copies, wseed, epoch, tikhonov)
-            a_all, b_all = train.lensless.to(dev), train.original.to(dev)
-        lr = first_opt.param_groups[0]["lr"]
-        if m.paired:
-            perm = torch.randperm(len(train), generator=shuffle)
-            batches = [(perm[i:i + bs], perm[i:i + bs]) for i in range(0, len(train), bs)]
-        else:
-            batches = list(unpaired_batches(len(train), len(train), bs, shuffle))
-        sums: dict[str, torch.Tensor] = {}
-        t0 = time.perf_counter()
-        seen = 0
-        with progress() as bar:
-            task = bar.add_task(f"{method} epoch {epoch + 1}/{total}", total=len(batches))
-            for ia, ib in batches:
-                a = to_model(a_all[ia.to(dev)], None, cl)
-                b = to_model(b_all[ib.to(dev)], None, cl)
-                terms = m.train_step(a, b, amp_ctx)
-                for k, v in terms.items():
-                    sums[k] = sums.get(k, 0) + v.float() * len(ia)
-                seen += len(ia)
-                bar.advance(task)
-        seconds = time.perf_counter() - t0
-        net_arch, net = m.inference()
-        rec_val = reconstruct_with(net, val_eval.lensless, dev, channels_last=cl)
-        row = {"epoch": epoch + 1, "lr": lr, **{k: float(v) / max(seen, 1) for k, v in sums.items()},
-               **_val_quality(rec_val, val_eval.original), "seconds": round(seconds, 3),
-               "images_per_s": round(seen / max(seconds, 1e-9), 2)}
-        rec_s = reconstruct_with(net, sample_src.lensless[pick], dev, channels_last=cl)
-        save_sample_grid(out / "samples" / f"epoch_{epoch + 1:03d}.png",
-                         [sample_src.lensless[pick], rec_s, sample_src.original[pick]], sample_labels)
-        for s in schedules:
-            s.step()
-        _save_checkpoint(run.resume_path, m, shuffle, epoch + 1, config)
-        save_state(out / "model.pt", _inference_state(method, net_arch, net, epoch + 1, side, cin, cout, config,
-                                                      tikhonov))
+    # the network's input row: the capture, or its front end's reconstruction
+    first = "capture" if front is None else f"{method_spec(FRONT_END).title}\ninverse"
+    val_eval = val.subset(spread(len(val), t.max_val)) if t.max_val is not None and len(val) > t.max_val else val
+    for ep in t.epochs(train, val, start):
+        rec_val = ep.reconstruct(val_eval.lensless)
+        row = {"epoch": ep.number, **ep.terms, **_val_quality(rec_val, val_eval.original),
+               "seconds": round(ep.seconds, 3)}
+        if ep.images is not None:
+            row["images_per_s"] = round(ep.images / max(ep.seconds, 1e-9), 2)
+        rec_s = ep.reconstruct(sample_src.lensless[pick])
+        save_sample_grid(out / "samples" / f"epoch_{ep.number:03d}.png",
+                         [sample_src.lensless[pick], rec_s, sample_src.original[pick]], (first, method, "original"))
+        if ep.checkpoint is not None:
+            ep.checkpoint()
+        for name, obj in ep.files.items():
+            write_json(out / name, obj)
+        save_state(out / "model.pt", _model_state(method, ep.saved, ep.entries, side, cin, cout, config, front))
         run.append_metrics(row)
         if on_epoch:
             on_epoch(row)
     return out
 
 
+class _NetworkTrainer:
+    """The epoch loop of a network method (``kind="network"``, a
+    :class:`~opticsfree.reconstruction.method.NetworkMethod`): batches, schedules, checkpoints
+    and ``--resume``; ``model.pt`` keeps its inference network."""
+
+    def __init__(self, spec: MethodSpec, opts: dict[str, Any], seed: int, epochs: int | None,
+                 batch_size: int | None, rt: Runtime, max_val: int):
+        self.spec, self.opts, self.rt, self.max_val = spec, opts, rt, max_val
+        self.cls = spec.load_class()
+        self.cfg = cfg = parse_options(self.cls.config_cls, opts, spec.name)
+        self.bs = batch_size or cfg.batch_size
+        if self.bs < 1:
+            raise ConfigError(f"--batch-size must be >= 1, got {self.bs}")
+        self.total = epochs or cfg.epochs
+        try:
+            decay_start(self.total, cfg.decay_start)
+        except ValueError as e:
+            raise ConfigError(f"option decay_start for method {spec.name}: {e}") from None
+        self.seed = member_seed(seed, cfg.member)  # weights, batches, copies; the hold-out keeps `seed`
+
+    def config_entries(self, camera: str | Path | None) -> dict[str, Any]:
+        entries = {"options": self.opts, "batch_size": self.bs, "epochs": self.total,
+                   "method_config": self.cfg.model_dump(), "package_version": __version__}
+        if camera is not None:
+            entries["camera"] = str(camera)
+        return entries
+
+    def augment(self, captures: Path, train: CaptureSplit) -> tuple[CaptureSplit, int]:
+        """The training pairs with the scene augmentation's copies (``scene_augment``)."""
+        cfg = self.cfg
+        self.captured, self.scene_camera = train, None
+        if cfg.scene_augment != "none":  # training pairs only: the hold-out and test are never augmented
+            self.scene_camera = scene_capture(str(captures), train)
+            train = augment_scenes(self.captured, self.scene_camera, cfg.scene_augment, cfg.scene_copies, self.seed)
+        return train, len(train) - len(self.captured)
+
+    def runtime_entries(self) -> dict[str, Any]:
+        rt = self.rt
+        return {"amp": "bf16" if rt.amp else "off", "channels_last": rt.channels_last, "device": rt.device.type}
+
+    def start(self, train: CaptureSplit, val: CaptureSplit, ctx: FitContext, config: dict, run: RunDir,
+              resume: bool, side: int, cout: int, front: Any) -> int:
+        """Build the method (initialised from the pairs, or restored by a resume); the first epoch."""
+        net_in = int(train.lensless.shape[1])
+        self.front = front
+        self.shuffle = torch.Generator().manual_seed(derive_seed(self.seed, "shuffle"))
+        try:
+            m = self.cls(self.cfg, net_in, cout, side, self.rt.device, self.shuffle)
+        except ValueError as e:
+            raise ConfigError(f"method {self.spec.name} at {side}x{side}: {e}") from None
+        self.m, self.config = m, config
+        resuming = resume and run.resume_path.is_file()
+        init = getattr(m, "init_from_data", None)
+        if init is not None and not resuming:  # a resume restores the weights
+            fit = init(train.lensless, train.original, val.lensless, val.original, ctx.seed)
+            if fit is not None:
+                config["front_end_fit"] = fit
+        elif run.exists:  # resumed: keep the record of the first initialisation
+            old_fit = run.read_config().get("front_end_fit")
+            if old_fit is not None:
+                config["front_end_fit"] = old_fit
+        if self.rt.channels_last:
+            for net in m.networks().values():
+                net.to(memory_format=torch.channels_last)
+        self.run = run
+        return _restore(run.resume_path, m, self.shuffle, self.rt.device) if resuming else 0
+
+    def epochs(self, train: CaptureSplit, val: CaptureSplit, start: int) -> Iterator[_Epoch]:
+        """Train epochs ``start + 1 .. total``, one :class:`_Epoch` after each."""
+        m, cfg, dev, cl, bs, total = self.m, self.cfg, self.rt.device, self.rt.channels_last, self.bs, self.total
+        a_all = train.lensless.to(dev)
+        b_all = train.original.to(dev)
+        schedules = [constant_then_linear_decay(o, total, cfg.decay_start, start) for o in m.optimizers().values()]
+        first_opt = next(iter(m.optimizers().values()))
+        from opticsfree.utils.progress import progress
+
+        for epoch in range(start, total):
+            if cfg.scene_refresh and epoch > 0:  # new copies; epoch 1 keeps those drawn above
+                train = _refreshed(self.captured, self.scene_camera, cfg.scene_augment, cfg.scene_copies,
+                                   self.seed, epoch, self.front)
+                a_all, b_all = train.lensless.to(dev), train.original.to(dev)
+            lr = first_opt.param_groups[0]["lr"]
+            if m.paired:
+                perm = torch.randperm(len(train), generator=self.shuffle)
+                batches = [(perm[i:i + bs], perm[i:i + bs]) for i in range(0, len(train), bs)]
+            else:
+                batches = list(unpaired_batches(len(train), len(train), bs, self.shuffle))
+            sums: dict[str, torch.Tensor] = {}
+            t0 = time.perf_counter()
+            seen = 0
+            with progress() as bar:
+                task = bar.add_task(f"{self.spec.name} epoch {epoch + 1}/{total}", total=len(batches))
+                for ia, ib in batches:
+                    a = to_model(a_all[ia.to(dev)], None, cl)
+                    b = to_model(b_all[ib.to(dev)], None, cl)
+                    terms = m.train_step(a, b, self.rt.autocast)
+                    for k, v in terms.items():
+                        sums[k] = sums.get(k, 0) + v.float() * len(ia)
+                    seen += len(ia)
+                    bar.advance(task)
+            seconds = time.perf_counter() - t0
+            net_arch, net = m.inference()
+            for s in schedules:
+                s.step()
+
+            def checkpoint(done: int = epoch + 1) -> None:
+                _save_checkpoint(self.run.resume_path, m, self.shuffle, done, self.config)
+
+            yield _Epoch(epoch + 1, epoch + 1, {"lr": lr, **{k: float(v) / max(seen, 1) for k, v in sums.items()}},
+                         seconds, seen, lambda x, net=net: reconstruct_with(net, x, dev, channels_last=cl),
+                         {"arch": net_arch, "state_dict": net.state_dict()}, checkpoint=checkpoint)
+
+
+class _FitTrainer:
+    """One fit of a fitted method (``kind="fit"``, a
+    :class:`~opticsfree.reconstruction.method.FittedModel`): no epochs (one metrics row, epoch 1),
+    no checkpoint (``--resume`` fits again); ``model.pt`` keeps the model's state under the
+    method's name, and a non-empty :meth:`~opticsfree.reconstruction.method.FittedModel.report`
+    is written as ``MODEL/<method>.json``. It is scored on the whole hold-out (one pass)."""
+
+    total = 1
+    max_val = None
+
+    def __init__(self, spec: MethodSpec, opts: dict[str, Any], seed: int, epochs: int | None,
+                 batch_size: int | None, rt: Runtime, max_val: int):
+        self.spec, self.opts, self.seed = spec, opts, seed
+        self.cls = spec.load_class()
+        self.cfg = parse_options(self.cls.config_cls, opts, spec.name) if spec.options else None
+
+    def config_entries(self, camera: str | Path | None) -> dict[str, Any]:
+        entries: dict[str, Any] = {"options": self.opts, "batch_size": None, "epochs": None}
+        if self.cfg is not None:
+            entries["method_config"] = self.cfg.model_dump()
+        return entries | {"camera": None if camera is None else str(camera), "package_version": __version__}
+
+    def augment(self, captures: Path, train: CaptureSplit) -> tuple[CaptureSplit, None]:
+        return train, None
+
+    def runtime_entries(self) -> dict[str, Any]:
+        return {}
+
+    def start(self, train: CaptureSplit, val: CaptureSplit, ctx: FitContext, config: dict, run: RunDir,
+              resume: bool, side: int, cout: int, front: Any) -> int:
+        """Fit (before config.json is written: a failed fit leaves no run behind)."""
+        t0 = time.perf_counter()
+        self.model = self.cls.fit(train, val, ctx)
+        self.seconds = time.perf_counter() - t0
+        return 0
+
+    def epochs(self, train: CaptureSplit, val: CaptureSplit, start: int) -> Iterator[_Epoch]:
+        model, name = self.model, self.spec.name
+        report = model.report()
+        yield _Epoch(1, None, dict(model.metrics()), self.seconds, None, model.reconstruct,
+                     {name: model.state()}, {f"{name}.json": report} if report else {})
+
+
+#: The trainer of each method kind (:attr:`~opticsfree.reconstruction.names.MethodSpec.kind`).
+TRAINERS: dict[str, type[Trainer]] = {"network": _NetworkTrainer, "fit": _FitTrainer}
+
+
 def _refreshed(captured: CaptureSplit, camera: Any, mode: str, copies: int, seed: int, epoch: int,
-               tikhonov: Any) -> CaptureSplit:
+               front: Any) -> CaptureSplit:
     """The training pairs of 0-based ``epoch`` with ``scene_refresh``: the captured rows
     followed by new augmented copies, seeded by the run's seed and the epoch (a resumed run
-    draws the same ones), through the Tikhonov front end where the method has one."""
+    draws the same ones), through the physics front end where the method has one."""
     fresh = augment_scenes(captured, camera, mode, copies, refresh_seed(seed, epoch))
-    return fresh if tikhonov is None else replace(fresh, lensless=tikhonov.reconstruct(fresh.lensless))
+    return fresh if front is None else replace(fresh, lensless=front.reconstruct(fresh.lensless))
 
 
 def spread(n: int, k: int) -> torch.Tensor:
@@ -387,101 +550,16 @@ def _restore(path: Path, m, shuffle: torch.Generator, dev: torch.device) -> int:
                               f"({type(e).__name__}: {e})".splitlines()[0]) from None
 
 
-def _inference_state(method: str, arch: dict, net: torch.nn.Module, epoch: int | None, side: int,
-                     cin: int, cout: int, config: dict, tikhonov=None) -> dict:
-    """What ``apply`` loads: the network, its architecture and, with a Tikhonov front end, the
-    inverse applied before it (``"tikhonov"``)."""
-    state = {"format": CHECKPOINT_FORMAT, "method": method, "epoch": epoch, "arch": arch,
-             "state_dict": net.state_dict(), "size": side, "in_channels": cin,
-             "out_channels": cout, "captures": config["captures"], "config": config}
-    if tikhonov is not None:
-        state["tikhonov"] = tikhonov.state()
+def _model_state(method: str, epoch: int | None, entries: dict, side: int, cin: int, cout: int, config: dict,
+                 front: Any = None) -> dict:
+    """What ``apply`` loads (``model.pt``): the model's entries (a network's ``"arch"`` and
+    ``"state_dict"``, a fit's state under the method's name) and, with a physics front end, its
+    state under :data:`~opticsfree.reconstruction.names.FRONT_END`."""
+    state = {"format": CHECKPOINT_FORMAT, "method": method, "epoch": epoch, **entries, "size": side,
+             "in_channels": cin, "out_channels": cout, "captures": config["captures"], "config": config}
+    if front is not None:
+        state[FRONT_END] = front.state()
     return state
-
-
-# --------------------------------------------------------------------------- tikhonov
-
-def _tikhonov_operator(captures: Path, camera: str | Path | None, train: CaptureSplit, val: CaptureSplit,
-                       side: int, cin: int, cout: int):
-    """(operator, sensor, display gamma, info) for the Tikhonov inverse (see tikhonov.py, sensor_model.py, calibration.py)."""
-    from opticsfree.optics import camera_from_dict, load_camera_config
-    from opticsfree.reconstruction.calibration import calibrate_pairs, load_calibration
-    from opticsfree.reconstruction.sensor_model import camera_operator
-
-    manifest = open_capture_set(captures).manifest
-    if camera is not None and str(camera).endswith(".npz"):
-        cal = load_calibration(camera)
-        if tuple(cal.operator.in_shape) != (cout, side, side) or tuple(cal.operator.out_shape) != (cin, side, side):
-            raise DataError(f"{camera}: calibration maps images {tuple(cal.operator.in_shape)} to captures "
-                            f"{tuple(cal.operator.out_shape)}, but the data are {(cout, side, side)} -> "
-                            f"{(cin, side, side)} (C, H, W); pass the --size the calibration used")
-        return cal.operator, cal.sensor, cal.display_gamma, {
-            "operator": "calibration", "calibration": str(Path(camera).resolve()),
-            "scale_from_calibration": True, "calibration_report": {
-                k: v for k, v in cal.report.items() if k != "table"}}
-    if camera is not None:
-        cfg = load_camera_config(camera)
-        name = f"camera {cfg.name} ({camera})"
-    elif isinstance(manifest.get("camera"), dict) and manifest["camera"].get("type") in ("bare", "lens", "psf"):
-        cfg = camera_from_dict(manifest["camera"], f"{captures}/manifest.json: camera")
-        name = f"camera {cfg.name} (from the capture set's manifest)"
-    else:
-        cal = calibrate_pairs(train.lensless, train.original, val.lensless, val.original,
-                              source=f"{captures} (fitted during training)")
-        return cal.operator, cal.sensor, cal.display_gamma, {
-            "operator": "fitted", "scale_from_calibration": True,
-            "calibration_report": {k: v for k, v in cal.report.items() if k != "table"}}
-    if cin != cout:
-        raise DataError(f"{captures}: captures have {cin} channels and originals {cout}; a known camera "
-                        "maps images to captures with the same channels")
-    op, sensor, gamma = camera_operator(cfg, side, cout)
-    return op, sensor, gamma, {"operator": "camera", "camera": name}
-
-
-def _fit_tikhonov(captures: Path, camera: str | Path | None, train: CaptureSplit, val: CaptureSplit,
-                  side: int, cin: int, cout: int, seed: int):
-    """The Tikhonov inverse of ``captures``' camera (``camera``, the manifest's or fitted), its
-    lambda and prior chosen on ``val`` (:func:`~.tikhonov.fit_tikhonov`)."""
-    from opticsfree.reconstruction.tikhonov import fit_tikhonov
-
-    op, sensor, gamma, info = _tikhonov_operator(captures, camera, train, val, side, cin, cout)
-    return fit_tikhonov(op, sensor, gamma, train.lensless, train.original, val.lensless, val.original,
-                        info=info, seed=seed)
-
-
-def _train_tikhonov(captures: Path, run: RunDir, resume: bool, seed: int, size: int | None, limit: int | None,
-                    val_fraction: float, camera: str | Path | None, samples: int,
-                    on_epoch: Callable[[dict], None] | None) -> Path:
-    out = run.path
-    config = {"method": "tikhonov", "captures": str(captures), "size": size, "limit": limit, "seed": seed,
-              "val_fraction": val_fraction, "holdout": HOLDOUT, "options": {}, "batch_size": None,
-              "epochs": None, "camera": None if camera is None else str(camera), "package_version": __version__}
-    _begin(run, config, resume)
-    seed_everything(seed)
-    train, val = _load_data(captures, size, val_fraction, seed, limit)
-    side = int(train.lensless.shape[-1])
-    cin, cout = int(train.lensless.shape[1]), int(train.original.shape[1])
-    config.update({"image_size": side, "in_channels": cin, "out_channels": cout,
-                   "n_train": len(train), "n_val": len(val)})
-    t0 = time.perf_counter()
-    model = _fit_tikhonov(captures, camera, train, val, side, cin, cout, seed)
-    seconds = time.perf_counter() - t0
-    run.write_config(config)
-    write_json(out / "tikhonov.json", {k: v for k, v in model.info.items()} | {"lambda": model.lam})
-    save_state(out / "model.pt", {"format": CHECKPOINT_FORMAT, "method": "tikhonov", "epoch": None,
-                                  "tikhonov": model.state(), "size": side, "in_channels": cin,
-                                  "out_channels": cout, "captures": str(captures), "config": config})
-    rec_val = model.reconstruct(val.lensless)
-    row = {"epoch": 1, "lambda": model.lam, "lambda_relative": model.info["lambda_relative"],
-           "prior": model.info["prior"], **_val_quality(rec_val, val.original), "seconds": round(seconds, 3)}
-    pick = spread(len(val), samples)
-    save_sample_grid(out / "samples" / "epoch_001.png", [val.lensless[pick], rec_val[pick], val.original[pick]],
-                     ("capture", "tikhonov", "original"))
-    run.truncate_metrics(0)
-    run.append_metrics(row)
-    if on_epoch:
-        on_epoch(row)
-    return out
 
 
 def list_metrics(model_dir: str | Path) -> list[dict]:
@@ -489,4 +567,4 @@ def list_metrics(model_dir: str | Path) -> list[dict]:
     return reconstruction_run(model_dir).read_metrics()
 
 
-__all__ = ["train_reconstruction", "reconstruct_with", "list_metrics", "DEEP_METHODS"]
+__all__ = ["train_reconstruction", "reconstruct_with", "list_metrics", "DEEP_METHODS", "TRAINERS"]

@@ -30,8 +30,8 @@ class Stage:
 
     Attributes:
         name: unique name, e.g. ``train/triplet/lensless``.
-        kind: what it does (a key of :data:`opticsfree.study.plan.STAGE_VERSIONS` and of
-            :data:`opticsfree.study.stages.STAGE_FUNCTIONS`).
+        kind: what it does (a kind registered in :mod:`opticsfree.study.names`: its version
+            and its function).
         params: the JSON-ready part of the config the stage depends on.
         deps: names of the upstream stages whose outputs it reads.
         key: hash of kind, params and upstream keys (set by

@@ -43,6 +43,7 @@ from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_valida
 
 from opticsfree.data.registry import DATASETS
 from opticsfree.errors import ConfigError
+from opticsfree.evaluation.names import distance_classifier_literal, distance_classifier_names
 from opticsfree.losses.names import loss_literal
 from opticsfree.reconstruction.names import method_literal, method_names
 from opticsfree.optics.config import list_presets
@@ -52,8 +53,6 @@ from opticsfree.utils.io import read_toml
 #: Reconstruction methods: those registered when this module is imported
 #: (opticsfree.reconstruction.names).
 RECONSTRUCTION_METHODS: tuple[str, ...] = method_names()
-#: Embedding classifiers of opticsfree.evaluation (``head`` is used automatically for ce runs).
-CLASSIFIERS: tuple[str, ...] = ("prototype", "knn", "threshold")
 #: TrainConfig fields the study sets itself (not allowed under ``[train.options]``).
 STUDY_TRAIN_FIELDS: frozenset[str] = frozenset({"captures", "loss", "epochs", "checkpoints",
                                                 "device", "seed"})
@@ -63,7 +62,10 @@ LENSLESS = "lensless"
 _Method = method_literal()
 #: the losses registered when this module is imported (opticsfree.losses.names)
 _Loss = loss_literal()
-_Classifier = Literal["prototype", "knn", "threshold"]
+#: the distance classifiers registered when this module is imported (opticsfree.evaluation.names;
+#: the head is used automatically for runs of a head-only loss)
+_Classifier = distance_classifier_literal()
+_CLASSIFIERS = distance_classifier_names()
 
 
 class _Section(BaseModel):
@@ -233,7 +235,7 @@ class BaselinesSection(_Section):
 class EvaluateSection(_Section):
     """``[evaluate]``: classifiers (the first one fills Tables 1-4) and bootstrap resamples."""
 
-    classifiers: list[_Classifier] = Field(default_factory=lambda: ["prototype", "knn", "threshold"],
+    classifiers: list[_Classifier] = Field(default_factory=lambda: list(_CLASSIFIERS),
                                            min_length=1, description="classifiers")
     split: Literal["test"] = Field("test", description="the evaluated split")
     bootstrap: int = Field(1000, ge=10, description="bootstrap resamples of the accuracy CI")

@@ -2,7 +2,7 @@
 
 The engine knows nothing of what a stage does: :func:`run_stages` gets the stages in
 dependency order and a table of stage functions by kind (:data:`StageFunction`;
-:data:`opticsfree.study.stages.STAGE_FUNCTIONS`).
+:func:`opticsfree.study.names.stage_functions`, the stage registry).
 
 Each stage's output directory is ``OUT/stages/<name>-<key>``, ``key`` being the first 12 hex
 digits of the SHA-256 of the stage's kind, its kind's version, the part of the config it depends

@@ -13,9 +13,10 @@ threads and OpenMP/BLAS threads, so the files and numbers equal the local execut
 timings differ). Every node must see the study
 directory at the same path (a shared file system on a cluster).
 
-Resources per task (:func:`stage_resources`): the heavy kinds (simulation, training,
-reconstruction training and application) ask for :data:`HEAVY_CPUS` CPUs, or one GPU when the
-study runs on ``cuda``; the others one CPU. Ray queues a task until its resources are free.
+Resources per task (:func:`stage_resources`): the heavy kinds (``StageSpec.heavy`` in the stage
+registry, :mod:`opticsfree.study.names`: simulation, training, reconstruction training and
+application) ask for :data:`HEAVY_CPUS` CPUs, or one GPU when the study runs on ``cuda``; the
+others one CPU. Ray queues a task until its resources are free.
 Ray is an optional extra (``pip install 'opticsfree[scale]'``), imported only here.
 """
 
@@ -27,18 +28,21 @@ from typing import Callable, Mapping
 from opticsfree.errors import ConfigError, OpticsfreeError
 from opticsfree.study.base import Stage, StageContext, StageRecord
 from opticsfree.study.engine import StageError, StageFunction, StageRun, execute_stage, read_done, run_stages
+from opticsfree.study.names import stage_spec
 from opticsfree.utils.parallel import EXECUTOR_NAMES, RayTasks
 
-#: Stage kinds (:data:`opticsfree.study.plan.STAGE_VERSIONS`) that use every core they get
-#: (or a GPU); the others ask for one CPU.
-HEAVY_KINDS = frozenset({"simulate", "recon-train", "recon-apply", "train"})
 #: CPUs a heavy stage asks for (at most the cluster's largest node; Ray queues the rest).
 HEAVY_CPUS = 2
 
 
 def stage_resources(stage: Stage, device: str) -> dict[str, float]:
-    """The Ray resources of a stage's task: ``{"num_cpus": ..., "num_gpus": ...}``."""
-    heavy = stage.kind in HEAVY_KINDS
+    """The Ray resources of a stage's task: ``{"num_cpus": ..., "num_gpus": ...}`` (a heavy kind,
+    ``StageSpec.heavy``: :data:`HEAVY_CPUS` CPUs, or one GPU on ``cuda``; any other one CPU).
+
+    Raises:
+        ConfigError: the stage's kind is not registered.
+    """
+    heavy = stage_spec(stage.kind).heavy
     if heavy and device == "cuda":
         return {"num_cpus": 1, "num_gpus": 1}
     return {"num_cpus": min(HEAVY_CPUS, os.cpu_count() or 1) if heavy else 1, "num_gpus": 0}

@@ -9,8 +9,8 @@ A study is a list of :class:`~opticsfree.study.base.Stage` objects in dependency
          -> report
 
 Each stage's ``params`` are the part of the config it depends on; the keys are set by
-:func:`opticsfree.study.engine.assign_keys` from them, the kind's version
-(:data:`STAGE_VERSIONS`) and the upstream keys. What each kind does is in
+:func:`opticsfree.study.engine.assign_keys` from them, the kind's version (its entry in the
+stage registry, :mod:`opticsfree.study.names`) and the upstream keys. What each kind does is in
 :mod:`opticsfree.study.stages`.
 """
 
@@ -24,13 +24,8 @@ from opticsfree.losses.names import classified_by_head
 from opticsfree.study.base import TEST, UPPER_BOUND, Stage, run_label
 from opticsfree.study.config import LENSLESS, StudyConfig
 from opticsfree.study.engine import assign_keys
+from opticsfree.study.names import stage_versions
 from opticsfree.utils.io import file_sha256
-
-#: Bump a kind's version when its outputs change meaning: its stages (and downstream) re-run.
-STAGE_VERSIONS: dict[str, int] = {"data": 1, "simulate": 1, "external": 1, "tuples": 1,
-                                  "recon-train": 1, "recon-apply": 1, "train": 1, "evaluate": 1,
-                                  "bayes": 1, "report": 2}
-
 
 _IDENTITIES: dict[tuple[str, str | None, str | None], dict[str, Any]] = {}
 
@@ -179,4 +174,4 @@ def plan_study(cfg: StudyConfig) -> list[Stage]:
                         {"report": cfg.report.model_dump(mode="json"), "title": cfg.title(),
                          "config": cfg.to_dict()},
                         [s.name for s in stages]))
-    return assign_keys(stages, STAGE_VERSIONS)
+    return assign_keys(stages, stage_versions())

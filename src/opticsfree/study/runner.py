@@ -11,7 +11,8 @@ A rerun of the same config skips every finished stage; an interrupted stage resu
 stage stops the study with :class:`~opticsfree.study.engine.StageError` naming it, and the
 stages finished before it stay on disk. The plan comes from :mod:`opticsfree.study.plan`, the
 running from :mod:`opticsfree.study.engine`, what each stage does from
-:mod:`opticsfree.study.stages`.
+:mod:`opticsfree.study.stages` (each kind's function and version: the stage registry,
+:mod:`opticsfree.study.names`).
 """
 
 from __future__ import annotations
@@ -30,9 +31,9 @@ from opticsfree.errors import ConfigError
 from opticsfree.study.config import StudyConfig, load_study_config
 from opticsfree.study.base import StageContext
 from opticsfree.study.executors import EXECUTORS
+from opticsfree.study.names import stage_functions
 from opticsfree.study.plan import plan_study
 from opticsfree.study.report import publish
-from opticsfree.study.stages import STAGE_FUNCTIONS
 from opticsfree.utils.io import check_out_dir, ensure_dir, write_json, write_text
 
 
@@ -129,7 +130,7 @@ def run_study(config_path: str | os.PathLike, out: str | os.PathLike | None = No
                        stages={s.name: s for s in stages}, log=log)
     log(f"study {cfg.study.name}: {len(stages)} stages in {out_dir}")
     with sigterm_as_interrupt():
-        runs = EXECUTORS[executor](stages, ctx, STAGE_FUNCTIONS, address=address)
+        runs = EXECUTORS[executor](stages, ctx, stage_functions(), address=address)
     summary = [{"name": r.stage.name, "kind": r.stage.kind, "key": r.stage.key,
                 "dir": str(r.stage.directory(out_dir)), "status": r.status, "wall_s": r.wall_s,
                 "node": r.record.node} for r in runs]

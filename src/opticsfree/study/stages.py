@@ -1,7 +1,7 @@
 """What each kind of study stage does: the stage functions ``(stage, directory, ctx) -> outputs``.
 
-:data:`STAGE_FUNCTIONS` maps each kind (:data:`opticsfree.study.plan.STAGE_VERSIONS`) to its
-function; :func:`opticsfree.study.engine.run_stages` calls them in the planned order
+The stage registry (:mod:`opticsfree.study.names`) names each kind's function here, with its
+version; :func:`opticsfree.study.engine.run_stages` calls them in the planned order
 (:func:`opticsfree.study.plan.plan_study`). A stage function reads its parameters from
 ``stage.params`` and its inputs from the outputs of its upstream stages (``ctx.outputs``),
 writes into its own directory and returns its outputs (JSON-ready; kept in ``DONE.json``).
@@ -14,15 +14,13 @@ traceback). This module imports the report only to run the report stage.
 
 from __future__ import annotations
 
-import os
 import time
 from pathlib import Path
 from typing import Any
 
 from opticsfree.errors import DataError
 from opticsfree.study.base import TEST, Stage, StageContext, jsonable
-from opticsfree.study.engine import StageFunction
-from opticsfree.utils.io import ensure_dir, file_sha256, write_json
+from opticsfree.utils.io import file_sha256, write_json
 from opticsfree.utils.threads import single_threaded_openmp
 
 
@@ -263,10 +261,3 @@ def run_report(stage: Stage, d: Path, ctx: StageContext) -> dict[str, Any]:
 
     return write_report(ctx, d)
 
-
-#: The function of each stage kind.
-STAGE_FUNCTIONS: dict[str, StageFunction] = {
-    "data": run_data, "simulate": run_simulate, "external": run_external, "tuples": run_tuples,
-    "recon-train": run_recon_train, "recon-apply": run_recon_apply, "train": run_train,
-    "evaluate": run_evaluate, "bayes": run_bayes, "report": run_report,
-}

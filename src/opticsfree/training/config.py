@@ -10,7 +10,7 @@ from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_valida
 from opticsfree.errors import ConfigError
 from opticsfree.losses.names import loss_literal, loss_spec
 from opticsfree.models.names import backbone_names, backbone_spec
-from opticsfree.runs import resolve_amp, resolve_channels_last
+from opticsfree.utils.runtime import resolve_amp, resolve_channels_last
 
 #: The seed study's checkpoint epochs.
 SEED_EPOCHS: tuple[int, ...] = (15, 30, 50)
@@ -170,11 +170,11 @@ class TrainConfig(BaseModel):
         return 0.05 if self.optimizer == "adamw" else 5e-4
 
     def resolved_amp(self) -> bool:
-        """bf16 autocast on or off (:func:`opticsfree.runs.resolve_amp`)."""
+        """bf16 autocast on or off (:func:`opticsfree.utils.runtime.resolve_amp`)."""
         return resolve_amp(self.amp, self.device)
 
     def resolved_channels_last(self) -> bool:
-        """channels_last memory format on or off (:func:`opticsfree.runs.resolve_channels_last`)."""
+        """channels_last memory format on or off (:func:`opticsfree.utils.runtime.resolve_channels_last`)."""
         return resolve_channels_last(self.channels_last, self.device, self.resolved_amp())
 
     @classmethod

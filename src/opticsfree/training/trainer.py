@@ -31,13 +31,10 @@ from opticsfree.losses.criterion import Criterion
 from opticsfree.models.embedding import EmbeddingModel
 from opticsfree.runs import (
     RunDir,
-    Runtime,
     capture_rng,
     jsonable,
-    resolve_device,
     restore_rng,
     save_state,
-    torch_threads,
 )
 from opticsfree.training import distributed as D
 from opticsfree.training.augment import augment_originals, augment_scenes, refresh_seed, scene_camera
@@ -57,6 +54,7 @@ from opticsfree.training.sampling import (
 )
 from opticsfree.utils.io import file_sha256
 from opticsfree.utils.progress import progress, progress_line
+from opticsfree.utils.runtime import Runtime, resolve_device, torch_threads
 from opticsfree.utils.seeding import seed_everything
 
 
