@@ -31,7 +31,7 @@ chance. The pairing is used for the validation PSNR/SSIM only.
 
 from __future__ import annotations
 
-from typing import Iterator, Literal
+from typing import Any, Callable, Iterator, Literal
 
 import torch
 from pydantic import Field, field_validator
@@ -297,7 +297,7 @@ class CycleGANMethod:
 
         Three generator calls (:meth:`generator_outputs`), one call of each discriminator for
         :math:`\\mathcal{L}_G` and one for its own loss (:meth:`discriminator_losses`); the
-        same losses and gradients as the textbook step (:func:`reference_losses`).
+        same losses and gradients as the textbook step (:func:`reference_train_step`).
 
         Args:
             real_a: (N, C, H, W) domain A batch.
@@ -307,12 +307,21 @@ class CycleGANMethod:
         Returns:
             The detached loss terms ``g_gan, cycle, identity, loss_g, d_a, d_b``.
         """
+        return self.update(real_a, real_b, amp, self.generator_outputs, self.discriminator_losses)
+
+    def update(self, real_a: torch.Tensor, real_b: torch.Tensor, amp: Any,
+               outputs: Callable[[torch.Tensor, torch.Tensor], dict[str, torch.Tensor]],
+               d_losses: Callable[..., tuple[torch.Tensor, torch.Tensor]]) -> dict[str, torch.Tensor]:
+        """One generator step and one discriminator step with the given ways of computing the
+        generator images (``outputs(real_a, real_b)``) and the discriminator losses
+        (``d_losses(real_a, real_b, pool_a, pool_b)``): the fused ones (:meth:`train_step`) or the
+        textbook ones (:func:`reference_train_step`)."""
         for n in self.networks().values():
             n.train()
         # --- generators (the discriminators' weights get no gradient)
         set_requires_grad([self.d_a, self.d_b], False)
         with amp():
-            g = self.generator_outputs(real_a, real_b)
+            g = outputs(real_a, real_b)
             terms = self.generator_loss(real_a, real_b, g)
         self.opt_g.zero_grad(set_to_none=True)
         terms["loss_g"].backward()
@@ -322,7 +331,7 @@ class CycleGANMethod:
         pa = self.pool_a.query(g["fake_a"].float())
         pb = self.pool_b.query(g["fake_b"].float())
         with amp():
-            loss_da, loss_db = self.discriminator_losses(real_a, real_b, pa, pb)
+            loss_da, loss_db = d_losses(real_a, real_b, pa, pb)
         self.opt_d.zero_grad(set_to_none=True)
         (loss_da + loss_db).backward()
         self.opt_d.step()
@@ -356,21 +365,5 @@ def reference_train_step(m: CycleGANMethod, real_a: torch.Tensor, real_b: torch.
                          ) -> dict[str, torch.Tensor]:
     """:meth:`CycleGANMethod.train_step` with the textbook calls (:func:`reference_generator_outputs`,
     :func:`reference_discriminator_losses`): the same update, for the tests and the benchmark."""
-    for n in m.networks().values():
-        n.train()
-    set_requires_grad([m.d_a, m.d_b], False)
-    with amp():
-        g = reference_generator_outputs(m, real_a, real_b)
-        terms = m.generator_loss(real_a, real_b, g)
-    m.opt_g.zero_grad(set_to_none=True)
-    terms["loss_g"].backward()
-    m.opt_g.step()
-    set_requires_grad([m.d_a, m.d_b], True)
-    pa = m.pool_a.query(g["fake_a"].float())
-    pb = m.pool_b.query(g["fake_b"].float())
-    with amp():
-        loss_da, loss_db = reference_discriminator_losses(m, real_a, real_b, pa, pb)
-    m.opt_d.zero_grad(set_to_none=True)
-    (loss_da + loss_db).backward()
-    m.opt_d.step()
-    return {**{k: v.detach() for k, v in terms.items()}, "d_a": loss_da.detach(), "d_b": loss_db.detach()}
+    return m.update(real_a, real_b, amp, lambda a, b: reference_generator_outputs(m, a, b),
+                    lambda *images: reference_discriminator_losses(m, *images))
