@@ -182,3 +182,31 @@ def test_apply_links_originals_atomically_leaving_the_source_mode(tmp_path):
     assert dst.read_bytes() == b"png" and os.path.samefile(src, dst)
     assert stat.S_IMODE(os.stat(src).st_mode) == 0o444
     assert sorted(p.name for p in dst.parent.iterdir()) == ["dst.png"]
+
+
+def test_call_with_timeout_returns_reraises_and_gives_up():
+    import threading
+
+    from opticsfree.utils.parallel import CallTimedOut, call_with_timeout
+
+    assert call_with_timeout(lambda: 7, 1.0) == 7
+    with pytest.raises(ZeroDivisionError):
+        call_with_timeout(lambda: 1 / 0, 1.0)
+    never = threading.Event()
+    with pytest.raises(CallTimedOut):
+        call_with_timeout(never.wait, 0.05)                  # a call that never returns
+    never.set()
+
+
+@pytest.mark.parametrize("executor, address, needle", [
+    ("dask", None, "--executor: expected one of local, ray, got 'dask'"),
+    ("local", "ray://head:10001", "--address joins a Ray cluster: it needs --executor ray"),
+])
+def test_check_executor_is_one_line(executor, address, needle):
+    from opticsfree.errors import ConfigError
+    from opticsfree.utils.parallel import check_executor
+
+    check_executor("ray", "ray://head:10001")
+    check_executor("local", None)
+    with pytest.raises(ConfigError, match=needle.replace("(", r"\(")):
+        check_executor(executor, address)

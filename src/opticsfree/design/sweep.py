@@ -21,7 +21,7 @@ from opticsfree.design.params import Axis, set_values
 from opticsfree.errors import ConfigError, OpticsfreeError
 from opticsfree.optics import CameraConfig
 from opticsfree.utils.io import check_out_dir, ensure_dir, read_json, write_json, write_text
-from opticsfree.utils.parallel import EXECUTOR_NAMES
+from opticsfree.utils.parallel import check_executor
 
 #: Metrics drawn as heatmaps.
 HEATMAPS = ("linear_psnr", "raw_psnr", "linear_probe_accuracy")
@@ -99,10 +99,7 @@ def sweep_camera(base: CameraConfig, axes: Sequence[Axis], dataset: ImageDataset
     Returns:
         The rows, in grid order (first parameter slowest).
     """
-    if executor not in EXECUTOR_NAMES:
-        raise ConfigError(f"--executor: expected one of {', '.join(EXECUTOR_NAMES)}, got {executor!r}")
-    if address is not None and executor != "ray":
-        raise ConfigError("--address joins a Ray cluster: it needs --executor ray")
+    check_executor(executor, address)
     if not 1 <= len(axes) <= 2:
         raise ConfigError(f"give one or two --param PATH=LO:HI:N, got {len(axes)}")
     if len({a.path for a in axes}) != len(axes):

@@ -26,7 +26,6 @@ import csv
 import io
 import logging
 import os
-import threading
 import time
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -44,6 +43,7 @@ from opticsfree.rig.config import RigConfig
 from opticsfree.rig.display import Display, open_display
 from opticsfree.utils.io import (check_out_dir, check_plan_dir, ensure_dir, read_json, write_bytes, write_json,
                                  write_text)
+from opticsfree.utils.parallel import CallTimedOut, call_with_timeout
 
 log = logging.getLogger(__name__)
 
@@ -119,28 +119,19 @@ def plan_scenes(dataset: ImageDataset, splits: Sequence[str], limit: int | None,
 def grab(camera: CameraBackend, fn: Callable[[], Any], timeout_s: float, what: str) -> Any:
     """Run ``fn`` (a camera call) with a timeout; CameraError naming ``what`` when it fails.
 
-    The call runs in a daemon thread, so a device that never answers cannot hang the process.
+    The call runs in a daemon thread (:func:`opticsfree.utils.parallel.call_with_timeout`), so a
+    device that never answers cannot hang the process.
     """
-    box: dict[str, Any] = {}
-
-    def run() -> None:
-        try:
-            box["value"] = fn()
-        except BaseException as e:  # noqa: BLE001 - re-raised in the caller
-            box["error"] = e
-
-    t = threading.Thread(target=run, daemon=True)
-    t.start()
-    t.join(timeout_s)
-    if t.is_alive():
-        raise CameraError(f"the camera stopped answering at {what}: no frame within camera.timeout_s = {timeout_s} s")
-    if "error" in box:
-        e = box["error"]
-        if isinstance(e, KeyboardInterrupt):
-            raise e
+    try:
+        return call_with_timeout(fn, timeout_s)
+    except CallTimedOut:
+        raise CameraError(f"the camera stopped answering at {what}: no frame within camera.timeout_s = "
+                          f"{timeout_s} s") from None
+    except KeyboardInterrupt:
+        raise
+    except BaseException as e:  # noqa: BLE001 - any failure of the device call, named in one line
         reason = str(e).splitlines()[0] if str(e) else type(e).__name__
         raise CameraError(f"the camera stopped answering at {what}: {reason}") from None
-    return box["value"]
 
 
 class IndexAppender:

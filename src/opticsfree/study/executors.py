@@ -29,7 +29,7 @@ from opticsfree.errors import ConfigError, OpticsfreeError
 from opticsfree.study.base import Stage, StageContext, StageRecord
 from opticsfree.study.engine import StageError, StageFunction, StageRun, execute_stage, read_done, run_stages
 from opticsfree.study.names import stage_spec
-from opticsfree.utils.parallel import EXECUTOR_NAMES, RayTasks
+from opticsfree.utils.parallel import EXECUTOR_NAMES, RayTasks, check_executor
 
 #: CPUs a heavy stage asks for (at most the cluster's largest node; Ray queues the rest).
 HEAVY_CPUS = 2
@@ -126,8 +126,7 @@ def run_stages_ray(stages: list[Stage], ctx: StageContext, functions: Mapping[st
 
 def _run_local(stages: list[Stage], ctx: StageContext, functions: Mapping[str, StageFunction],
                address: str | None = None) -> list[StageRun]:
-    if address is not None:
-        raise ConfigError("--address joins a Ray cluster: it needs --executor ray")
+    check_executor("local", address)
     return run_stages(stages, ctx, functions)
 
 

@@ -35,6 +35,7 @@ from opticsfree.study.names import stage_functions
 from opticsfree.study.plan import plan_study
 from opticsfree.study.report import publish
 from opticsfree.utils.io import check_out_dir, ensure_dir, write_json, write_text
+from opticsfree.utils.parallel import check_executor
 
 
 def _stderr(msg: str) -> None:
@@ -95,10 +96,7 @@ def run_study(config_path: str | os.PathLike, out: str | os.PathLike | None = No
         StageError: a stage failed (named in the message; finished stages are kept).
     """
     log = log or _stderr
-    if executor not in EXECUTORS:
-        raise ConfigError(f"--executor: expected one of {', '.join(EXECUTORS)}, got {executor!r}")
-    if address is not None and executor != "ray":
-        raise ConfigError("--address joins a Ray cluster: it needs --executor ray")
+    check_executor(executor, address)
     cfg = config if config is not None else load_study_config(config_path)
     dev = device or cfg.study.device
     if dev not in ("cpu", "cuda"):

@@ -54,7 +54,7 @@ from pydantic import BaseModel, ConfigDict, ValidationError, model_validator
 
 from opticsfree.errors import ConfigError
 from opticsfree.utils.io import atomic_path, check_plan_dir, read_toml, write_json, write_text
-from opticsfree.utils.parallel import EXECUTOR_NAMES
+from opticsfree.utils.parallel import check_executor
 
 #: TrainConfig fields a search may not draw: the data, the loss, the teacher and the runtime.
 NOT_SEARCHABLE = ("captures", "loss", "teacher", "device", "workers", "threads", "checkpoints")
@@ -407,10 +407,7 @@ def tune(captures: str | Path, space: SearchSpace, out: str | Path, trials: int,
 
     if trials < 1:
         raise ConfigError(f"--trials must be >= 1, got {trials}")
-    if executor not in EXECUTOR_NAMES:
-        raise ConfigError(f"--executor: expected one of {', '.join(EXECUTOR_NAMES)}, got {executor!r}")
-    if address is not None and executor != "ray":
-        raise ConfigError("--address joins a Ray cluster: it needs --executor ray")
+    check_executor(executor, address)
     fields = dict(fields or {})
     both = sorted(set(fields) & set(space.params))
     if both:

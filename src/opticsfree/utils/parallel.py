@@ -5,7 +5,9 @@ Every place that spreads work over processes (checking, importing, decoding, enc
 calls :func:`map_chunks`, so they share one worker policy (:func:`resolve_workers`), one
 threshold below which the work stays in this process (:data:`MIN_PARALLEL`), one chunking rule
 (:func:`chunk_size`), one bound on the work in flight (:data:`QUEUE_PER_WORKER`) and the
-progress bar; :func:`process_pool` is called from this module only.
+progress bar; :func:`process_pool` is called from this module only. The other ways work leaves
+this process are here too: Ray tasks (:func:`ray_map`, :class:`RayTasks`, chosen with
+:func:`check_executor`) and one call in a thread with a timeout (:func:`call_with_timeout`).
 """
 
 from __future__ import annotations
@@ -22,6 +24,8 @@ from collections import deque
 from collections.abc import Sized
 from concurrent.futures import FIRST_COMPLETED, Executor, Future, ProcessPoolExecutor, as_completed, wait
 from typing import Any, Callable, Iterable, Iterator, Sequence, TypeVar
+
+from opticsfree.errors import ConfigError
 
 #: ``prctl`` option: the signal a process gets when its parent dies (Linux).
 _PR_SET_PDEATHSIG = 1
@@ -247,8 +251,55 @@ def _map_chunks(fn: Callable[[list[T]], Sequence[R]], items: Iterable[T], n_work
 
 #: What to do without Ray (``--executor ray``: the optional extra ``scale``).
 RAY_HINT = "--executor ray needs Ray: pip install 'opticsfree[scale]' (or pip install ray)"
-#: The executors of the commands that fan work out (``run``, ``camera sweep``).
+#: The executors of the commands that fan work out (``run``, ``camera sweep``, ``tune``).
 EXECUTOR_NAMES = ("local", "ray")
+
+
+def check_executor(executor: str, address: str | None) -> None:
+    """Check an ``--executor``/``--address`` pair (every command that fans work out).
+
+    Raises:
+        ConfigError: an unknown executor, or an address without ``ray`` (one line).
+    """
+    if executor not in EXECUTOR_NAMES:
+        raise ConfigError(f"--executor: expected one of {', '.join(EXECUTOR_NAMES)}, got {executor!r}")
+    if address is not None and executor != "ray":
+        raise ConfigError("--address joins a Ray cluster: it needs --executor ray")
+
+
+class CallTimedOut(Exception):
+    """:func:`call_with_timeout`: the call did not return in time."""
+
+
+def call_with_timeout(fn: Callable[[], T], timeout_s: float) -> T:
+    """``fn()`` in a daemon thread, waited for at most ``timeout_s`` seconds.
+
+    A call that never returns (a device that stops answering) cannot hang the caller: the
+    thread is left behind and dies with the process.
+
+    Returns:
+        What ``fn`` returned.
+
+    Raises:
+        CallTimedOut: ``fn`` did not return within ``timeout_s``.
+        BaseException: whatever ``fn`` raised, re-raised here.
+    """
+    box: dict[str, Any] = {}
+
+    def run() -> None:
+        try:
+            box["value"] = fn()
+        except BaseException as e:  # noqa: BLE001 - re-raised in the caller
+            box["error"] = e
+
+    t = threading.Thread(target=run, daemon=True)
+    t.start()
+    t.join(timeout_s)
+    if t.is_alive():
+        raise CallTimedOut(f"no answer within {timeout_s} s")
+    if "error" in box:
+        raise box["error"]
+    return box["value"]
 
 
 def ray_session(address: str | None = None) -> Any:
