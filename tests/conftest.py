@@ -22,6 +22,18 @@ def _isolated_cache(tmp_path_factory):
 
 
 @pytest.fixture
+def one_thread():
+    """torch on one thread for the test: tiny networks run fastest so (and do not stall on a busy
+    machine). A module uses it with ``pytestmark = pytest.mark.usefixtures("one_thread")``."""
+    import torch
+
+    old = torch.get_num_threads()
+    torch.set_num_threads(1)
+    yield
+    torch.set_num_threads(old)
+
+
+@pytest.fixture
 def contract_view():
     """``view(model)``: an object with the members of
     :class:`opticsfree.evaluation.contract.TrainedEmbedder` (delegated to ``model``) and nothing

@@ -22,12 +22,7 @@ from opticsfree.reconstruction.generators import ResnetGenerator, default_genera
 TINY = dict(width=4, n_blocks=1, d_width=4, pool_size=3)
 
 
-@pytest.fixture(autouse=True)
-def one_thread():
-    old = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(old)
+pytestmark = pytest.mark.usefixtures("one_thread")
 
 
 def method(cin: int, cout: int, seed: int = 0, **opts) -> CycleGANMethod:

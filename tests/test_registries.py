@@ -402,6 +402,22 @@ def _strings(node: ast.AST) -> list[str] | None:
     return None
 
 
+def _is_literal(node: ast.AST) -> bool:
+    return isinstance(node, ast.Subscript) and isinstance(node.value, ast.Name) and node.value.id == "Literal"
+
+
+def _named_strings(node: ast.AST) -> list[str] | None:
+    """The strings a node lists: a literal tuple/list/set (:func:`_strings`), the keys of a dict
+    keyed by strings, or the values of a ``Literal[...]`` (None for anything else)."""
+    if isinstance(node, ast.Dict) and node.keys and all(
+            isinstance(k, ast.Constant) and isinstance(k.value, str) for k in node.keys):
+        return [k.value for k in node.keys]  # type: ignore[union-attr]
+    if _is_literal(node):
+        inner = node.slice  # type: ignore[attr-defined]
+        return _strings(inner) or ([inner.value] if isinstance(inner, ast.Constant) else None)
+    return _strings(node)
+
+
 def test_no_list_of_loss_or_backbone_names_outside_the_registries():
     losses, backbones = set(loss_registry.loss_names()), set(backbone_registry.backbone_names())
     found = []
@@ -414,13 +430,8 @@ def test_no_list_of_loss_or_backbone_names_outside_the_registries():
                 found.append(f"{rel}: {snippet}")
         tree = ast.parse(text, str(path))
         for node in ast.walk(tree):
-            strings = _strings(node)
-            if isinstance(node, ast.Dict) and node.keys and all(
-                    isinstance(k, ast.Constant) and isinstance(k.value, str) for k in node.keys):
-                strings = [k.value for k in node.keys]  # type: ignore[union-attr]
-            if isinstance(node, ast.Subscript) and isinstance(node.value, ast.Name) and node.value.id == "Literal":
-                inner = node.slice
-                strings = _strings(inner) or ([inner.value] if isinstance(inner, ast.Constant) else None)
+            strings = _named_strings(node)
+            if _is_literal(node):
                 if strings and (set(strings) & (losses | backbones)):
                     found.append(f"{rel}:{node.lineno}: Literal of {strings}")
                 continue
@@ -489,13 +500,7 @@ def test_no_list_of_stage_classifier_or_likelihood_names_outside_the_registries(
         rel = path.relative_to(SRC)
         found += [f"{rel}: {snippet}" for snippet in LATER_SNIPPETS if snippet in text]
         for node in ast.walk(ast.parse(text, str(path))):
-            strings = _strings(node)
-            if isinstance(node, ast.Dict) and node.keys and all(
-                    isinstance(k, ast.Constant) and isinstance(k.value, str) for k in node.keys):
-                strings = [k.value for k in node.keys]  # type: ignore[union-attr]
-            if isinstance(node, ast.Subscript) and isinstance(node.value, ast.Name) and node.value.id == "Literal":
-                inner = node.slice
-                strings = _strings(inner) or ([inner.value] if isinstance(inner, ast.Constant) else None)
+            strings = _named_strings(node)
             if not strings:
                 continue
             for kind, known in _later_concepts():
