@@ -1033,3 +1033,106 @@ def test_ensemble_of_cyclegans_with_a_front_end_applies_the_shared_inverse_first
         got = ensm.net(t)
         formula = sum(p.net(t) + p.net(t.flip(-1)).flip(-1) for p in parts) / 4
     assert torch.allclose(got, formula, atol=1e-6) and torch.equal(ensm.reconstruct(caps), to_uint8(got))
+
+
+# --------------------------------------------------------------------------- best validation epoch
+
+def scripted_psnr(monkeypatch, scores):
+    """Make the training loop's validation PSNR of epoch k be ``scores[k - 1]`` (SSIM unchanged)."""
+    import opticsfree.reconstruction.train as rt
+
+    real = rt._val_quality
+    seen = []
+
+    def fake(rec, original):
+        q = real(rec, original)
+        seen.append(1)
+        return {**q, "val_psnr": float(scores[len(seen) - 1])}
+
+    monkeypatch.setattr(rt, "_val_quality", fake)
+
+
+def test_best_pt_keeps_the_epoch_of_highest_validation_psnr_and_apply_loads_it(tmp_path, synth, monkeypatch):
+    model = tmp_path / "model"
+    states = {}
+
+    def snap(row):
+        states[row["epoch"]] = torch.load(model / "model.pt", weights_only=True)["state_dict"]
+
+    # epoch 2 is best; epoch 4 ties it, and ties keep the earlier epoch
+    scripted_psnr(monkeypatch, [10.0, 12.0, 11.0, 12.0])
+    train(synth, "unet", model, epochs=4, options=TINY["unet"], amp=False, seed=1, on_epoch=snap)
+    monkeypatch.undo()
+    best = torch.load(model / "best.pt", weights_only=True)
+    assert best["epoch"] == 2 and torch.load(model / "model.pt", weights_only=True)["epoch"] == 4
+    for k, v in best["state_dict"].items():
+        assert torch.equal(v, states[2][k]), k
+    assert any(not torch.equal(states[2][k], states[4][k]) for k in states[2])
+    from opticsfree.reconstruction.train import best_row
+    assert best_row(list_metrics(model))["epoch"] == 2
+
+    assert load_reconstructor(model, checkpoint="best").epoch == 2
+    assert load_reconstructor(model, checkpoint="last").epoch == 4
+    assert load_reconstructor(model, checkpoint="4").path.name == "model.pt"
+    assert load_reconstructor(model, checkpoint=2).path.name == "best.pt"
+    with pytest.raises(OpticsfreeError, match=r"no model of epoch 3 \(model.pt and best.pt hold epochs 2, 4\)"):
+        load_reconstructor(model, checkpoint="3")
+    with pytest.raises(ConfigError, match="--checkpoint newest: expected best, last or an epoch number"):
+        load_reconstructor(model, checkpoint="newest")
+    with pytest.raises(ConfigError, match="is a model file"):
+        load_reconstructor(model / "model.pt", checkpoint="best")
+    out = tmp_path / "derived"
+    apply(model, synth, out, checkpoint="best")
+    rec = json.loads((out / "manifest.json").read_text())["reconstruction"]
+    assert rec["epoch"] == 2 and rec["model"].endswith("best.pt")
+
+    # a model without best.pt (written before it was kept): a one-line error naming the way out
+    (model / "best.pt").unlink()
+    with pytest.raises(OpticsfreeError, match="no best.pt .*use --checkpoint last"):
+        load_reconstructor(model, checkpoint="best")
+
+
+def test_best_pt_survives_a_resume(tmp_path, synth, monkeypatch):
+    model = tmp_path / "model"
+
+    def stop(row):
+        if row["epoch"] == 2:
+            raise KeyboardInterrupt
+
+    scripted_psnr(monkeypatch, [10.0, 12.0])
+    with pytest.raises(KeyboardInterrupt):
+        train(synth, "unet", model, epochs=4, options=TINY["unet"], amp=False, seed=1, on_epoch=stop)
+    monkeypatch.undo()
+    # the resumed epochs score below epoch 2: best.pt stays at epoch 2
+    scripted_psnr(monkeypatch, [11.0, 11.5])
+    train(synth, "unet", model, epochs=4, options=TINY["unet"], amp=False, seed=1, resume=True)
+    monkeypatch.undo()
+    assert torch.load(model / "best.pt", weights_only=True)["epoch"] == 2
+    assert [r["epoch"] for r in list_metrics(model)] == [1, 2, 3, 4]
+
+
+def test_a_fit_writes_best_pt_and_no_holdout_writes_none(tmp_path, synth):
+    model = tmp_path / "tik"
+    train(synth, "tikhonov", model)
+    assert (model / "best.pt").read_bytes() == (model / "model.pt").read_bytes()
+    none = tmp_path / "none"
+    train(synth, "unet", none, epochs=1, options=TINY["unet"], amp=False, val_fraction=0.0)
+    assert (none / "model.pt").is_file() and not (none / "best.pt").exists()
+
+
+def test_cli_apply_and_ensemble_take_checkpoint(tmp_path, synth, members):
+    out = tmp_path / "derived"
+    r = runner.invoke(app, ["reconstruct", "apply", str(members[0]), str(synth), "--out", str(out),
+                            "--checkpoint", "best", "--workers", "1", "--threads", "1"])
+    assert r.exit_code == 0, r.output
+    best = torch.load(members[0] / "best.pt", weights_only=True)["epoch"]
+    assert json.loads((out / "manifest.json").read_text())["reconstruction"]["epoch"] == best
+    r = runner.invoke(app, ["reconstruct", "apply", str(members[0]), str(synth), "--out", str(tmp_path / "x"),
+                            "--checkpoint", "later"])
+    assert r.exit_code == 2 and "--checkpoint later: expected best, last or an epoch number" in flat(r.output)
+    assert not (tmp_path / "x").exists()
+    ens = tmp_path / "ens"
+    r = runner.invoke(app, ["reconstruct", "ensemble", str(members[0]), str(members[1]), "--out", str(ens),
+                            "--checkpoint", "best", "--threads", "1", "--json"])
+    assert r.exit_code == 0, r.output
+    assert [m["model"] for m in json.loads(r.stdout)["members"]] == [str(m / "best.pt") for m in members[:2]]

@@ -62,7 +62,7 @@ def train(
     settings); checkpoints, metrics and sample images go to MODEL."""
     check_out_dir(out, what="a MODEL directory")
     from opticsfree.reconstruction.recipes import load_recipe
-    from opticsfree.reconstruction.train import train_reconstruction
+    from opticsfree.reconstruction.train import best_row, list_metrics, train_reconstruction
     from opticsfree.training.recipes import has_simulated_camera
 
     options = parse_key_values(set_, "--set")
@@ -88,7 +88,14 @@ def train(
                          size=size, limit=limit, val_fraction=val_fraction, batch_size=batch_size,
                          amp=amp, channels_last=channels_last, options=options,
                          camera=camera, threads=threads, on_epoch=report)
-    console.print(f"wrote model {out}")
+    best = best_row(list_metrics(out))
+    console.print(f"wrote model {out}" + ("" if best is None else
+                  f" (best.pt: epoch {best['epoch']}, validation PSNR {best['val_psnr']:.2f} dB)"))
+
+
+#: What ``--checkpoint`` of apply and ensemble names (the files of a MODEL directory).
+CHECKPOINT_HELP = ("model: best (best.pt: the epoch of highest validation PSNR), last (model.pt) or "
+                   "an epoch number one of the two holds")
 
 
 @command("apply", parent=reconstruct_app)
@@ -100,6 +107,7 @@ def apply(
     batch_size: int = typer.Option(256, "--batch-size", **BATCH, help="images per forward pass"),
     workers: int = typer.Option(0, "--workers", **WORKERS, help="PNG encoding processes (0: one per CPU, 1: in this process)"),
     threads: Optional[int] = typer.Option(None, "--threads", **THREADS, help="CPU threads (default: all)"),
+    checkpoint: str = typer.Option("last", "--checkpoint", help=CHECKPOINT_HELP),
 ) -> None:
     """Write a capture set whose lensless images are the reconstructions (originals linked)."""
     check_out_dir(out, what="a directory (the derived capture set)")
@@ -114,7 +122,7 @@ def apply(
             bar.update(tasks[split], completed=done)
 
         apply_reconstruction(model, captures, out, device=device, batch_size=batch_size, workers=workers,
-                             threads=threads, on_progress=on_progress)
+                             threads=threads, on_progress=on_progress, checkpoint=checkpoint)
     console.print(f"wrote derived capture set {out}")
 
 
@@ -128,13 +136,15 @@ def ensemble(
     mirror: bool = typer.Option(False, "--mirror", help="also average each model's reconstruction of the "
                                 "left-right mirrored capture, mirrored back (helps as far as the camera "
                                 "is left-right symmetric: the report shows the mean without it)"),
+    checkpoint: str = typer.Option("last", "--checkpoint", help="every member's " + CHECKPOINT_HELP),
 ) -> None:
     """Average trained reconstruction models into one MODEL; report each one's and the mean's
     validation PSNR / SSIM on their shared hold-out."""
     check_out_dir(out, what="a MODEL directory")
     from opticsfree.reconstruction.combine import ensemble_reconstruction
 
-    report = ensemble_reconstruction(models, out, device=device, threads=threads, mirror=mirror)
+    report = ensemble_reconstruction(models, out, device=device, threads=threads, mirror=mirror,
+                                     checkpoint=checkpoint)
     if as_json:
         print_json(report.to_json())
         return

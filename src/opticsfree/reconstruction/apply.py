@@ -38,6 +38,7 @@ from opticsfree.errors import ConfigError, DataError, OpticsfreeError
 from opticsfree.reconstruction.ensemble import EnsembleNet
 from opticsfree.reconstruction.generators import ResnetGenerator
 from opticsfree.reconstruction.names import FRONT_END, method_class, method_spec
+from opticsfree.reconstruction.train import MODEL_FILES, reconstruct_with
 from opticsfree.reconstruction.unet import UNet
 from opticsfree.utils.io import atomic_path, ensure_dir, file_sha256, load_torch, read_json, write_json
 from opticsfree.utils.runtime import resolve_device, torch_threads
@@ -87,17 +88,54 @@ class Reconstructor:
             lensless = self.fitted.reconstruct(lensless)
         if self.net is None:
             return lensless
-        from opticsfree.reconstruction.train import reconstruct_with
-
         return reconstruct_with(self.net, lensless, self.device, batch_size)
 
 
-def _model_file(model_dir: str | Path) -> Path:
+def model_file(model_dir: str | Path, checkpoint: str | int = "last") -> Path:
+    """The model file of a MODEL directory that ``checkpoint`` names.
+
+    ``reconstruct train`` writes ``model.pt`` after every epoch (the last one) and ``best.pt``
+    after every epoch whose validation PSNR beats every earlier epoch's (the earlier one among
+    ties; a fit writes both once).
+
+    Args:
+        model_dir: a MODEL directory, or one of its model files (then ``checkpoint`` must be
+            ``last``, the file itself).
+        checkpoint: ``"last"`` (``model.pt``), ``"best"`` (``best.pt``) or an epoch number that
+            one of the two holds.
+
+    Returns:
+        The file to load.
+
+    Raises:
+        DataError: no such file, or no file holding that epoch (the epochs kept are named).
+        ConfigError: a ``checkpoint`` that is none of these.
+    """
     p = Path(model_dir)
-    f = p if p.is_file() else p / "model.pt"
-    if not f.is_file():
+    spec = str(checkpoint).strip().lower()
+    if p.is_file():
+        if spec != "last":
+            raise ConfigError(f"--checkpoint {checkpoint}: {p} is a model file; pass its MODEL directory "
+                              "to choose a checkpoint")
+        return p
+    if spec in MODEL_FILES:
+        f = p / MODEL_FILES[spec]
+        if f.is_file():
+            return f
+        if spec == "best" and (p / MODEL_FILES["last"]).is_file():
+            raise DataError(f"{p}: no best.pt (an ensemble, or a model trained without a validation "
+                            "hold-out or before best.pt was kept); use --checkpoint last")
         raise DataError(f"{p}: no model.pt; is it a MODEL directory written by `opticsfree reconstruct train`?")
-    return f
+    if not spec.isdigit():
+        raise ConfigError(f"--checkpoint {checkpoint}: expected best, last or an epoch number")
+    kept = {}
+    for name in MODEL_FILES.values():
+        if (p / name).is_file():
+            kept.setdefault(load_torch(p / name).get("epoch"), p / name)
+    if int(spec) in kept:
+        return kept[int(spec)]
+    have = ", ".join(str(e) for e in sorted(e for e in kept if e is not None)) or "none"
+    raise DataError(f"{p}: no model of epoch {int(spec)} (model.pt and best.pt hold epochs {have})")
 
 
 def build_network(arch: dict) -> torch.nn.Module:
@@ -116,24 +154,28 @@ def build_network(arch: dict) -> torch.nn.Module:
     return cls(**kwargs)
 
 
-def load_reconstructor(model_dir: str | Path, device: str = "cpu") -> Reconstructor:
-    """Load ``MODEL/model.pt`` safely (weights only) and rebuild its model through the registry:
-    a fitted method's model by its registered class (``from_state`` of the entry under the
-    method's name), a network method's network from its architecture (:func:`build_network`),
+def load_reconstructor(model_dir: str | Path, device: str = "cpu",
+                       checkpoint: str | int = "last") -> Reconstructor:
+    """Load ``MODEL/model.pt`` (or the file ``checkpoint`` names, :func:`model_file`) safely
+    (weights only) and rebuild its model through the registry: a fitted method's model by its
+    registered class (``from_state`` of the entry under the method's name), a network method's
+    network from its architecture (:func:`build_network`),
     after the physics front end (the registered class of
     :data:`~opticsfree.reconstruction.names.FRONT_END`) when ``model.pt`` holds one.
 
     Args:
         model_dir: a MODEL directory or its ``model.pt``.
         device: where the network runs (``cpu`` or ``cuda``).
+        checkpoint: ``last``, ``best`` or an epoch number (:func:`model_file`).
 
     Returns:
         The loaded model.
 
     Raises:
         DataError / OpticsfreeError: missing or malformed model file (named).
+        ConfigError: a ``checkpoint`` that is not best, last or an epoch number.
     """
-    f = _model_file(model_dir)
+    f = model_file(model_dir, checkpoint)
     state = load_torch(f)
     dev = resolve_device(device)
     try:
@@ -170,7 +212,8 @@ def _link_or_copy(src: Path, dst: Path) -> None:
 
 def apply_reconstruction(model_dir: str | Path, captures: str | Path, out: str | Path,
                          device: str = "cpu", batch_size: int = 256, workers: int = 0,
-                         threads: int | None = None, on_progress=None) -> Path:
+                         threads: int | None = None, on_progress=None,
+                         checkpoint: str | int = "last") -> Path:
     """Write a derived capture set whose lensless images are the model's reconstructions.
 
     Args:
@@ -183,20 +226,22 @@ def apply_reconstruction(model_dir: str | Path, captures: str | Path, out: str |
         workers: PNG encoding processes (0 = one per CPU).
         threads: CPU threads for torch (None: torch's default).
         on_progress: callback ``f(split, done, total)``.
+        checkpoint: the model file, ``last``, ``best`` or an epoch number (:func:`model_file`);
+            the derived set's manifest records the file and its epoch.
 
     Returns:
         ``out``; the set passes ``opticsfree check`` and loads with ``load_captures``.
     """
     with torch_threads(threads):
-        return _apply(model_dir, captures, Path(out), device, batch_size, workers, on_progress)
+        return _apply(model_dir, captures, Path(out), device, batch_size, workers, on_progress, checkpoint)
 
 
 def _apply(model_dir: str | Path, captures: str | Path, out: Path, device: str, batch_size: int,
-           workers: int, on_progress) -> Path:
+           workers: int, on_progress, checkpoint: str | int) -> Path:
     from opticsfree.utils.io import check_out_dir
 
     check_out_dir(out, "a directory (the derived capture set to write)")
-    rec = load_reconstructor(model_dir, device)
+    rec = load_reconstructor(model_dir, device, checkpoint)
     src = Path(captures).resolve()
     cs = open_capture_set(src)
     if out.resolve() == src:

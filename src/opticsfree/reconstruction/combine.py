@@ -22,7 +22,7 @@ import torch
 
 from opticsfree import __version__
 from opticsfree.errors import ConfigError, DataError
-from opticsfree.reconstruction.apply import ARCHITECTURES, Reconstructor, _model_file, load_reconstructor
+from opticsfree.reconstruction.apply import ARCHITECTURES, Reconstructor, load_reconstructor, model_file
 from opticsfree.reconstruction.ensemble import EnsembleNet
 from opticsfree.reconstruction.names import FRONT_END, REGISTRY
 from opticsfree.reconstruction.train import (CHECKPOINT_FORMAT, _load_data, _val_quality,
@@ -77,8 +77,8 @@ class EnsembleReport:
         return out
 
 
-def _member_state(model_dir: str | Path) -> tuple[Path, dict[str, Any]]:
-    f = _model_file(model_dir)
+def _member_state(model_dir: str | Path, checkpoint: str | int) -> tuple[Path, dict[str, Any]]:
+    f = model_file(model_dir, checkpoint)
     state = load_state(f, ("method",), what="opticsfree reconstruction model")
     spec = REGISTRY.find(state["method"])
     if spec is not None and not spec.network:  # a fit: nothing to average (the capability says why)
@@ -107,7 +107,7 @@ def same_value(a: Any, b: Any) -> bool:
 
 def ensemble_reconstruction(models: Sequence[str | Path], out: str | Path, device: str = "cpu",
                             threads: int | None = None, batch_size: int = 256,
-                            mirror: bool = False) -> EnsembleReport:
+                            mirror: bool = False, checkpoint: str | int = "last") -> EnsembleReport:
     """Combine trained reconstruction models into one MODEL directory that averages them.
 
     Args:
@@ -122,6 +122,8 @@ def ensemble_reconstruction(models: Sequence[str | Path], out: str | Path, devic
             left-right mirrored capture, mirrored back (:class:`~.ensemble.EnsembleNet`); one
             model is then enough. It helps only as far as the camera is left-right symmetric:
             the report's ``unmirrored`` row is the mean without it.
+        checkpoint: which model of every member: ``last``, ``best`` (its best validation epoch)
+            or an epoch number (:func:`~opticsfree.reconstruction.apply.model_file`).
 
     Returns:
         The report: every member's and the ensemble's quality on the shared hold-out.
@@ -133,16 +135,16 @@ def ensemble_reconstruction(models: Sequence[str | Path], out: str | Path, devic
         DataError: a model file that is missing or not a reconstruction model (named).
     """
     with torch_threads(threads):
-        return _ensemble(models, Path(out), device, batch_size, mirror)
+        return _ensemble(models, Path(out), device, batch_size, mirror, checkpoint)
 
 
 def _ensemble(models: Sequence[str | Path], out: Path, device: str, batch_size: int,
-              mirror: bool) -> EnsembleReport:
+              mirror: bool, checkpoint: str | int) -> EnsembleReport:
     if len(models) < (1 if mirror else 2):
         raise ConfigError(f"an ensemble needs at least 2 models (or one with --mirror), got {len(models)}")
     run = reconstruction_run(out)
     run.begin(resume=False)
-    loaded = [_member_state(m) for m in models]
+    loaded = [_member_state(m, checkpoint) for m in models]
     files = [f for f, _ in loaded]
     digests = [file_sha256(f) for f in files]
     for i, d in enumerate(digests):

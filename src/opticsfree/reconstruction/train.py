@@ -7,7 +7,11 @@ A MODEL directory holds::
     checkpoints/last.pt      the full state after the last finished epoch (networks, optimizers,
                              image pools, RNG states): ``--resume`` continues from it
     model.pt                 what ``apply`` needs: the lensless -> original network and its
-                             architecture (a fitted method: its model), epoch and image size
+                             architecture (a fitted method: its model), epoch and image size,
+                             after the last finished epoch
+    best.pt                  the same after the epoch of highest validation PSNR so far (the
+                             earlier one among ties; ``apply --checkpoint best``); not written
+                             without a validation hold-out
     <method>.json            a fitted method's report (``tikhonov.json``: how lambda was chosen)
     samples/epoch_NNN.png    validation captures | reconstructions | originals after each epoch
 
@@ -59,6 +63,9 @@ from opticsfree.utils.runtime import Runtime, torch_threads
 from opticsfree.utils.seeding import derive_seed, seed_everything
 
 CHECKPOINT_FORMAT = 1
+#: The model files of a MODEL directory, by the ``--checkpoint`` of ``reconstruct apply`` that
+#: names them: the last epoch's and the best validation epoch's.
+MODEL_FILES = {"last": "model.pt", "best": "best.pt"}
 #: The validation hold-out a MODEL's config.json records (``"holdout"``): 2 is
 #: :func:`opticsfree.data.split.split_scenes`, shared with the embedding training. A config.json
 #: without it was written by an older version, which may have used the reconstruction's own
@@ -327,6 +334,7 @@ def _train(t: Trainer, captures: Path, run: RunDir, resume: bool, seed: int, siz
     # the network's input row: the capture, or its front end's reconstruction
     first = "capture" if front is None else f"{method_spec(FRONT_END).title}\ninverse"
     val_eval = val.subset(spread(len(val), t.max_val)) if t.max_val is not None and len(val) > t.max_val else val
+    best = _best_psnr(run, out / MODEL_FILES["best"])
     for ep in t.epochs(train, val, start):
         rec_val = ep.reconstruct(val_eval.lensless)
         row = {"epoch": ep.number, **ep.terms, **_val_quality(rec_val, val_eval.original),
@@ -340,11 +348,29 @@ def _train(t: Trainer, captures: Path, run: RunDir, resume: bool, seed: int, siz
             ep.checkpoint()
         for name, obj in ep.files.items():
             write_json(out / name, obj)
-        save_state(out / "model.pt", _model_state(method, ep.saved, ep.entries, side, cin, cout, config, front))
+        state = _model_state(method, ep.saved, ep.entries, side, cin, cout, config, front)
+        save_state(out / MODEL_FILES["last"], state)
+        if "val_psnr" in row and (best is None or row["val_psnr"] > best):
+            save_state(out / MODEL_FILES["best"], state)
+            best = row["val_psnr"]
         run.append_metrics(row)
         if on_epoch:
             on_epoch(row)
     return out
+
+
+def best_row(rows: list[dict]) -> dict | None:
+    """The metrics row of the epoch ``best.pt`` holds: the highest validation PSNR, the earlier
+    among ties (None: no row has one)."""
+    scored = [r for r in rows if "val_psnr" in r]
+    return max(scored, key=lambda r: float(r["val_psnr"])) if scored else None
+
+
+def _best_psnr(run: RunDir, best_file: Path) -> float | None:
+    """The validation PSNR of the epoch ``best.pt`` holds: the best of the metrics rows kept
+    (a resumed run's), or None where there is no ``best.pt`` (a new run)."""
+    row = best_row(run.read_metrics()) if best_file.is_file() else None
+    return None if row is None else float(row["val_psnr"])
 
 
 class _NetworkTrainer:
@@ -567,4 +593,5 @@ def list_metrics(model_dir: str | Path) -> list[dict]:
     return reconstruction_run(model_dir).read_metrics()
 
 
-__all__ = ["train_reconstruction", "reconstruct_with", "list_metrics", "DEEP_METHODS", "TRAINERS"]
+__all__ = ["train_reconstruction", "reconstruct_with", "list_metrics", "best_row", "DEEP_METHODS", "TRAINERS",
+           "MODEL_FILES"]
