@@ -211,37 +211,3 @@ def test_check_executor_is_one_line(executor, address, needle):
     with pytest.raises(ConfigError, match=needle.replace("(", r"\(")):
         check_executor(executor, address)
 
-
-def test_thread_map_keeps_order_runs_inline_on_one_thread_and_reraises():
-    import threading
-
-    from opticsfree.utils.parallel import thread_map
-
-    def who(x):
-        return x * x, threading.get_ident()
-
-    out = thread_map(who, list(range(20)), 3)
-    assert [v for v, _ in out] == [x * x for x in range(20)]
-    assert {t for _, t in thread_map(who, [1, 2, 3], 1)} == {threading.get_ident()}   # no pool
-    assert threading.get_ident() not in {t for _, t in out}
-
-    def bad(x):
-        if x in (3, 5):
-            raise ValueError(f"item {x}")
-        return x
-
-    with pytest.raises(ValueError, match="item 3"):
-        thread_map(bad, list(range(8)), 2)
-
-
-def test_encode_decode_is_the_file_round_trip_whatever_the_thread_count(tmp_path):
-    from opticsfree.captures.writer import ROUND_TRIP_CHUNK, ImageJob, encode_decode, read_image, write_images
-
-    rng = np.random.default_rng(0)
-    pixels = rng.integers(0, 256, (2 * ROUND_TRIP_CHUNK + 5, 8, 8, 3), dtype=np.uint8)
-    one = encode_decode(pixels, 75, threads=1)
-    assert np.array_equal(one, encode_decode(pixels, 75, threads=3))
-    assert not np.array_equal(one, pixels) and encode_decode(pixels, None) is pixels
-    jobs = [ImageJob(str(tmp_path / f"{i}.jpg"), p, 75) for i, p in enumerate(pixels[-7:])]
-    write_images(jobs, workers=1)
-    assert np.array_equal(np.stack([read_image(j.path) for j in jobs]), one[-7:])

@@ -17,10 +17,7 @@ from PIL import Image
 from opticsfree.errors import OpticsfreeError
 from opticsfree.utils.images import decode_image
 from opticsfree.utils.io import write_bytes
-from opticsfree.utils.parallel import map_chunks, thread_map
-
-#: Images per task of :func:`encode_decode`'s threads.
-ROUND_TRIP_CHUNK = 128
+from opticsfree.utils.parallel import map_chunks
 
 @dataclass(frozen=True)
 class ImageJob:
@@ -93,27 +90,16 @@ def write_images(jobs: Sequence[ImageJob], workers: int = 0,
     return done
 
 
-def encode_decode(pixels: np.ndarray, quality: int | None, threads: int | None = None) -> np.ndarray:
+def encode_decode(pixels: np.ndarray, quality: int | None) -> np.ndarray:
     """What a stored image reads back as: (N, H, W, C) uint8 encoded and decoded in memory.
 
     With ``quality`` None (PNG, lossless) the pixels come back unchanged; with a JPEG quality
     they carry exactly the compression loss of a file written by :func:`write_images` and read
-    by :func:`read_image`. The images are coded in chunks over ``threads`` threads (Pillow's
-    codecs release the GIL; default: torch's thread count, the process's CPU budget); the
-    result does not depend on the thread count.
+    by :func:`read_image`.
     """
-    if quality is None or len(pixels) == 0:
+    if quality is None:
         return pixels
-    if threads is None:
-        import torch
-
-        threads = torch.get_num_threads()
-
-    def chunk(k: int) -> list[np.ndarray]:
-        return [read_image(io.BytesIO(encode_image(p, quality))) for p in pixels[k:k + ROUND_TRIP_CHUNK]]
-
-    parts = thread_map(chunk, range(0, len(pixels), ROUND_TRIP_CHUNK), threads)
-    return np.stack([im for part in parts for im in part])
+    return np.stack([read_image(io.BytesIO(encode_image(p, quality))) for p in pixels])
 
 
 def read_image(path: str | Path | io.BytesIO) -> np.ndarray:

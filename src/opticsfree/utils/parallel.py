@@ -7,8 +7,7 @@ threshold below which the work stays in this process (:data:`MIN_PARALLEL`), one
 (:func:`chunk_size`), one bound on the work in flight (:data:`QUEUE_PER_WORKER`) and the
 progress bar; :func:`process_pool` is called from this module only. The other ways work leaves
 this process are here too: Ray tasks (:func:`ray_map`, :class:`RayTasks`, chosen with
-:func:`check_executor`), one call in a thread with a timeout (:func:`call_with_timeout`) and
-a map over threads for work that releases the GIL (:func:`thread_map`).
+:func:`check_executor`) and one call in a thread with a timeout (:func:`call_with_timeout`).
 """
 
 from __future__ import annotations
@@ -266,24 +265,6 @@ def check_executor(executor: str, address: str | None) -> None:
         raise ConfigError(f"--executor: expected one of {', '.join(EXECUTOR_NAMES)}, got {executor!r}")
     if address is not None and executor != "ray":
         raise ConfigError("--address joins a Ray cluster: it needs --executor ray")
-
-
-def thread_map(fn: Callable[[T], R], items: Sequence[T], threads: int) -> list[R]:
-    """``[fn(x) for x in items]`` over ``threads`` threads, in order.
-
-    For work that releases the GIL, such as Pillow's image codecs; torch and NumPy work in
-    this process already uses the process's threads. One thread (or one item) runs in the
-    caller, with no pool.
-
-    Raises:
-        BaseException: the first exception ``fn`` raised, in the order of ``items``.
-    """
-    if threads <= 1 or len(items) <= 1:
-        return [fn(x) for x in items]
-    from concurrent.futures import ThreadPoolExecutor
-
-    with ThreadPoolExecutor(max_workers=min(threads, len(items))) as ex:
-        return list(ex.map(fn, items))
 
 
 class CallTimedOut(Exception):
