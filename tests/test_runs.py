@@ -244,6 +244,6 @@ def test_reconstruction_writes_its_model_through_the_run_layer(tmp_path, writers
     writers.clear()
     opts = {"width": 4, "global_features": 2} if method == "unet" else None
     model = train_reconstruction(cs, method, tmp_path / "m", epochs=1, options=opts, amp=False, threads=1)
-    want = {"config.json", "metrics.jsonl", "model.pt"} | ({"last.pt"} if method == "unet" else set())
+    want = {"config.json", "metrics.jsonl", "model.pt", "best.pt"} | ({"last.pt"} if method == "unet" else set())
     assert {p.name for p in _run_files(model)} == want
     _assert_written_by_runs(model, writers)
