@@ -54,18 +54,33 @@ def test_builtin_capabilities_are_data():
         MethodSpec("x", "m:C", network=False)           # a fit says why it is not averaged
 
 
+def run_registered(tmp_path: Path, module: str, text: str, line: str, body: str) -> dict:
+    """In a fresh process: put ``module`` (source ``text``) on the path, register the method of
+    ``line`` (one ``MethodSpec(...)``), run ``body`` (it fills a dict ``out``) and return ``out``.
+    The package is imported as any program would, after the registration."""
+    mods = tmp_path / "mods"
+    mods.mkdir()
+    (mods / f"{module}.py").write_text(text, encoding="utf-8")
+    script = "\n".join([
+        "import json, sys",
+        f"sys.path.insert(0, {str(mods)!r})",
+        "from opticsfree.reconstruction.names import MethodSpec, register_method",
+        f"register_method({line})",
+        "out = {}",
+        textwrap.dedent(body),
+        "print(json.dumps(out))",
+    ])
+    env = {**os.environ, "OMP_NUM_THREADS": "1"}
+    res = subprocess.run([sys.executable, "-c", script], capture_output=True, text=True, env=env,
+                         timeout=600)
+    assert res.returncode == 0, res.stderr[-3000:]
+    return json.loads(res.stdout.strip().splitlines()[-1])
+
+
 def test_registered_method_reaches_cli_study_training_apply_and_ensemble(tmp_path):
     """In a fresh process: register (one line), then import the study config and the command
     line as any program would, train one epoch, apply the model, average two members."""
-    mods = tmp_path / "mods"
-    mods.mkdir()
-    (mods / "tiny_method.py").write_text(METHOD_MODULE, encoding="utf-8")
-    script = textwrap.dedent(f'''
-        import json, sys
-        sys.path.insert(0, {str(mods)!r})
-        from opticsfree.reconstruction.names import MethodSpec, register_method
-        register_method({METHOD_LINE})
-
+    out = run_registered(tmp_path, "tiny_method", METHOD_MODULE, METHOD_LINE, f'''
         from opticsfree.cli import reconstruct as cli
         from opticsfree.study.config import RECONSTRUCTION_METHODS, study_config_from_dict
         from opticsfree.captures.testing import make_capture_set
@@ -73,7 +88,7 @@ def test_registered_method_reaches_cli_study_training_apply_and_ensemble(tmp_pat
                                                load_reconstructor, train_reconstruction)
         from opticsfree.captures.loader import load_captures
 
-        out = {{"cli": list(cli.Method.__args__), "study": list(RECONSTRUCTION_METHODS)}}
+        out.update(cli=list(cli.Method.__args__), study=list(RECONSTRUCTION_METHODS))
         cfg = study_config_from_dict({{"reconstruct": {{"methods": ["tiny"], "method": {{"tiny":
                                         {{"options": {{"width": 4}}}}}}}}}})
         out["study_methods"] = list(cfg.reconstruct.methods)
@@ -95,13 +110,7 @@ def test_registered_method_reaches_cli_study_training_apply_and_ensemble(tmp_pat
         ens = ensemble_reconstruction([{str(tmp_path / "m0")!r}, {str(tmp_path / "m1")!r}],
                                       {str(tmp_path / "ens")!r}, threads=1)
         out["ensemble_members"] = len(ens.members)
-        print(json.dumps(out))
     ''')
-    env = {**os.environ, "OMP_NUM_THREADS": "1"}
-    res = subprocess.run([sys.executable, "-c", script], capture_output=True, text=True, env=env,
-                         timeout=600)
-    assert res.returncode == 0, res.stderr[-3000:]
-    out = json.loads(res.stdout.strip().splitlines()[-1])
     assert out["cli"][-1] == "tiny" and out["study"][-1] == "tiny"
     assert out["study_methods"] == ["tiny"]
     assert "[reconstruct.method.tiny] options" in out["study_error"] and "nope" in out["study_error"]
@@ -148,15 +157,7 @@ FITTED_LINE = 'MethodSpec("gain", "gain_method:GainModel", network=False, option
 def test_registered_fitted_method_trains_applies_and_resumes(tmp_path):
     """A fitted method is one module plus one line, trained, saved, loaded and applied through
     the same entry points as every method (no file of the package names it)."""
-    mods = tmp_path / "mods"
-    mods.mkdir()
-    (mods / "gain_method.py").write_text(FITTED_MODULE, encoding="utf-8")
-    script = textwrap.dedent(f'''
-        import json, sys
-        sys.path.insert(0, {str(mods)!r})
-        from opticsfree.reconstruction.names import MethodSpec, register_method
-        register_method({FITTED_LINE})
-
+    out = run_registered(tmp_path, "gain_method", FITTED_MODULE, FITTED_LINE, f'''
         import torch
         from opticsfree.cli import reconstruct as cli
         from opticsfree.captures.testing import make_capture_set
@@ -173,11 +174,11 @@ def test_registered_fitted_method_trains_applies_and_resumes(tmp_path):
         rec = load_reconstructor(model)
         test = load_captures(caps, "test")
         state = torch.load(model + "/model.pt", weights_only=True)
-        out = {{"cli": list(cli.Method.__args__), "protocol": isinstance(rec.fitted, FittedModel),
+        out.update({{"cli": list(cli.Method.__args__), "protocol": isinstance(rec.fitted, FittedModel),
                 "method": rec.method, "epoch": rec.epoch, "net": rec.net is None,
                 "same": torch.equal(rec.reconstruct(test.lensless), rec.fitted.reconstruct(test.lensless)),
                 "rows": rows, "keys": list(state), "config": json.load(open(model + "/config.json")),
-                "report": json.load(open(model + "/gain.json"))}}
+                "report": json.load(open(model + "/gain.json"))}})
         derived = apply_reconstruction(model, caps, {str(tmp_path / "derived")!r}, workers=1, threads=1)
         out["derived"] = len(load_captures(derived, "test"))
         train_reconstruction(caps, "gain", model, threads=1, samples=2, resume=True)   # fits again
@@ -186,13 +187,7 @@ def test_registered_fitted_method_trains_applies_and_resumes(tmp_path):
             ensemble_reconstruction([model, model], {str(tmp_path / "ens")!r})
         except ConfigError as e:
             out["ensemble_error"] = str(e)
-        print(json.dumps(out))
     ''')
-    env = {**os.environ, "OMP_NUM_THREADS": "1"}
-    res = subprocess.run([sys.executable, "-c", script], capture_output=True, text=True, env=env,
-                         timeout=600)
-    assert res.returncode == 0, res.stderr[-3000:]
-    out = json.loads(res.stdout.strip().splitlines()[-1])
     assert out["cli"][-1] == "gain" and out["protocol"] and out["same"] and out["net"]
     assert out["method"] == "gain" and out["epoch"] is None
     [row] = out["rows"]

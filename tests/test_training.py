@@ -345,6 +345,35 @@ def test_seed_tuples_sampling_reads_files_and_skips_validation_scenes(captures, 
     assert len(anchored) == r["n_tuples"] < len(recs)
 
 
+def test_seed_tuples_decoded_in_worker_processes_train_the_same_model(captures, tmp_path):
+    """--loader-workers 2 decodes each batch in a worker process (the package's map_chunks);
+    the batches, so the weights, are those of decoding in the training process."""
+    import torch
+
+    from opticsfree.training.sampling import TupleBatchSampler, TupleDataset, load_tuple_rows, tuple_batches
+
+    rows, _ = load_tuple_rows(captures, {r for r in {p.stem for p in captures.rglob("lensless/**/*.*")}}, 0)
+    ds = TupleDataset(rows, 16, 3)
+    sampler = TupleBatchSampler(len(rows), 8, 0)
+    here, there = list(tuple_batches(ds, sampler, 0)), list(tuple_batches(ds, sampler, 2))
+    assert len(here) == len(sampler) and len(here) == len(there)
+    for a, b in zip(here, there):
+        assert a[0].shape == (8, *ds[0][0].shape) and a[1].shape == (8, 3, *ds[0][1].shape[1:])
+        assert all(torch.equal(x, y) for x, y in zip(a, b))
+    first = [ds[i] for i in next(iter(sampler))]
+    assert torch.equal(here[0][0], torch.stack([f[0] for f in first]))
+    assert here[0][2].tolist() == [f[2] for f in first] and here[0][3].tolist() == [f[3] for f in first]
+
+    runs = {}
+    for w in (0, 2):
+        runs[w] = tmp_path / f"w{w}"
+        train({"captures": str(captures), "loss": "triplet", "sampling": "tuples", "epochs": 1, "workers": w,
+               **TINY}, runs[w], show_progress=False)
+    a = torch.load(runs[0] / "checkpoints" / "epoch_001.pt", weights_only=True)["model"]
+    b = torch.load(runs[2] / "checkpoints" / "epoch_001.pt", weights_only=True)["model"]
+    assert all(torch.equal(a[k], b[k]) for k in a)
+
+
 def test_seed_tuples_redraw_references_inside_the_kept_scenes(captures):
     from opticsfree.captures.format import open_capture_set
     from opticsfree.training.sampling import load_tuple_rows

@@ -76,8 +76,8 @@ def train_command(
     amp: Optional[bool] = typer.Option(None, "--amp/--no-amp", help="bf16 autocast",
                                        show_default="on where the CPU/GPU has native bf16"),
     workers: Optional[int] = typer.Option(None, "--loader-workers", **WORKERS,
-                                          help="data-loader processes for --sampling tuples (0: load in the "
-                                               "training process, as torch's DataLoader; config field workers)",
+                                          help="processes that decode the tuples of --sampling tuples ahead of "
+                                               "training (0 or 1: the training process; config field workers)",
                                           show_default=_d("workers")),
     threads: Optional[int] = typer.Option(None, "--threads", **THREADS, help="torch CPU threads", show_default="torch default"),
     teacher: Optional[Path] = typer.Option(None, "--teacher", metavar="RUN",

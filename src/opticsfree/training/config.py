@@ -85,7 +85,7 @@ class TrainConfig(BaseModel):
     amp: bool | None = Field(None, description="bf16 autocast (None: on where the hardware has bf16)")
     channels_last: bool | None = Field(None, description="channels_last memory format (None: on for CUDA or with bf16 autocast)")
     sync_bn: bool = Field(True, description="synchronise batch-norm statistics across processes")
-    workers: int = Field(0, ge=0, description="data-loader processes (tuples sampling)")
+    workers: int = Field(0, ge=0, description="processes that decode the tuples (tuples sampling; 0 or 1: this process)")
     threads: int | None = Field(None, gt=0, description="torch CPU threads (None: torch default)")
 
     @field_validator("backbone")

@@ -15,9 +15,10 @@ its file when the row is used.
 
 from __future__ import annotations
 
+import functools
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Iterator, Sequence
+from typing import Iterable, Iterator, Sequence
 
 import torch
 from torch import Tensor
@@ -25,6 +26,7 @@ from torch.utils.data import Dataset
 
 from opticsfree.captures.loader import resize_uint8
 from opticsfree.utils.images import decode_image
+from opticsfree.utils.parallel import map_chunks
 from opticsfree.errors import ConfigError, DataError
 from opticsfree.utils.seeding import derive_seed
 
@@ -258,6 +260,37 @@ class TupleDataset(Dataset):
         else:
             orig = torch.empty(0, dtype=torch.uint8)
         return anchor, orig, r.label, r.negative_label
+
+
+def _read_batches(batches: list[list[TupleRow]], size: int, originals: int) -> list[tuple[Tensor, ...]]:
+    """Decode whole batches of tuples (a :func:`~opticsfree.utils.parallel.map_chunks` task)."""
+    ds = TupleDataset([], size, originals)
+    out = []
+    for rows in batches:
+        ds.rows = rows
+        items = [ds[i] for i in range(len(rows))]
+        out.append((torch.stack([a for a, _, _, _ in items]), torch.stack([o for _, o, _, _ in items]),
+                    torch.tensor([y for _, _, y, _ in items]), torch.tensor([n for _, _, _, n in items])))
+    return out
+
+
+def tuple_batches(ds: TupleDataset, batches: Iterable[list[int]], workers: int) -> Iterator[tuple[Tensor, ...]]:
+    """An epoch's batches of ``ds``, decoded ahead of training in ``workers`` processes through
+    the package's one fan-out (:func:`~opticsfree.utils.parallel.map_chunks`, one batch per
+    task, in order).
+
+    Args:
+        ds: the tuples.
+        batches: the epoch's row indices per batch (:class:`TupleBatchSampler`).
+        workers: decoding processes; 0 or 1 decode in this process.
+
+    Returns:
+        ``(anchors (B, C, H, W), originals (B, n, C', H, W) or (B, 0), labels (B,),
+        negative labels (B,))`` per batch, as :meth:`TupleDataset.__getitem__` gives each row.
+    """
+    rows = [[ds.rows[i] for i in b] for b in batches]
+    fn = functools.partial(_read_batches, size=ds.size, originals=ds.originals)
+    return map_chunks(fn, rows, workers=max(int(workers), 1), chunk=1, min_parallel=2)
 
 
 def load_tuple_rows(root: str | Path, keep_ids: set[str], seed: int) -> tuple[list[TupleRow], Path]:

@@ -48,6 +48,7 @@ from opticsfree.training.sampling import (
     SceneTable,
     TupleBatchSampler,
     TupleDataset,
+    tuple_batches,
     auto_batch,
     generator,
     load_tuple_rows,
@@ -322,14 +323,12 @@ def _train(cfg: TrainConfig, run: RunDir, resume: bool, show_progress: bool,
         sampler = ClassBalancedBatchSampler(scenes, m, k, cfg.seed, info.rank, info.world_size)
         resolved.update(batch_size=sampler.batch_size, m_per_class=m, classes_per_batch=k)
         steps_per_epoch = len(sampler)
-        loader = None
+        tuple_set = None
     else:
         keep = set(scenes.ids)
         rows, tpath = load_tuple_rows(captures, keep, cfg.seed)
         sampler = TupleBatchSampler(len(rows), cfg.batch_size, cfg.seed, info.rank, info.world_size)
-        ds = TupleDataset(rows, size, criterion.originals_per_tuple)
-        loader = torch.utils.data.DataLoader(ds, batch_sampler=sampler, num_workers=cfg.workers,
-                                             persistent_workers=cfg.workers > 0)
+        tuple_set = TupleDataset(rows, size, criterion.originals_per_tuple)
         resolved.update(batch_size=sampler.b, tuples_file=str(tpath), tuples_sha256=file_sha256(tpath),
                         n_tuples=len(rows))
         steps_per_epoch = len(sampler)
@@ -352,7 +351,7 @@ def _train(cfg: TrainConfig, run: RunDir, resume: bool, show_progress: bool,
     model = build_model(full)
     frozen = model.front_end is not None and cfg.front_end_lr_scale == 0
     # a frozen front end gives every capture the same estimate at every epoch: computed once
-    init = initialise_model(model, tr, va, cfg.seed, keep_estimates=frozen and loader is None)
+    init = initialise_model(model, tr, va, cfg.seed, keep_estimates=frozen and tuple_set is None)
     inputs = tr.lensless if init.estimates is None else init.estimates
     if frozen:
         model.front_end.requires_grad_(False)  # frozen at the regularised inverse
@@ -426,9 +425,9 @@ def _train(cfg: TrainConfig, run: RunDir, resume: bool, show_progress: bool,
         bar = progress() if (show_progress and info.is_main) else contextlib.nullcontext()
         with bar as pb:
             task = pb.add_task(f"epoch {epoch}/{cfg.epochs}", total=steps_per_epoch) if pb else None
-            batches = iter(loader) if loader is not None else iter(sampler)
+            batches = tuple_batches(tuple_set, sampler, cfg.workers) if tuple_set is not None else iter(sampler)
             for i, batch in enumerate(batches, start=1):
-                if loader is None:
+                if tuple_set is None:
                     rows = batch
                     xl = inputs[rows].to(device, non_blocking=True)
                     y = tr.labels[rows].to(device, non_blocking=True)
